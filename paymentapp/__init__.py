@@ -1,0 +1,56 @@
+"""paymentapp: self-hosted M-Pesa checkout. `create_app` is the only factory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+
+from .config import load_config
+from .extensions import db, migrate, socketio
+from .logs import configure_logging
+
+
+def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Flask:
+    """Build the app from the environment (or `env`), with `config` overriding keys."""
+    configure_logging()
+    app = Flask(__name__)
+    app.config.update(load_config(env))
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
+    from .realtime.server import init_socketio
+
+    init_socketio(app, socketio)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import health, orders
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(orders.bp)
+    from . import shop
+
+    app.register_blueprint(shop.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_errorhandlers as install
+
+    install(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .commands import register_commands as install
+
+    install(app)

@@ -1,0 +1,54 @@
+"""CLI: `flask --app wsgi admin create USERNAME`, `apikey create NAME`."""
+
+import click
+from flask import Flask
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from .extensions import db
+from .models import AdminUser
+from .security import create_api_key
+
+admin_cli = click.Group("admin", help="Dashboard users.")
+apikey_cli = click.Group("apikey", help="Merchant API keys.")
+
+
+@admin_cli.command("create")
+@click.argument("username")
+@click.password_option(help="Prompted for when not given.")
+def admin_create(username: str, password: str) -> None:
+    """Create a dashboard user (or reset the password of an existing one)."""
+    username = username.strip()
+    if not username or len(username) > 64:
+        raise click.BadParameter("1 to 64 characters", param_hint="USERNAME")
+    if len(password) < 8:
+        raise click.BadParameter("at least 8 characters", param_hint="password")
+    user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
+    if user is None:
+        user = AdminUser(username=username, password_hash="")
+        db.session.add(user)
+        verb = "created"
+    else:
+        verb = "updated"
+    user.password_hash = generate_password_hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    db.session.commit()
+    click.echo(f"Admin user {username!r} {verb}.")
+
+
+@apikey_cli.command("create")
+@click.argument("name")
+def apikey_create(name: str) -> None:
+    """Create a merchant API key and print it once."""
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise click.BadParameter("1 to 80 characters", param_hint="NAME")
+    record, plain = create_api_key(name)
+    click.echo(f"API key {record.name!r} created. It is shown only once; store it now:")
+    click.echo(plain)
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(admin_cli)
+    app.cli.add_command(apikey_cli)

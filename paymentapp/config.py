@@ -1,0 +1,201 @@
+"""Configuration from the environment (and `.env`), with development defaults.
+
+`load_config()` returns a plain dict for `app.config`. In `sandbox` and `production`
+mode a missing or contradictory setting raises `ConfigError` naming the variable, so
+start-up stops with one clear line instead of failing later on a live payment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MPESA_ENVS = ("simulator", "sandbox", "production")
+DARAJA_BASE_URLS = {
+    "sandbox": "https://sandbox.safaricom.co.ke",
+    "production": "https://api.safaricom.co.ke",
+}
+# Safaricom's published STK callback source addresses (DARAJA.md, with the older extras).
+SAFARICOM_CALLBACK_IPS = (
+    "196.201.214.200 196.201.214.206 196.201.213.114 196.201.214.207 196.201.214.208 "
+    "196.201.213.44 196.201.212.127 196.201.212.138 196.201.212.129 196.201.212.136 "
+    "196.201.212.74 196.201.212.69 196.201.212.128 196.201.212.132"
+).split()
+# Daraja's public sandbox credentials; the simulator accepts the same ones.
+SANDBOX_SHORTCODE = "174379"
+SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+SIMULATOR_CONSUMER_KEY = "simulator-consumer-key"
+SIMULATOR_CONSUMER_SECRET = "simulator-consumer-secret"
+# Daraja rejects callback URLs containing these words (DARAJA.md).
+FORBIDDEN_CALLBACK_WORDS = ("mpesa", "safaricom", "exec", "cmd", "sql", "query")
+
+
+class ConfigError(Exception):
+    """A setting is missing or contradictory; the message names the variable."""
+
+
+def _instance_path() -> Path:
+    return Path(os.environ.get("PAYMENTAPP_INSTANCE_PATH") or Path.cwd() / "instance")
+
+
+def _dev_secret(name: str) -> str:
+    """A random development secret kept in `instance/` so restarts keep sessions/URLs."""
+    folder = _instance_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _int(env, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _list(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_allowed_ips(raw: str | None) -> list:
+    """`MPESA_CALLBACK_ALLOWED_IPS` as networks; `safaricom` expands to the published list."""
+    networks = []
+    for item in _list(raw):
+        if item.lower() == "safaricom":
+            networks.extend(ipaddress.ip_network(ip) for ip in SAFARICOM_CALLBACK_IPS)
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"MPESA_CALLBACK_ALLOWED_IPS: {item!r} is not an IP address or CIDR"
+            ) from None
+    return networks
+
+
+def load_config(env=None) -> dict:
+    """Build the app config from `env` (default: the process environment plus `.env`)."""
+    if env is None:
+        from dotenv import load_dotenv
+
+        load_dotenv(Path.cwd() / ".env", override=False)
+        env = os.environ
+
+    mpesa_env = (env.get("MPESA_ENV") or "simulator").strip().lower()
+    if mpesa_env not in MPESA_ENVS:
+        raise ConfigError(f"MPESA_ENV must be one of {', '.join(MPESA_ENVS)}, got {mpesa_env!r}")
+    live = mpesa_env != "simulator"
+
+    def required_when_live(name: str, dev_default):
+        value = env.get(name)
+        if value:
+            return value
+        if live:
+            raise ConfigError(f"{name} is required when MPESA_ENV={mpesa_env}")
+        return dev_default() if callable(dev_default) else dev_default
+
+    secret_key = required_when_live("SECRET_KEY", lambda: _dev_secret("secret_key"))
+    callback_token = required_when_live(
+        "MPESA_CALLBACK_TOKEN", lambda: _dev_secret("callback_token")
+    )
+    if len(callback_token) < 16 or not callback_token.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("MPESA_CALLBACK_TOKEN must be at least 16 letters, digits, '-' or '_'")
+    if any(word in callback_token.lower() for word in FORBIDDEN_CALLBACK_WORDS):
+        raise ConfigError(
+            "MPESA_CALLBACK_TOKEN must not contain "
+            + ", ".join(FORBIDDEN_CALLBACK_WORDS)
+            + " (Daraja rejects such callback URLs)"
+        )
+
+    public_base_url = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+    parts = urlsplit(public_base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
+    if live and parts.scheme != "https":
+        raise ConfigError(f"PUBLIC_BASE_URL must be https when MPESA_ENV={mpesa_env}")
+    if live and "PUBLIC_BASE_URL" not in env:
+        raise ConfigError(f"PUBLIC_BASE_URL is required when MPESA_ENV={mpesa_env}")
+    if any(word in public_base_url.lower() for word in FORBIDDEN_CALLBACK_WORDS):
+        raise ConfigError(
+            "PUBLIC_BASE_URL must not contain "
+            + ", ".join(FORBIDDEN_CALLBACK_WORDS)
+            + " (Daraja rejects such callback URLs)"
+        )
+
+    transaction_type = env.get("MPESA_TRANSACTION_TYPE") or "CustomerPayBillOnline"
+    if transaction_type not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
+        raise ConfigError(
+            "MPESA_TRANSACTION_TYPE must be CustomerPayBillOnline or CustomerBuyGoodsOnline"
+        )
+    shortcode = required_when_live("MPESA_SHORTCODE", SANDBOX_SHORTCODE)
+    party_b = env.get("MPESA_PARTY_B") or ""
+    if transaction_type == "CustomerBuyGoodsOnline" and not party_b:
+        raise ConfigError("MPESA_PARTY_B (the till number) is required with CustomerBuyGoodsOnline")
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{_instance_path() / 'paymentapp.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    cors = _list(env.get("CORS_ALLOWED_ORIGINS")) or [_origin(public_base_url)]
+    if "*" in cors and live:
+        raise ConfigError(f"CORS_ALLOWED_ORIGINS must not be '*' when MPESA_ENV={mpesa_env}")
+
+    query_after = _int(env, "PAYMENT_QUERY_AFTER_S", 30, minimum=1)
+    expire_after = _int(env, "PAYMENT_EXPIRE_AFTER_S", 180, minimum=1)
+    if expire_after <= query_after:
+        raise ConfigError("PAYMENT_EXPIRE_AFTER_S must be greater than PAYMENT_QUERY_AFTER_S")
+
+    return {
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
+        "MPESA_ENV": mpesa_env,
+        "MPESA_BASE_URL": (
+            env.get("MPESA_BASE_URL") or DARAJA_BASE_URLS.get(mpesa_env) or ""
+        ).rstrip("/"),
+        "MPESA_CONSUMER_KEY": required_when_live("MPESA_CONSUMER_KEY", SIMULATOR_CONSUMER_KEY),
+        "MPESA_CONSUMER_SECRET": required_when_live(
+            "MPESA_CONSUMER_SECRET", SIMULATOR_CONSUMER_SECRET
+        ),
+        "MPESA_SHORTCODE": shortcode,
+        "MPESA_PASSKEY": required_when_live("MPESA_PASSKEY", SANDBOX_PASSKEY),
+        "MPESA_TRANSACTION_TYPE": transaction_type,
+        "MPESA_PARTY_B": party_b or shortcode,
+        "MPESA_SIMULATOR_AUTO": env.get("MPESA_SIMULATOR_AUTO") or "",
+        "MPESA_SIMULATOR_AUTO_DELAY_S": float(env.get("MPESA_SIMULATOR_AUTO_DELAY_S") or 3),
+        "PUBLIC_BASE_URL": public_base_url,
+        "MPESA_CALLBACK_TOKEN": callback_token,
+        "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
+        "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
+        "CORS_ALLOWED_ORIGINS": cors,
+        "PAYMENT_QUERY_AFTER_S": query_after,
+        "PAYMENT_EXPIRE_AFTER_S": expire_after,
+        "CLIENT_TOKEN_MAX_AGE_S": _int(env, "CLIENT_TOKEN_MAX_AGE_S", 24 * 3600, minimum=60),
+        "RECONCILER_IN_PROCESS": env.get("RECONCILER_IN_PROCESS", "") in ("1", "true", "yes"),
+        "ORDER_NUMBER_PREFIX": "ORD-",
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": live,
+    }

@@ -1,0 +1,147 @@
+"""Errors in one place: domain exceptions and HTTP errors become the contract's JSON
+error shape for API, callback and simulator clients, and a small page for browsers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, make_response, render_template_string, request
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+HTML_PREFIXES = ("/pay/", "/admin")
+HTML_PATHS = ("/", "/_simulator/phone")
+
+ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ status }} · paymentapp</title>
+<style>
+body{font:16px system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}
+h1{font-size:1.4rem}
+</style></head>
+<body><h1>{{ status }}: {{ title }}</h1><p>{{ message }}</p>
+<p><a href="/">Back to the shop</a></p></body></html>"""
+
+
+class ApiError(Exception):
+    """A client error with a stable `code`, a human `message` and optional `fields`."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        fields: dict | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.fields = fields or {}
+        self.extra = extra or {}
+
+
+class ValidationError(ApiError):
+    status = 422
+    code = "validation_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
+
+
+class UpstreamError(ApiError):
+    """Daraja refused or failed; the message is Daraja's own, safe to show."""
+
+    status = 502
+    code = "mpesa_error"
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def wants_html() -> bool:
+    path = request.path
+    html_route = path in HTML_PATHS or path.startswith(HTML_PREFIXES)
+    return html_route and request.accept_mimetypes.accept_html
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict | None = None, extra: dict | None = None
+):
+    if wants_html():
+        page = render_template_string(
+            ERROR_PAGE, status=status, title=code.replace("_", " "), message=message
+        )
+        return page, status
+    body = error_body(code, message, fields)
+    body.update(extra or {})
+    return jsonify(body), status
+
+
+HTTP_CODES = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("unauthorized", "Authentication is required."),
+    403: ("forbidden", "You are not allowed to do this."),
+    404: ("not_found", "Nothing lives at this address."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("payload_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Send a JSON body with Content-Type: application/json."),
+    429: ("rate_limited", "Too many requests; slow down."),
+}
+
+
+def register_errorhandlers(app) -> None:
+    """Install the handlers that give every error the contract's shape."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        status = exc.code or 500
+        if status >= 500:
+            return handle_unexpected(exc)
+        code, message = HTTP_CODES.get(status, ("http_error", exc.description or exc.name))
+        response = make_response(error_response(status, code, message))
+        if status == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc):
+        db.session.rollback()
+        if not isinstance(exc, HTTPException):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,216 @@
+"""Database models (SQLAlchemy 2.0 style). Models never commit and never emit."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (a callable, never evaluated at import time)."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """An opaque, unguessable public id such as `ord_5f3kQ...`."""
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware UTC datetimes; SQLite hands back naive values, so re-attach UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class OrderStatus:
+    PENDING = "pending"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    ALL = (PENDING, PAID, CANCELLED)
+
+
+class PaymentStatus:
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ALL = (PENDING, COMPLETED, FAILED, CANCELLED, TIMEOUT)
+    FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT)
+
+
+# PostgreSQL hands out order numbers from a real sequence (no lock, never reused);
+# other databases use the `order_number_counter` row (see orders/services.py).
+order_number_seq = Sequence("order_number_seq", start=1001, metadata=db.metadata)
+
+
+class OrderNumberCounter(db.Model):
+    """Single-row counter for databases without sequences (SQLite)."""
+
+    __tablename__ = "order_number_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ApiKey(db.Model):
+    """A merchant API key; only a SHA-256 of the key is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdminUser(db.Model):
+    """A dashboard user; the password is a werkzeug hash."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Order(db.Model):
+    """What the customer pays for. `version` increases on every change."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_api_key_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ord"))
+    number: Mapped[str] = mapped_column(String(12), nullable=False, unique=True)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    description: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    reference: Mapped[str | None] = mapped_column(String(64))
+    customer_phone: Mapped[str | None] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=OrderStatus.PENDING)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="order", order_by="Payment.created_at", lazy="selectin"
+    )
+
+    def touch(self) -> None:
+        """Record a change: bump `version` and `updated_at` (call inside the transaction)."""
+        self.version += 1
+        self.updated_at = utcnow()
+
+    @property
+    def latest_payment(self) -> Payment | None:
+        return self.payments[-1] if self.payments else None
+
+
+class Payment(db.Model):
+    """One STK Push attempt for an order."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("ix_payments_status_created_at", "status", "created_at"),
+        Index("ix_payments_phone_created_at", "phone", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("pay"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    phone: Mapped[str] = mapped_column(String(12), nullable=False)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    checkout_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    merchant_request_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PaymentStatus.PENDING)
+    result_code: Mapped[int | None] = mapped_column(Integer)
+    result_desc: Mapped[str | None] = mapped_column(String(255))
+    receipt: Mapped[str | None] = mapped_column(String(32), index=True)
+    paid_amount: Mapped[int | None] = mapped_column(Integer)
+    paid_phone: Mapped[str | None] = mapped_column(String(12))
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    review_reason: Mapped[str | None] = mapped_column(String(255))
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    query_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_queried_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    order: Mapped[Order] = relationship(back_populates="payments")
+
+
+class CallbackRecord(db.Model):
+    """Every callback body as received: when, from where, and what it did."""
+
+    __tablename__ = "callback_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    checkout_request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="received")
+    detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class OrderEvent(db.Model):
+    """Audit trail of status changes, for the admin timeline."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"))
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    detail: Mapped[str | None] = mapped_column(String(255))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -1,0 +1,62 @@
+"""Merchant order API and the customer's status endpoint."""
+
+from flask import current_app, jsonify, request
+
+from ..security import (
+    authenticate_api_key,
+    check_client_token,
+    make_client_token,
+    request_client_token,
+)
+from . import bp
+from .schemas import json_body, order_json, status_snapshot, validate_order_create
+from .services import create_order, get_order, list_orders
+
+
+def _created_json(order) -> dict:
+    token = make_client_token(order.id)
+    base = current_app.config["PUBLIC_BASE_URL"]
+    return {
+        **order_json(order),
+        "client_token": token,
+        "payment_url": f"{base}/pay/{order.id}?token={token}",
+    }
+
+
+@bp.post("")
+def create():
+    """Create an order (merchant)."""
+    api_key = authenticate_api_key()
+    data = validate_order_create(json_body())
+    order, created = create_order(api_key, data, request.headers.get("Idempotency-Key"))
+    response = jsonify(_created_json(order))
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 201
+
+
+@bp.get("")
+def index():
+    """List orders, newest first (merchant)."""
+    authenticate_api_key()
+    orders, next_cursor = list_orders(
+        status=request.args.get("status"),
+        q=request.args.get("q"),
+        limit=request.args.get("limit"),
+        cursor=request.args.get("cursor"),
+    )
+    return jsonify(orders=[order_json(o) for o in orders], next_cursor=next_cursor)
+
+
+@bp.get("/<order_id>")
+def show(order_id: str):
+    """One order with its payments (merchant)."""
+    authenticate_api_key()
+    return jsonify(order_json(get_order(order_id), with_payments=True))
+
+
+@bp.get("/<order_id>/status")
+def status(order_id: str):
+    """The customer's status snapshot, authorised by the order's client token."""
+    check_client_token(order_id, request_client_token())
+    return jsonify(status_snapshot(get_order(order_id)))

@@ -1,0 +1,146 @@
+"""Input validation and JSON shapes for orders, payments and status snapshots."""
+
+from __future__ import annotations
+
+from flask import request
+
+from ..errors import ApiError, ValidationError
+from ..models import Order, Payment
+from ..phones import InvalidPhone, mask_phone, normalize_phone
+
+MIN_AMOUNT = 1
+MAX_AMOUNT = 250_000  # Daraja's STK Push ceiling, whole shillings
+MAX_DESCRIPTION = 200
+MAX_REFERENCE = 64
+ORDER_FIELDS = {"amount", "description", "customer_phone", "reference"}
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 415/400 error in the contract's shape."""
+    if not request.is_json:
+        raise ApiError(
+            "Send a JSON body with Content-Type: application/json.",
+            code="unsupported_media_type",
+            status=415,
+        )
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError("The body is not valid JSON.", code="invalid_json")
+    if not isinstance(data, dict):
+        raise ApiError("The JSON body must be an object.", code="invalid_json")
+    return data
+
+
+def parse_amount(value) -> int:
+    """Whole shillings 1..250000 as a JSON integer; '100', 1.5 and true are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("Amount must be a whole number of shillings, e.g. 1500.")
+    if not MIN_AMOUNT <= value <= MAX_AMOUNT:
+        raise ValueError(f"Amount must be between {MIN_AMOUNT} and {MAX_AMOUNT:,} shillings.")
+    return value
+
+
+def validate_order_create(data: dict) -> dict:
+    """Check a `POST /api/orders` body; every problem is reported in `fields`."""
+    fields: dict[str, str] = {}
+    clean: dict = {}
+    for name in sorted(set(data) - ORDER_FIELDS):
+        fields[name] = "Unknown field."
+    if "amount" not in data:
+        fields["amount"] = "Amount is required."
+    else:
+        try:
+            clean["amount"] = parse_amount(data["amount"])
+        except ValueError as exc:
+            fields["amount"] = str(exc)
+    description = data.get("description", "")
+    if description is None:
+        description = ""
+    if not isinstance(description, str):
+        fields["description"] = "Description must be text."
+    elif len(description.strip()) > MAX_DESCRIPTION:
+        fields["description"] = f"Description must be at most {MAX_DESCRIPTION} characters."
+    else:
+        clean["description"] = description.strip()
+    reference = data.get("reference")
+    if reference is not None:
+        if not isinstance(reference, str) or not reference.strip():
+            fields["reference"] = "Reference must be non-empty text."
+        elif len(reference.strip()) > MAX_REFERENCE:
+            fields["reference"] = f"Reference must be at most {MAX_REFERENCE} characters."
+        else:
+            clean["reference"] = reference.strip()
+    phone = data.get("customer_phone")
+    if phone is not None:
+        try:
+            clean["customer_phone"] = normalize_phone(phone)
+        except InvalidPhone as exc:
+            fields["customer_phone"] = str(exc)
+    if fields:
+        raise ValidationError("The order is not valid.", fields=fields)
+    return clean
+
+
+def iso(dt) -> str | None:
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
+def payment_json(payment: Payment, *, full: bool = False) -> dict:
+    """A payment as the customer may see it (phone masked); `full` adds merchant fields."""
+    data = {
+        "id": payment.id,
+        "status": payment.status,
+        "result_code": payment.result_code,
+        "result_desc": payment.result_desc,
+        "receipt": payment.receipt,
+        "amount": payment.amount,
+        "phone_masked": mask_phone(payment.phone),
+        "needs_review": payment.needs_review,
+        "created_at": iso(payment.created_at),
+        "paid_at": iso(payment.paid_at),
+    }
+    if full:
+        data.update(
+            phone=payment.phone,
+            checkout_request_id=payment.checkout_request_id,
+            merchant_request_id=payment.merchant_request_id,
+            paid_amount=payment.paid_amount,
+            review_reason=payment.review_reason,
+            updated_at=iso(payment.updated_at),
+        )
+    return data
+
+
+def status_snapshot(order: Order) -> dict:
+    """The `payment_update` payload: the order's state and its latest payment."""
+    payment = order.latest_payment
+    return {
+        "order_id": order.id,
+        "order_number": order.number,
+        "order_status": order.status,
+        "amount": order.amount,
+        "version": order.version,
+        "updated_at": iso(order.updated_at),
+        "payment": payment_json(payment) if payment else None,
+    }
+
+
+def order_json(order: Order, *, with_payments: bool = False) -> dict:
+    """An order as the merchant API returns it."""
+    data = {
+        "id": order.id,
+        "number": order.number,
+        "amount": order.amount,
+        "currency": "KES",
+        "description": order.description,
+        "reference": order.reference,
+        "customer_phone": order.customer_phone,
+        "status": order.status,
+        "version": order.version,
+        "created_at": iso(order.created_at),
+        "updated_at": iso(order.updated_at),
+        "paid_at": iso(order.paid_at),
+    }
+    if with_payments:
+        data["payments"] = [payment_json(p, full=True) for p in order.payments]
+    return data

@@ -1,0 +1,207 @@
+"""Order rules: numbering, creation with idempotency, listing, lookup."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from datetime import datetime
+
+from sqlalchemy import event, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import Conflict, NotFound, ValidationError
+from ..extensions import db
+from ..logs import log_event
+from ..models import ApiKey, Order, OrderEvent, OrderNumberCounter, OrderStatus, order_number_seq
+from ..phones import mask_phone
+from ..realtime.emit import emit_order_created
+
+log = logging.getLogger(__name__)
+
+FIRST_ORDER_NUMBER = 1001
+MAX_NUMBER_LENGTH = 12  # Daraja's AccountReference limit
+MAX_IDEMPOTENCY_KEY = 128
+MAX_PAGE = 100
+
+
+@event.listens_for(OrderNumberCounter.__table__, "after_create")
+def _seed_counter(target, connection, **kw):
+    connection.execute(insert(target).values(id=1, value=FIRST_ORDER_NUMBER - 1))
+
+
+def allocate_order_number(prefix: str = "ORD-") -> str:
+    """Next `ORD-<n>`: unique across workers and processes, never reused.
+
+    PostgreSQL: `nextval` on a sequence, which takes no row lock and never hands the
+    same value out twice, even when the transaction rolls back. Elsewhere (SQLite): an
+    `UPDATE ... RETURNING` on a one-row counter, serialised by the database's write lock.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        value = db.session.execute(select(order_number_seq.next_value())).scalar_one()
+    else:
+        value = db.session.execute(
+            update(OrderNumberCounter)
+            .where(OrderNumberCounter.id == 1)
+            .values(value=OrderNumberCounter.value + 1)
+            .returning(OrderNumberCounter.value)
+        ).scalar_one()
+    number = f"{prefix}{value}"
+    if len(number) > MAX_NUMBER_LENGTH:
+        raise RuntimeError(f"order number {number} exceeds {MAX_NUMBER_LENGTH} characters")
+    return number
+
+
+def _request_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ValidationError(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
+            fields={"Idempotency-Key": "Invalid header value."},
+        )
+    return key
+
+
+def _replay(api_key: ApiKey, key: str, request_hash: str) -> Order | None:
+    order = db.session.scalar(
+        select(Order).where(Order.api_key_id == api_key.id, Order.idempotency_key == key)
+    )
+    if order is not None and order.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused",
+        )
+    return order
+
+
+def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None):
+    """Create an order; returns `(order, created)`. A repeated key returns the first order."""
+    key = _check_idempotency_key(idempotency_key)
+    request_hash = _request_hash(data)
+    if key and (existing := _replay(api_key, key, request_hash)):
+        return existing, False
+    order = Order(
+        number=allocate_order_number(),
+        amount=data["amount"],
+        description=data.get("description", ""),
+        reference=data.get("reference"),
+        customer_phone=data.get("customer_phone"),
+        status=OrderStatus.PENDING,
+        api_key_id=api_key.id,
+        idempotency_key=key,
+        request_hash=request_hash if key else None,
+    )
+    db.session.add(order)
+    db.session.flush()
+    db.session.add(
+        OrderEvent(
+            order_id=order.id,
+            kind="order_created",
+            actor=api_key.name,
+            detail=f"amount {order.amount} KES",
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two requests with the same Idempotency-Key raced; the other one won.
+        db.session.rollback()
+        if key and (existing := _replay(api_key, key, request_hash)):
+            return existing, False
+        raise
+    log_event(
+        log,
+        "order.created",
+        f"order {order.number} created for {order.amount} KES",
+        order=order.number,
+        order_id=order.id,
+        amount=order.amount,
+        api_key=api_key.name,
+        phone=mask_phone(order.customer_phone),
+    )
+    emit_order_created(order)
+    return order, True
+
+
+def get_order(order_id: str) -> Order:
+    """The order with this id or a 404."""
+    order = db.session.get(Order, order_id) if len(order_id) <= 32 else None
+    if order is None:
+        raise NotFound("No order with this id.", code="order_not_found")
+    return order
+
+
+def _encode_cursor(order: Order) -> str:
+    raw = json.dumps([order.created_at.isoformat(), order.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, order_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(order_id)
+    except (ValueError, TypeError):
+        raise ValidationError(
+            "The cursor is not valid.", fields={"cursor": "Invalid cursor."}
+        ) from None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_orders(
+    *,
+    status: str | None = None,
+    q: str | None = None,
+    limit: str | None = None,
+    cursor: str | None = None,
+) -> tuple[list[Order], str | None]:
+    """Newest first, keyset-paginated; returns `(orders, next_cursor)`."""
+    fields = {}
+    if status and status not in OrderStatus.ALL:
+        fields["status"] = f"Status must be one of {', '.join(OrderStatus.ALL)}."
+    try:
+        size = int(limit) if limit not in (None, "") else 20
+        if not 1 <= size <= MAX_PAGE:
+            raise ValueError
+    except ValueError:
+        fields["limit"] = f"Limit must be a whole number from 1 to {MAX_PAGE}."
+        size = 20
+    if q is not None and len(q) > 100:
+        fields["q"] = "Search text must be at most 100 characters."
+    if fields:
+        raise ValidationError("The query parameters are not valid.", fields=fields)
+
+    stmt = select(Order)
+    if status:
+        stmt = stmt.where(Order.status == status)
+    if q and q.strip():
+        like = _escape_like(q.strip())
+        stmt = stmt.where(
+            or_(
+                Order.number.ilike(f"{like}%", escape="\\"),
+                Order.reference == q.strip(),
+                Order.description.ilike(f"%{like}%", escape="\\"),
+            )
+        )
+    if cursor:
+        created, order_id = _decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Order.created_at < created,
+                (Order.created_at == created) & (Order.id < order_id),
+            )
+        )
+    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(size + 1)
+    orders = list(db.session.scalars(stmt))
+    next_cursor = _encode_cursor(orders[size - 1]) if len(orders) > size else None
+    return orders[:size], next_cursor

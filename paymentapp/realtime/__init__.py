@@ -1,0 +1,1 @@
+"""Real time: Socket.IO rooms per order and the admin namespace."""

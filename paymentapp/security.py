@@ -1,0 +1,75 @@
+"""API keys (stored hashed) and the per-order client token (signed, expiring)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from flask import current_app, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from .errors import Forbidden, Unauthorized
+from .extensions import db
+from .models import ApiKey
+
+API_KEY_PREFIX = "pk_"
+CLIENT_TOKEN_SALT = "paymentapp.order-client-token"
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(name: str) -> tuple[ApiKey, str]:
+    """Create a key; the plain key is returned once and never stored."""
+    plain = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(name=name, prefix=plain[:10], key_hash=hash_api_key(plain))
+    db.session.add(record)
+    db.session.commit()
+    return record, plain
+
+
+def authenticate_api_key() -> ApiKey:
+    """The ApiKey named by `Authorization: Bearer <key>`, or raise 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(
+            "Send your API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    record = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key.strip())))
+    if record is None or record.revoked_at is not None:
+        raise Unauthorized("This API key is not valid.", code="invalid_api_key")
+    return record
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CLIENT_TOKEN_SALT)
+
+
+def make_client_token(order_id: str) -> str:
+    """A token that lets the browser holding it pay and watch exactly this order."""
+    return _serializer().dumps(order_id)
+
+
+def check_client_token(order_id: str, token: str | None) -> None:
+    """Raise 401/403 unless `token` is a valid, unexpired token for `order_id`."""
+    if not token:
+        raise Unauthorized(
+            "This order's client token is required (X-Order-Token header or ?token=).",
+            code="missing_token",
+        )
+    try:
+        signed_id = _serializer().loads(token, max_age=current_app.config["CLIENT_TOKEN_MAX_AGE_S"])
+    except SignatureExpired:
+        raise Unauthorized("This payment link has expired.", code="token_expired") from None
+    except BadSignature:
+        raise Forbidden("This token is not valid for this order.", code="invalid_token") from None
+    if not isinstance(signed_id, str) or not hmac.compare_digest(signed_id, order_id):
+        raise Forbidden("This token is not valid for this order.", code="invalid_token")
+
+
+def request_client_token() -> str | None:
+    return request.headers.get("X-Order-Token") or request.args.get("token")

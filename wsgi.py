@@ -1,0 +1,26 @@
+"""WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`, `flask --app wsgi ...`.
+
+gevent must patch the standard library before anything imports ssl, socket or redis;
+gunicorn's gevent worker patches before it loads this module (no preload_app), and for
+`flask --app wsgi` and plain `python wsgi.py` we patch here, first thing.
+"""
+
+from gevent import monkey
+
+if not monkey.is_module_patched("socket"):
+    monkey.patch_all()
+
+import sys  # noqa: E402
+
+from paymentapp import create_app  # noqa: E402
+from paymentapp.config import ConfigError  # noqa: E402
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    sys.exit(f"paymentapp: configuration error: {exc}")
+
+if __name__ == "__main__":
+    from paymentapp.extensions import socketio
+
+    socketio.run(app, host="127.0.0.1", port=5000)
