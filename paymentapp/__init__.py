@@ -35,13 +35,15 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import health, orders
+    from . import admin, callbacks, health, orders, payments, shop
+    from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(orders.bp)
-    from . import shop
+    for blueprint in (health.bp, orders.bp, payments.bp, callbacks.bp, admin.bp, shop.bp):
+        app.register_blueprint(blueprint)
+    if app.config["MPESA_ENV"] == "simulator":
+        from .mpesa import simulator
 
-    app.register_blueprint(shop.bp)
+        app.register_blueprint(simulator.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,0 +1,3 @@
+"""Dashboard pages (filled in by the admin dashboard work)."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,1 @@
+"""M-Pesa: the Daraja client and the built-in Daraja simulator."""

@@ -1,0 +1,3 @@
+"""Customer payment endpoints (filled in by the money-path work)."""
+
+from . import bp  # noqa: F401
