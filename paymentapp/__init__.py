@@ -35,10 +35,18 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, callbacks, health, orders, payments, shop
+    from . import admin, callbacks, health, orders, payments, shop, vendor
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
 
-    for blueprint in (health.bp, orders.bp, payments.bp, callbacks.bp, admin.bp, shop.bp):
+    for blueprint in (
+        health.bp,
+        orders.bp,
+        payments.bp,
+        callbacks.bp,
+        admin.bp,
+        shop.bp,
+        vendor.bp,
+    ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":
         from .mpesa import simulator
