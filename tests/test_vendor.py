@@ -2,10 +2,10 @@
 
 
 def test_socketio_esm_is_served_from_node_modules(client):
-    response = client.get("/vendor/socket.io.esm.min.js")
-    assert response.status_code == 200
-    assert "javascript" in response.content_type
-    assert b"io" in response.data and len(response.data) > 10_000
+    with client.get("/vendor/socket.io.esm.min.js") as response:
+        assert response.status_code == 200
+        assert "javascript" in response.content_type
+        assert b"io" in response.data and len(response.data) > 10_000
 
 
 def test_other_files_are_not_exposed(client):
