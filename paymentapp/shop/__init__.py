@@ -1,4 +1,4 @@
-"""Demo shop pages (placeholder until the payment dialog lands)."""
+"""Demo shop and the hosted payment dialog page (`/pay/<order_id>?token=…`)."""
 
 from flask import Blueprint
 

@@ -1,9 +1,113 @@
-from flask import render_template
+"""Demo shop pages, the buy endpoint, and the hosted payment dialog page."""
 
+from __future__ import annotations
+
+from flask import current_app, jsonify, redirect, render_template, request
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from wtforms import ValidationError as CsrfInvalid
+
+from ..errors import ApiError, Forbidden
+from ..orders.schemas import status_snapshot
+from ..orders.services import get_order
+from ..security import check_client_token, make_client_token
 from . import bp
+from .services import PRODUCTS, buy
+
+# The pages load only our own scripts and styles; the socket is same-origin.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _page(html: str, status: int = 200):
+    """A page response that never leaks the payment token (no referrer, no caching)."""
+    response = current_app.make_response((html, status))
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @bp.get("/")
 def index():
     """The demo shop."""
-    return render_template("shop/index.html")
+    return _page(
+        render_template(
+            "shop/index.html",
+            products=PRODUCTS.values(),
+            csrf_token=generate_csrf(),
+            simulator=current_app.config["MPESA_ENV"] == "simulator",
+        )
+    )
+
+
+@bp.post("/shop/buy")
+def buy_product():
+    """Create an order for a product: JSON for the shop's script, a redirect without it.
+
+    Guarded by a CSRF token tied to the session (SameSite=Lax cookie), so another site
+    cannot make a visitor's browser create orders.
+    """
+    try:
+        validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
+    except (CsrfInvalid, CSRFError):
+        raise Forbidden(
+            "The page has expired; reload the shop and try again.", code="csrf_failed"
+        ) from None
+    order = buy(request.form.get("product", ""))
+    token = make_client_token(order.id)
+    payment_path = f"/pay/{order.id}?token={token}"
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(
+            order_id=order.id,
+            order_number=order.number,
+            amount=order.amount,
+            description=order.description,
+            token=token,
+            payment_url=payment_path,
+        ), 201
+    return redirect(payment_path, code=303)
+
+
+ERROR_TEXT = {
+    "token_expired": (
+        "This payment link has expired",
+        "Payment links stay valid for a limited time. Ask the shop for a new link; "
+        "nothing was charged.",
+    ),
+    "order_not_found": (
+        "We can't find this order",
+        "The order in this link does not exist. Check that you opened the whole link.",
+    ),
+}
+INVALID_LINK = (
+    "This payment link is not valid",
+    "The link is incomplete or was changed. Open the link the shop gave you again.",
+)
+
+
+@bp.get("/pay/<order_id>")
+def pay(order_id: str):
+    """The hosted payment dialog for one order, authorised by its client token."""
+    token = request.args.get("token", "")
+    try:
+        check_client_token(order_id, token)
+        order = get_order(order_id)
+    except ApiError as exc:
+        title, text = ERROR_TEXT.get(exc.code, INVALID_LINK)
+        html = render_template("shop/pay_error.html", title=title, text=text)
+        return _page(html, exc.status)
+    return _page(
+        render_template(
+            "shop/pay.html",
+            order=order,
+            dialog={
+                "orderId": order.id,
+                "token": token,
+                "description": order.description,
+                "initialStatus": status_snapshot(order),
+            },
+        )
+    )
