@@ -101,7 +101,7 @@ const ICONS = {
 const TEMPLATE = `
 <div class="pa-card" part="card">
   <header class="pa-header">
-    <div class="pa-brand"><span class="pa-mark" aria-hidden="true">M</span><span>Pay with M-Pesa</span></div>
+    <div class="pa-brand"><span class="pa-mark" aria-hidden="true">M</span><span><span class="pa-brand-long">Pay with </span>M-Pesa</span></div>
     <span class="pa-conn" data-connection="connecting" title="">
       <span class="pa-dot" aria-hidden="true"></span><span class="pa-conn-label">Connecting</span>
     </span>
@@ -259,7 +259,7 @@ export class PaymentDialog {
     this._onConnection({ state: this.client.state, previous: null });
     if (this.client.status) this._onStatus({ status: this.client.status, previous: null });
     else this._show("loading");
-    if (this.view !== "success") this.client.start();
+    this.client.start();
     if (!this.client.status) this.client.refresh().catch((err) => this._onInitialError(err));
   }
 
@@ -426,7 +426,9 @@ export class PaymentDialog {
 
   _paid(status) {
     const payment = status.payment || {};
-    this._fill("receipt", payment.receipt || "—");
+    // Confirmed by STK Query (callback lost) carries no receipt; M-Pesa's SMS has it.
+    this._fill("receipt", payment.receipt || "In your M-Pesa SMS");
+    this.$(".pa-receipt").classList.toggle("is-missing", !payment.receipt);
     if (!this.paidFired) {
       this.paidFired = true;
       const detail = {
@@ -447,7 +449,6 @@ export class PaymentDialog {
       this.host.dispatchEvent(event());
       document.dispatchEvent(event());
     }
-    this.client.stop();
     if (this.o.mode === "modal" && this.o.autoCloseMs > 0 && !this.timers.autoClose) {
       const closeAt = Date.now() + this.o.autoCloseMs;
       const tick = () => {
@@ -559,8 +560,8 @@ export class PaymentDialog {
       this._payError(err);
     } finally {
       this.form.classList.remove("is-busy");
-      this.payButton.disabled = false;
       this.input.readOnly = false;
+      if (!this.timers.cooldown) this.payButton.disabled = false;
     }
   }
 
@@ -575,8 +576,7 @@ export class PaymentDialog {
       this.retrying = null;
       this.formError.textContent = err.message;
     } else if (err.httpStatus === 429) {
-      const wait = err.retryAfter ? ` Try again in ${formatClock(err.retryAfter)}.` : "";
-      this.formError.textContent = (err.message || "Too many attempts.") + wait;
+      this._cooldown(err.message || "Too many attempts.", err.retryAfter || 10);
     } else if (err.httpStatus === 502) {
       this.formError.textContent = `M-Pesa could not start the payment: ${err.message}`;
     } else if (err.httpStatus === 0) {
@@ -584,6 +584,24 @@ export class PaymentDialog {
     } else {
       this.formError.textContent = err.message;
     }
+  }
+
+  _cooldown(message, seconds) {
+    // The server asks us to wait (a prompt was just sent to this phone): count it down.
+    clearInterval(this.timers.cooldown);
+    const until = Date.now() + seconds * 1000;
+    const tick = () => {
+      const left = (until - Date.now()) / 1000;
+      this.payButton.disabled = left > 0;
+      this.formError.textContent =
+        left > 0 ? `${message} Try again in ${formatClock(left)}.` : "";
+      if (left <= 0) {
+        clearInterval(this.timers.cooldown);
+        this.timers.cooldown = null;
+      }
+    };
+    tick();
+    this.timers.cooldown = setInterval(tick, 500);
   }
 
   _retry() {

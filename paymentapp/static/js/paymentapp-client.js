@@ -81,7 +81,7 @@ export class PaymentError extends Error {
     this.code = error.code || (httpStatus ? "http_" + httpStatus : "network_error");
     this.fields = error.fields || {};
     this.payment = (body && body.payment) || null;
-    this.retryAfter = retryAfter || null;
+    this.retryAfter = retryAfter || (body && Number(body.retry_after)) || null;
   }
 }
 
