@@ -8,8 +8,9 @@
 //   PaymentApp.open({ orderId, token, onPaid(detail) {…}, onClose() {…} });
 //
 // The dialog renders in a shadow root (the host page's CSS cannot leak in) and is built
-// on paymentapp-client.js. Events on the host element and on `document` (bubbling,
-// composed): `paymentapp:paid` {orderId, orderNumber, amount, receipt}, `paymentapp:close`.
+// on paymentapp-client.js. Events: `paymentapp:paid` {orderId, orderNumber, amount,
+// receipt} bubbles from the dialog's host element to `document`; `paymentapp:close`
+// {orderId, paid} fires on `document`.
 
 import {
   ConnectionState,
@@ -218,6 +219,11 @@ function failureFor(payment) {
   };
 }
 
+/** "M-Pesa" never splits across lines (a non-breaking hyphen). */
+function nobreak(text) {
+  return text.replace(/M-Pesa/g, "M\u2011Pesa").replace(/M-PESA/g, "M\u2011PESA");
+}
+
 function formatClock(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -233,6 +239,7 @@ export class PaymentDialog {
    * @param {object} [o.initialStatus]   a status snapshot the page already has
    * @param {string} [o.description]     what is being paid for
    * @param {number} [o.autoCloseMs]     modal: close this long after success (0: never)
+   * @param {Element} [o.opener]        gets the focus back on close (default: focused element)
    * @param {function} [o.onPaid] @param {function} [o.onClose]
    */
   constructor(o) {
@@ -243,7 +250,7 @@ export class PaymentDialog {
     this.pendingSince = new Map();
     this.timers = {};
     this.closed = false;
-    this.opener = document.activeElement;
+    this.opener = this.o.opener || document.activeElement; // focus returns here on close
     this._render();
     const clientOptions = { ...(window.PaymentAppConfig || {}), ...(this.o.clientOptions || {}) };
     this.client = new PaymentClient({
@@ -295,7 +302,7 @@ export class PaymentDialog {
       root.append(this.frame);
       document.body.append(host);
     }
-    this.frame.innerHTML = TEMPLATE;
+    this.frame.innerHTML = nobreak(TEMPLATE);
     this.card = this.frame.querySelector(".pa-card");
     this.card.dataset.mode = this.o.mode;
     // Reveal only once the stylesheet is in, so there is no flash of raw markup.
@@ -329,7 +336,8 @@ export class PaymentDialog {
   }
 
   _fill(field, text) {
-    for (const el of this.frame.querySelectorAll(`[data-field="${field}"]`)) el.textContent = text;
+    const value = nobreak(String(text));
+    for (const el of this.frame.querySelectorAll(`[data-field="${field}"]`)) el.textContent = value;
   }
 
   _show(view) {
@@ -360,9 +368,9 @@ export class PaymentDialog {
     const box = this.$(".pa-toasts");
     const toast = document.createElement("div");
     toast.className = `pa-toast pa-toast-${tone}`;
-    toast.textContent = text;
+    toast.textContent = nobreak(text);
     box.append(toast);
-    while (box.children.length > 2) box.firstElementChild.remove();
+    while (box.children.length > 1) box.firstElementChild.remove();
     setTimeout(() => toast.classList.add("is-leaving"), 3500);
     setTimeout(() => toast.remove(), 4000);
   }
@@ -445,9 +453,10 @@ export class PaymentDialog {
           console.error(err);
         }
       }
-      const event = () => new CustomEvent("paymentapp:paid", { detail, bubbles: true, composed: true });
-      this.host.dispatchEvent(event());
-      document.dispatchEvent(event());
+      // Bubbles from the host element up to `document`.
+      this.host.dispatchEvent(
+        new CustomEvent("paymentapp:paid", { detail, bubbles: true, composed: true }),
+      );
     }
     if (this.o.mode === "modal" && this.o.autoCloseMs > 0 && !this.timers.autoClose) {
       const closeAt = Date.now() + this.o.autoCloseMs;
@@ -623,8 +632,7 @@ export class PaymentDialog {
     this.host.remove();
     const detail = { orderId: this.o.orderId, paid: this.paidFired };
     if (typeof this.o.onClose === "function") this.o.onClose(detail);
-    const event = () => new CustomEvent("paymentapp:close", { detail, bubbles: true, composed: true });
-    document.dispatchEvent(event());
+    document.dispatchEvent(new CustomEvent("paymentapp:close", { detail }));
     if (this.opener && typeof this.opener.focus === "function" && this.opener.isConnected) {
       this.opener.focus();
     }
@@ -647,6 +655,7 @@ document.addEventListener("click", (event) => {
   if (!trigger) return;
   event.preventDefault();
   open({
+    opener: trigger,
     orderId: trigger.dataset.paymentappOrder,
     token: trigger.dataset.paymentappToken,
     description: trigger.dataset.paymentappDescription,

@@ -14,7 +14,8 @@ for (const form of document.querySelectorAll(".buy-form")) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = form.querySelector("button");
-    button.disabled = true;
+    if (button.getAttribute("aria-disabled") === "true") return; // a double click
+    button.setAttribute("aria-disabled", "true"); // not `disabled`: that would drop the focus
     button.classList.add("is-busy");
     try {
       const response = await fetch(form.action, {
@@ -26,6 +27,7 @@ for (const form of document.querySelectorAll(".buy-form")) {
       const body = await response.json();
       if (!response.ok) throw new Error(body.error ? body.error.message : "Could not create the order.");
       open({
+        opener: button,
         orderId: body.order_id,
         token: body.token,
         description: body.description,
@@ -38,7 +40,7 @@ for (const form of document.querySelectorAll(".buy-form")) {
     } catch (err) {
       say([err.message], "error");
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
       button.classList.remove("is-busy");
     }
   });
