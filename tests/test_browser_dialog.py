@@ -198,6 +198,44 @@ def press(app: App, order_number: str, action: str) -> dict:
     return response.json()
 
 
+def other_instance(app: App):
+    """Another instance of the app on the same database, inside the test process.
+
+    Plays "another worker" (its emits reach no browser: no Redis here), for changes
+    the browser must learn from a snapshot rather than from a live event.
+    """
+    from paymentapp import create_app
+
+    env = {k: v for k, v in app.env.items() if k != "REDIS_URL"}
+    return create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=env)
+
+
+def post_callback(app: App, prompt: dict, amount: int, receipt: str) -> None:
+    """A success callback for this prompt, as Daraja would post it, with any amount."""
+    body = {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": prompt["checkout_request_id"],
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {
+                    "Item": [
+                        {"Name": "Amount", "Value": float(amount)},
+                        {"Name": "MpesaReceiptNumber", "Value": receipt},
+                        {"Name": "Balance"},
+                        {"Name": "TransactionDate", "Value": 20261126101500},
+                        {"Name": "PhoneNumber", "Value": 254708374149},
+                    ]
+                },
+            }
+        }
+    }
+    token = app.env["MPESA_CALLBACK_TOKEN"]
+    response = requests.post(f"{app.url}/callbacks/stk/{token}", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+
+
 def new_phone() -> str:
     """A fresh number per test, so the per-phone cooldown of one test never hits another."""
     return f"07{uuid.uuid4().int % 10**8:08d}"
@@ -351,8 +389,8 @@ def test_callback_before_subscribe_still_shows_success(app_server, page):
     assert dialog(page).get_attribute("data-status-source") == "subscribe"
 
 
+@pytest.mark.parametrize("context", [PHONE], indirect=True)
 def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_server, page):
-    from paymentapp import create_app
     from paymentapp.extensions import db
     from paymentapp.models import Payment
 
@@ -364,9 +402,10 @@ def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_serve
 
     app_server.stop()
     expect_connection(page, "reconnecting")
+    shot(page, "8-reconnecting")
     # While this server is down the customer approves and M-Pesa's callback reaches
     # another instance of the app (here: one in the test process, same database).
-    other = create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=app_server.env)
+    other = other_instance(app_server)
     with other.app_context():
         from paymentapp.mpesa.simulator import _prompt, answer_prompt, callback_body
 
@@ -489,3 +528,26 @@ def test_phone_screenshots_of_every_state(app_server, context, page):
     assert response.status == 403
     expect(page.get_by_role("heading", name="This payment link is not valid")).to_be_visible()
     shot(page, "7-invalid-link")
+
+    # M-Pesa reports a different amount: the order is not paid, the customer is told
+    # not to pay again.
+    review = buy(app_server, "tea")
+    open_hosted(page, app_server, review)
+    pay(page, new_phone())
+    post_callback(app_server, open_prompt(app_server, review["order_number"]), 1, "SREVIEW001")
+    expect_view(page, "review")
+    assert status(app_server, review)["order_status"] == "pending"
+    shot(page, "9-review")
+
+    # A cancelled order cannot be paid.
+    cancelled = buy(app_server, "kikoy")
+    with other_instance(app_server).app_context():
+        from paymentapp.extensions import db
+        from paymentapp.payments.services import cancel_order
+
+        cancel_order(cancelled["order_id"], "test")
+        db.session.remove()
+        db.engine.dispose()
+    page.goto(f"{app_server.url}/pay/{cancelled['order_id']}?token={cancelled['token']}")
+    expect_view(page, "closed")
+    shot(page, "10-cancelled")

@@ -391,6 +391,10 @@ export class PaymentDialog {
     if (view === "pending") this._startCountdown(payment);
     if (view === "success") this._paid(status);
     if (view === "failed") this._failed(payment);
+    if (view === "closed") {
+      this._fill("closed-title", "This order was cancelled");
+      this._fill("closed-text", "The shop cancelled this order, so it can't be paid. Nothing was charged.");
+    }
     this._show(view);
     this.host.dataset.statusSource = this.client ? this.client.statusSource || "" : "";
 
