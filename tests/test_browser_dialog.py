@@ -551,3 +551,43 @@ def test_phone_screenshots_of_every_state(app_server, context, page):
     page.goto(f"{app_server.url}/pay/{cancelled['order_id']}?token={cancelled['token']}")
     expect_view(page, "closed")
     shot(page, "10-cancelled")
+
+
+def test_phone_rules_in_the_browser_match_the_server(app_server, page):
+    """The dialog's inline validation and paymentapp/phones.py accept the same numbers."""
+    from paymentapp.phones import InvalidPhone, normalize_phone
+
+    samples = [
+        "0712 345 678",
+        "0112345678",
+        "0101234567",
+        "+254 712 345 678",
+        "254712345678",
+        "712345678",
+        "112345678",
+        "(0712) 345-678",
+        "0812 345 678",
+        "0122345678",
+        "07123456789",
+        "071234567",
+        "+2547123456789",
+        "0712a45678",
+        "255712345678",
+        "",
+        "  ",
+        "++254712345678",
+    ]
+    page.goto(app_server.url + "/")
+    in_browser = page.evaluate(
+        """async (samples) => {
+            const m = await import("/static/js/paymentapp-client.js");
+            return samples.map((s) => m.normalizePhone(s));
+        }""",
+        samples,
+    )
+    for sample, got in zip(samples, in_browser, strict=True):
+        try:
+            expected = normalize_phone(sample)
+        except InvalidPhone:
+            expected = None
+        assert got == expected, sample

@@ -297,7 +297,8 @@ export class PaymentDialog {
         this.close();
       });
       this.frame.addEventListener("click", (e) => {
-        if (e.target === this.frame) this.close(); // backdrop click
+        // A tap on the backdrop closes, except while a prompt is out (easy to do by accident).
+        if (e.target === this.frame && this.view !== "pending") this.close();
       });
       root.append(this.frame);
       document.body.append(host);
@@ -643,9 +644,23 @@ export class PaymentDialog {
   }
 }
 
+const openDialogs = new Map(); // orderId → the open modal, so a double click opens one
+
 /** Open the payment dialog as a modal over the current page. */
 export function open(options) {
-  return new PaymentDialog({ ...options, mode: "modal" });
+  const existing = openDialogs.get(options.orderId);
+  if (existing && !existing.closed) return existing;
+  const onClose = options.onClose;
+  const dialog = new PaymentDialog({
+    ...options,
+    mode: "modal",
+    onClose(detail) {
+      openDialogs.delete(options.orderId);
+      if (typeof onClose === "function") onClose(detail);
+    },
+  });
+  openDialogs.set(options.orderId, dialog);
+  return dialog;
 }
 
 /** Render the dialog inline inside `container` (the hosted payment page uses this). */

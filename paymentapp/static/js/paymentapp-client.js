@@ -118,6 +118,12 @@ export class PaymentClient extends EventTarget {
         this.refresh().catch(() => {});
       }
     };
+    this._onOffline = () => {
+      // The browser knows before the socket's ping timeout does.
+      if (this._stopped) return;
+      this._setState(ConnectionState.OFFLINE);
+      this._armFallback();
+    };
     if (initialStatus) this._apply(initialStatus, "initial");
   }
 
@@ -142,8 +148,10 @@ export class PaymentClient extends EventTarget {
       if (this._stopped) return;
       this._setState(ConnectionState.RECONNECTING);
       this._armFallback();
-      // A server-side disconnect is not retried by socket.io on its own.
-      if (reason === "io server disconnect") socket.connect();
+      // A server-side disconnect is not retried by socket.io on its own; wait a little.
+      if (reason === "io server disconnect") {
+        setTimeout(() => !this._stopped && socket === this._socket && socket.connect(), 2000);
+      }
     });
     socket.on("connect_error", () => {
       if (this._stopped) return;
@@ -153,6 +161,7 @@ export class PaymentClient extends EventTarget {
     this._armFallback();
     document.addEventListener("visibilitychange", this._onVisible);
     window.addEventListener("online", this._onVisible);
+    window.addEventListener("offline", this._onOffline);
     return this;
   }
 
@@ -161,9 +170,11 @@ export class PaymentClient extends EventTarget {
     this._stopped = true;
     clearTimeout(this._fallbackTimer);
     clearTimeout(this._pollTimer);
+    this._fallbackTimer = null;
     this.polling = false;
     document.removeEventListener("visibilitychange", this._onVisible);
     window.removeEventListener("online", this._onVisible);
+    window.removeEventListener("offline", this._onOffline);
     if (this._socket) {
       this._socket.off();
       this._socket.disconnect();
