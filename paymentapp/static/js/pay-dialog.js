@@ -96,6 +96,7 @@ const ICONS = {
     '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="11" cy="11" r="6.5"/><path d="M16 16l4.5 4.5"/></svg>',
   lock: '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="5" y="10.5" width="14" height="10" rx="2"/><path d="M8 10.5V8a4 4 0 018 0v2.5"/></svg>',
   flag: '<svg class="pa-flag" viewBox="0 0 30 20"><rect width="30" height="20" fill="#fff"/><rect width="30" height="5.6" fill="#000"/><rect y="7" width="30" height="6" fill="#bb0000"/><rect y="14.4" width="30" height="5.6" fill="#006600"/><ellipse cx="15" cy="10" rx="3.2" ry="6" fill="#bb0000" stroke="#fff" stroke-width="0.6"/><path d="M15 4.5v11" stroke="#000" stroke-width="0.8"/></svg>',
+  ban: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="12" cy="12" r="9"/><path d="M5.6 5.6l12.8 12.8"/></svg>',
   close: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6.5 6.5l11 11M17.5 6.5l-11 11"/></svg>',
 };
 
@@ -132,8 +133,10 @@ const TEMPLATE = `
                  aria-describedby="pa-phone-hint pa-phone-error">
           <span class="pa-valid" aria-hidden="true">${ICONS.check}</span>
         </div>
-        <p class="pa-hint" id="pa-phone-hint">Starts with 07…, 01…, +254… or 254…</p>
-        <p class="pa-field-error" id="pa-phone-error" aria-live="polite"></p>
+        <div class="pa-help">
+          <p class="pa-hint" id="pa-phone-hint">Starts with 07…, 01…, +254… or 254…</p>
+          <p class="pa-field-error" id="pa-phone-error" aria-live="polite"></p>
+        </div>
         <p class="pa-form-error" role="alert"></p>
         <button type="submit" class="pa-button pa-pay">
           <span class="pa-button-spinner" aria-hidden="true"></span>
@@ -184,7 +187,7 @@ const TEMPLATE = `
     </section>
 
     <section class="pa-view" data-view="closed">
-      <div class="pa-icon pa-icon-failed">${ICONS.clock}</div>
+      <div class="pa-icon pa-icon-failed pa-closed-icon">${ICONS.ban}</div>
       <h2 class="pa-title" tabindex="-1" data-field="closed-title">This order is closed</h2>
       <p class="pa-text" data-field="closed-text">This order can no longer be paid.</p>
     </section>
@@ -521,6 +524,7 @@ export class PaymentDialog {
 
   _onFatal(error) {
     const expired = error.code === "token_expired";
+    this.$(".pa-closed-icon").innerHTML = expired ? ICONS.clock : ICONS.ban;
     this._fill("closed-title", expired ? "This payment link has expired" : "Can't open this order");
     this._fill(
       "closed-text",
@@ -547,10 +551,16 @@ export class PaymentDialog {
     // While typing, only complain once it cannot become valid or the user left the field.
     const tooLong = value.replace(/\D/g, "").length > 12;
     const show = problem && (showAll || tooLong || /[^\d\s\-().+]/.test(value));
-    this.fieldError.textContent = show ? problem : "";
-    this.input.setAttribute("aria-invalid", show ? "true" : "false");
-    this.input.closest(".pa-input").classList.toggle("is-invalid", Boolean(show));
+    this._fieldError(show ? problem : "");
     return complete;
+  }
+
+  _fieldError(text) {
+    // The error takes the hint's place, so the Pay button below does not move.
+    this.fieldError.textContent = text;
+    this.$(".pa-help").classList.toggle("has-error", Boolean(text));
+    this.input.setAttribute("aria-invalid", text ? "true" : "false");
+    this.input.closest(".pa-input").classList.toggle("is-invalid", Boolean(text));
   }
 
   async _submit() {
@@ -581,10 +591,7 @@ export class PaymentDialog {
 
   _payError(err) {
     if (err.httpStatus === 422) {
-      this.fieldError.textContent =
-        (err.fields && err.fields.phone) || err.message || phoneProblem("");
-      this.input.setAttribute("aria-invalid", "true");
-      this.input.closest(".pa-input").classList.add("is-invalid");
+      this._fieldError((err.fields && err.fields.phone) || err.message || phoneProblem(""));
       this.input.focus();
     } else if (err.httpStatus === 409) {
       this.retrying = null;

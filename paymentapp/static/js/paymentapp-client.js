@@ -49,15 +49,21 @@ export function normalizePhone(raw) {
   return SAFARICOM_MOBILE.test(compact) ? compact : null;
 }
 
-/** A human reason why `raw` is not a phone number yet, or "" when it is one. */
+/** A short human reason why `raw` is not a phone number (yet), or "" when it is one. */
 export function phoneProblem(raw) {
+  const PHONE_EXAMPLE = "0712\u00a0345\u00a0678"; // never split across lines
   const text = (raw || "").trim();
-  if (!text) return `Enter the M-Pesa phone number, e.g. ${PHONE_EXAMPLE}.`;
-  if (/[^\d\s\-().+]/.test(text) || text.indexOf("+") > 0) {
-    return `A phone number has only digits, e.g. ${PHONE_EXAMPLE}.`;
-  }
+  if (!text) return `Enter your M-Pesa number, e.g. ${PHONE_EXAMPLE}.`;
   if (normalizePhone(text)) return "";
-  return `That is not a Safaricom number. Use 07…, 01…, +254… or 254…, e.g. ${PHONE_EXAMPLE}.`;
+  if (/[^\d\s\-().+]/.test(text) || text.lastIndexOf("+") > 0) {
+    return `Use digits only, e.g. ${PHONE_EXAMPLE}.`;
+  }
+  let digits = text.replace(/\D/g, "");
+  if (digits.startsWith("254")) digits = digits.slice(3);
+  else if (digits.startsWith("0")) digits = digits.slice(1);
+  if (!/^(7|1[01])/.test(digits)) return "Use a Safaricom number: 07…, 01…, +254… or 254….";
+  if (digits.length < 9) return `Too short: a number has 10 digits, e.g. ${PHONE_EXAMPLE}.`;
+  return `Too long: a number has 10 digits, e.g. ${PHONE_EXAMPLE}.`;
 }
 
 /** `254712345678` → `2547•••••678` (the same masking the server uses). */
