@@ -62,15 +62,12 @@ def current_admin() -> AdminUser | None:
 
     None too when the session is idle, too old, or was revoked (logout, new password).
     """
-    if "admin_user" in g:
-        return g.admin_user
-    user = None
     user_id = session.get(SESSION_KEY)
-    if user_id is not None and time.time() < session_expires_at():
-        candidate = db.session.get(AdminUser, user_id)
-        if candidate is not None and session.get(VERSION_KEY) == candidate.session_version:
-            user = candidate
-    g.admin_user = user
+    if user_id is None or time.time() >= session_expires_at():
+        return None
+    user = db.session.get(AdminUser, user_id)
+    if user is None or session.get(VERSION_KEY) != user.session_version:
+        return None
     return user
 
 
@@ -90,14 +87,13 @@ def touch_session() -> None:
 
 def login_user(user: AdminUser) -> None:
     """Start a fresh session: nothing from the pre-login cookie survives (no fixation)."""
-    session.clear()
+    _clear_session()
     session.permanent = True
     now = time.time()
     session[SESSION_KEY] = user.id
     session[VERSION_KEY] = user.session_version
     session[LOGIN_AT_KEY] = now
     session[SEEN_KEY] = now
-    g.admin_user = user
 
 
 def logout_user(user: AdminUser | None) -> None:
@@ -110,8 +106,12 @@ def logout_user(user: AdminUser | None) -> None:
         )
         db.session.commit()
         log_event(log, "admin.logout", f"admin {user.username} logged out", admin=user.username)
+    _clear_session()
+
+
+def _clear_session() -> None:
     session.clear()
-    g.admin_user = None
+    g.pop("csrf_token", None)  # a token rendered later in this request needs the new session
 
 
 def authenticate(username: str, password: str) -> AdminUser | None:

@@ -11,7 +11,6 @@ from flask import (
     Response,
     current_app,
     flash,
-    g,
     jsonify,
     redirect,
     render_template,
@@ -25,6 +24,7 @@ from flask_wtf.csrf import CSRFError
 from ..errors import ApiError, error_body, error_response
 from ..extensions import csrf, limiter
 from ..orders.schemas import iso
+from ..payments import services as payments
 from ..phones import mask_phone
 from . import bp, services
 from .auth import (
@@ -66,12 +66,10 @@ def guard():
     if request.endpoint not in PUBLIC_ENDPOINTS:
         admin = current_admin()
         if admin is None:
-            expired = had_session()
-            if expired:
-                session.clear()
             if wants_json():
                 return jsonify(error_body("unauthorized", "Log in to the dashboard.")), 401
-            if expired:
+            if had_session():
+                session.clear()
                 flash("Your session has ended. Log in again.", "info")
             return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
         if not is_background_request() and request.endpoint not in PASSIVE_ENDPOINTS:
@@ -89,8 +87,11 @@ def security_headers(response: Response) -> Response:
 
 @bp.context_processor
 def template_helpers() -> dict:
+    admin = current_admin()
     return {
-        "admin": g.get("admin_user"),
+        "admin": admin,
+        "review_count": services.open_review_count() if admin else 0,
+        "pretty_body": services.pretty_body,
         "local_time": services.local_time,
         "mask_phone": mask_phone,
         "kes": lambda amount: f"KES {amount:,}",
@@ -137,13 +138,13 @@ def login():
 @bp.post("/logout")
 def logout():
     """Sign out everywhere: the session version moves on, so old cookies die too."""
-    logout_user(g.admin_user)
+    logout_user(current_admin())
     flash("You are signed out.", "info")
     return redirect(url_for("admin.login"))
 
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")
 def index():
     """Orders: filters, totals, and a table that updates live."""
     filters = services.parse_filters(request.args)
@@ -211,24 +212,61 @@ def review():
 
 @bp.post("/review/payments/<payment_id>")
 def resolve_payment(payment_id: str):
-    return _resolve(services.resolve_payment_review, payment_id)
+    """Close a flagged payment with a note (an OrderEvent records who and why)."""
+    return _act(
+        lambda: payments.resolve_review(payment_id, request.form.get("note"), _actor()),
+        "Marked as resolved.",
+        url_for("admin.review"),
+    )
 
 
 @bp.post("/review/callbacks/<int:record_id>")
 def resolve_callback(record_id: int):
-    return _resolve(services.resolve_unknown_callback, record_id)
+    """Close a callback for an unknown checkout id with a note."""
+    return _act(
+        lambda: services.resolve_unknown_callback(record_id, request.form.get("note"), _actor()),
+        "Marked as resolved.",
+        url_for("admin.review"),
+    )
 
 
-def _resolve(action, item_id):
+@bp.post("/payments/<payment_id>/check")
+def check_payment(payment_id: str):
+    """Run an STK Query now for a pending payment and show what M-Pesa said."""
+    payment = services.get_payment(payment_id)
+    return _act(
+        lambda: payments.check_payment_now(payment.id, _actor()),
+        None,
+        url_for("admin.order_detail", order_id=payment.order_id),
+    )
+
+
+@bp.post("/orders/<order_id>/cancel")
+def cancel(order_id: str):
+    """Cancel an unpaid order with no prompt in flight."""
+    order = services.get_order(order_id)
+    return _act(
+        lambda: payments.cancel_order(order.id, _actor()),
+        f"Order {order.number} is cancelled.",
+        url_for("admin.order_detail", order_id=order.id),
+    )
+
+
+def _actor() -> str:
+    return f"admin:{current_admin().username}"
+
+
+def _act(action, success: str | None, back: str):
+    """Run a service call; its answer (or its refusal) becomes a message on `back`."""
     try:
-        action(item_id, request.form.get("note"), g.admin_user.username)
+        result = action()
     except ApiError as exc:
         if exc.status == 404:
             raise
         flash(exc.message, "error")
     else:
-        flash("Marked as resolved.", "ok")
-    return redirect(url_for("admin.review"))
+        flash(success or str(result), "ok")
+    return redirect(back)
 
 
 @bp.post("/api/ping")
@@ -240,7 +278,7 @@ def ping():
 @bp.get("/api/session")
 def session_info():
     """Whether the session is alive, without counting as activity (admin.js asks)."""
-    return jsonify(username=g.admin_user.username, expires_at=iso(_expiry()))
+    return jsonify(username=current_admin().username, expires_at=iso(_expiry()))
 
 
 def _expiry() -> datetime:

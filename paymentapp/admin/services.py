@@ -1,5 +1,6 @@
 """What the dashboard reads (filtered orders, totals, timelines, review queue) and the
-one state change it owns: resolving a review item."""
+one state change it owns: closing a callback for an unknown checkout id. Payment
+actions (check now, cancel, resolve a review) live in `payments/services.py`."""
 
 from __future__ import annotations
 
@@ -285,6 +286,13 @@ def get_order(order_id: str) -> Order:
     return order
 
 
+def get_payment(payment_id: str) -> Payment:
+    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
+    if payment is None:
+        raise NotFound("No payment with this id.", code="payment_not_found")
+    return payment
+
+
 def pretty_body(body: str) -> str:
     """A callback body for people: indented JSON, phone numbers masked."""
     try:
@@ -308,7 +316,9 @@ class TimelineEntry:
 def order_timeline(order: Order) -> list[TimelineEntry]:
     """Every status change (OrderEvent) and callback (CallbackRecord) of the order, in order."""
     entries = [
-        TimelineEntry(e.created_at, "event", e.kind.replace("_", " "), e.detail or "", e.actor or "")
+        TimelineEntry(
+            e.created_at, "event", e.kind.replace("_", " "), e.detail or "", e.actor or ""
+        )
         for e in db.session.scalars(
             select(OrderEvent)
             .where(OrderEvent.order_id == order.id)
@@ -347,9 +357,7 @@ def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
     """Payments flagged for review and callbacks for unknown checkout ids, oldest first."""
     payments = list(
         db.session.scalars(
-            select(Payment)
-            .where(Payment.needs_review.is_(True), Payment.reviewed_at.is_(None))
-            .order_by(Payment.created_at)
+            select(Payment).where(Payment.needs_review.is_(True)).order_by(Payment.created_at)
         )
     )
     unknown = list(
@@ -365,9 +373,7 @@ def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
 
 def open_review_count() -> int:
     payments = db.session.scalar(
-        select(func.count())
-        .select_from(Payment)
-        .where(Payment.needs_review.is_(True), Payment.reviewed_at.is_(None))
+        select(func.count()).select_from(Payment).where(Payment.needs_review.is_(True))
     )
     unknown = db.session.scalar(
         select(func.count())
@@ -381,7 +387,7 @@ def recently_resolved(limit: int = 20) -> list[Payment]:
     return list(
         db.session.scalars(
             select(Payment)
-            .where(Payment.needs_review.is_(True), Payment.reviewed_at.is_not(None))
+            .where(Payment.reviewed_at.is_not(None))
             .order_by(Payment.reviewed_at.desc())
             .limit(limit)
         )
@@ -397,37 +403,6 @@ def _clean_note(note: str | None) -> str:
             f"The note must be at most {MAX_NOTE} characters.", fields={"note": "Too long."}
         )
     return note
-
-
-def resolve_payment_review(payment_id: str, note: str | None, actor: str) -> Payment:
-    """Close a flagged payment: keep the note and who/when, and say so on the timeline."""
-    note = _clean_note(note)
-    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
-    if payment is None or not payment.needs_review:
-        raise NotFound("No payment waiting for review with this id.", code="review_not_found")
-    if payment.reviewed_at is not None:
-        raise Conflict("This payment was already resolved.", code="already_resolved")
-    payment.reviewed_at = utcnow()
-    payment.review_note = note
-    db.session.add(
-        OrderEvent(
-            order_id=payment.order_id,
-            payment_id=payment.id,
-            kind="review_resolved",
-            actor=actor,
-            detail=note[:255],
-        )
-    )
-    db.session.commit()
-    log_event(
-        log,
-        "admin.review_resolved",
-        f"review of payment {payment.id} resolved by {actor}",
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        admin=actor,
-    )
-    return payment
 
 
 def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> CallbackRecord:
