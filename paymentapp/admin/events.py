@@ -68,12 +68,12 @@ def _hang_up_when_expired(
     new handshake carries the refreshed cookie (or is refused, and the page logs out).
     """
     manager = server.manager
-    while manager.is_connected(sid, ADMIN_NAMESPACE):
-        remaining = expires_at - time.time()
-        if remaining > 0:
-            socketio.sleep(min(remaining, RECHECK_S))
-            if not manager.is_connected(sid, ADMIN_NAMESPACE):
-                return
+    while True:
+        # Sleep first: while this handler's connect is still pending, the manager does
+        # not report the socket as connected yet.
+        socketio.sleep(max(0.0, min(expires_at - time.time(), RECHECK_S)))
+        if not manager.is_connected(sid, ADMIN_NAMESPACE):
+            return  # the browser left
         try:
             valid = time.time() < expires_at and _session_still_valid(app, user_id, version)
         except Exception:  # noqa: BLE001 - a database blip must not kill the watcher
