@@ -93,6 +93,7 @@ def template_helpers() -> dict:
         "review_count": services.open_review_count() if admin else 0,
         "pretty_body": services.pretty_body,
         "local_time": services.local_time,
+        "duration_text": services.duration_text,
         "mask_phone": mask_phone,
         "kes": lambda amount: f"KES {amount:,}",
         "idle_timeout_s": current_app.config["ADMIN_IDLE_TIMEOUT_S"],

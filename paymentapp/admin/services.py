@@ -109,12 +109,17 @@ def _start_of_day(day: date) -> datetime:
 
 
 def search_clause(q: str):
-    """Orders matching an ORD-number (prefix), a phone number, a receipt, id or reference."""
+    """Orders matching an ORD-number (prefix), phone, receipt, id, reference or description."""
     payment = aliased(Payment)
     upper = q.upper()
     prefix = current_app.config["ORDER_NUMBER_PREFIX"]
     number = upper if upper.startswith(prefix) else prefix + upper
-    clauses = [Order.id == q, Order.reference == q]
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    clauses = [
+        Order.id == q,
+        Order.reference == q,
+        Order.description.ilike(f"%{escaped}%", escape="\\"),
+    ]
     if re.fullmatch(rf"({re.escape(prefix)})?\d+", upper):
         clauses.append(Order.number.startswith(number, autoescape=True))
     try:
@@ -199,7 +204,19 @@ def median_seconds_to_pay(clauses: list) -> float | None:
             .limit(1 if count % 2 else 2)
         )
     )
-    return sum(float(value) for value in middle) / len(middle)
+    # paid_at is M-Pesa's TransactionDate, in whole seconds: a payment made within a second
+    # of the prompt can look negative. Clamping the median is the same as clamping each value.
+    return max(0.0, sum(float(value) for value in middle) / len(middle))
+
+
+def duration_text(seconds: float | None) -> str:
+    """`42 s`, `3 min 5 s`: how long people take to pay, for the totals card."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60} s"
 
 
 def order_totals(filters: OrderFilters) -> dict:

@@ -31,7 +31,7 @@ def page(client, query: str = "") -> str:
 def shop(make_order, make_payment, db):
     """Five orders: two paid, one cancelled, one pending with a failed attempt, one untouched."""
     paid_a = make_order(100, customer_phone="0712345678", reference="cart-1")
-    paid_b = make_order(300)
+    paid_b = make_order(300, description="2 kg sugar")
     cancelled = make_order(50)
     failed = make_order(70)
     untouched = make_order(999)
@@ -119,6 +119,7 @@ def test_filter_by_date_range_in_the_dashboard_time_zone(admin_client, db, shop)
         ("SIMRCPT001", ["paid_a"]),  # receipt
         ("simrcpt001", ["paid_a"]),
         ("cart-1", ["paid_a"]),  # merchant reference
+        ("2 KG SUG", ["paid_b"]),  # description
         ("nothing-like-this", []),
         ("%", []),
     ],
@@ -305,6 +306,17 @@ def test_orders_page_marks_payments_waiting_for_review(admin_client, make_order,
 def test_local_times_use_the_dashboard_time_zone(app):
     assert services.local_time(datetime(2026, 1, 1, 21, 0, tzinfo=UTC)) == "2026-01-02 00:00:00"
     assert services.local_time(None) == ""
+    assert services.duration_text(None) == "—" and services.duration_text(-0.4) == "0 s"
+    assert (
+        services.duration_text(59.6) == "1 min 0 s" and services.duration_text(185) == "3 min 5 s"
+    )
     assert services.pretty_body('{"PhoneNumber": 254712345678}') == (
         '{\n  "PhoneNumber": 2547•••••678\n}'
     )
+
+
+def test_median_never_goes_negative(app, make_order, make_payment):
+    # TransactionDate has whole seconds, so a quick payment can predate its prompt a little
+    order = make_order(10)
+    make_payment(order["id"], "completed", seconds_to_pay=-0.6)
+    assert services.order_totals(services.parse_filters({}))["median_s"] == 0.0
