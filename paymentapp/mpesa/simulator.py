@@ -78,6 +78,8 @@ sim_prompts = Table(
     Column("account_reference", String(12), nullable=False),
     Column("transaction_desc", String(13), nullable=False),
     Column("callback_url", Text, nullable=False),
+    Column("transaction_type", String(32), nullable=False),
+    Column("party_b", String(16), nullable=False),
     Column("state", String(16), nullable=False),  # open | answered
     Column("result_code", Integer),
     Column("result_desc", String(255)),
@@ -289,6 +291,8 @@ def stk_push():
             account_reference=body["AccountReference"],
             transaction_desc=body["TransactionDesc"],
             callback_url=body["CallBackURL"],
+            transaction_type=body["TransactionType"],
+            party_b=str(body["PartyB"]),
             state="open",
             send_callback=True,
             created_at=now,
@@ -410,6 +414,8 @@ def _post_callback(app, checkout_id: str) -> None:
             except requests.RequestException as exc:
                 status = f"failed: {exc.__class__.__name__}"
             _set_callback_status(checkout_id, status)
+        except Exception:  # noqa: BLE001 - a background task must not die loudly
+            log.warning("simulator: callback for %s not sent", checkout_id, exc_info=True)
         finally:
             db.session.remove()
 
@@ -419,6 +425,8 @@ def _answer_later(app, checkout_id: str, action: str, delay: float) -> None:
     with app.app_context():
         try:
             answer_prompt(checkout_id, action)
+        except Exception:  # noqa: BLE001
+            log.warning("simulator: auto-answer of %s failed", checkout_id, exc_info=True)
         finally:
             db.session.remove()
 
@@ -480,6 +488,8 @@ def prompt_json(prompt) -> dict:
         "amount": prompt.amount,
         "account_reference": prompt.account_reference,
         "transaction_desc": prompt.transaction_desc,
+        "transaction_type": prompt.transaction_type,
+        "party_b": prompt.party_b,
         "state": prompt.state,
         "result_code": prompt.result_code,
         "result_desc": prompt.result_desc,
