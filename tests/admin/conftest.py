@@ -1,4 +1,5 @@
-"""Admin dashboard fixtures: a user, a logged-in client, payment and callback factories."""
+"""Admin dashboard fixtures: a user, a logged-in client, payment and callback factories
+(rows as the money path leaves them, written directly)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def admin_client(app, admin_user):
 
 
 @pytest.fixture
-def make_payment(db):
+def add_payment(db):
     """Add a payment row to an order (by id) directly, as the money path would leave it."""
 
     def make(order_id: str, status: str = "pending", *, seconds_to_pay: float = 20, **fields):
@@ -108,22 +109,3 @@ def make_callback(db):
         return record
 
     return make
-
-
-def stk_body(checkout_id: str, result_code: int = 0, phone: int = 254712345678, amount=100):
-    callback = {
-        "MerchantRequestID": "29115-34620561-1",
-        "CheckoutRequestID": checkout_id,
-        "ResultCode": result_code,
-        "ResultDesc": "The service request is processed successfully.",
-    }
-    if result_code == 0:
-        callback["CallbackMetadata"] = {
-            "Item": [
-                {"Name": "Amount", "Value": float(amount)},
-                {"Name": "MpesaReceiptNumber", "Value": "NLJ7RT61SV"},
-                {"Name": "TransactionDate", "Value": 20191219102115},
-                {"Name": "PhoneNumber", "Value": phone},
-            ]
-        }
-    return {"Body": {"stkCallback": callback}}

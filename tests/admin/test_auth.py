@@ -223,9 +223,9 @@ def _admin_urls(app, order_id: str, payment_id: str):
             yield method, path
 
 
-def test_every_admin_route_refuses_anonymous_users(app, db, client, make_order, make_payment):
+def test_every_admin_route_refuses_anonymous_users(app, db, client, make_order, add_payment):
     order = make_order()
-    payment = make_payment(order["id"])
+    payment = add_payment(order["id"])
     routes = list(_admin_urls(app, order["id"], payment.id))
     assert len(routes) >= 10
     for method, path in routes:

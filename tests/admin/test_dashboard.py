@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from paymentapp.admin import services
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
-from tests.admin.conftest import csrf_from, stk_body
+from tests.admin.conftest import csrf_from
+from tests.conftest import stk_callback
 
 
 def order_numbers(html: str) -> list[str]:
@@ -28,17 +29,17 @@ def page(client, query: str = "") -> str:
 
 
 @pytest.fixture
-def shop(make_order, make_payment, db):
+def shop(make_order, add_payment, db):
     """Five orders: two paid, one cancelled, one pending with a failed attempt, one untouched."""
     paid_a = make_order(100, customer_phone="0712345678", reference="cart-1")
     paid_b = make_order(300, description="2 kg sugar")
     cancelled = make_order(50)
     failed = make_order(70)
     untouched = make_order(999)
-    make_payment(paid_a["id"], "completed", seconds_to_pay=10, receipt="SIMRCPT001")
-    make_payment(paid_b["id"], "failed", phone="254722000111")
-    make_payment(paid_b["id"], "completed", seconds_to_pay=30, phone="254722000111")
-    make_payment(failed["id"], "failed", phone="254733000222")
+    add_payment(paid_a["id"], "completed", seconds_to_pay=10, receipt="SIMRCPT001")
+    add_payment(paid_b["id"], "failed", phone="254722000111")
+    add_payment(paid_b["id"], "completed", seconds_to_pay=30, phone="254722000111")
+    add_payment(failed["id"], "failed", phone="254733000222")
     order = db.session.get(Order, cancelled["id"])
     order.status = "cancelled"
     db.session.commit()
@@ -77,9 +78,9 @@ def test_totals_count_paid_amount_success_rate_and_median(admin_client, shop):
     assert "with at least one payment attempt" in html
 
 
-def test_median_of_an_odd_number_of_payments(admin_client, shop, make_order, make_payment):
+def test_median_of_an_odd_number_of_payments(admin_client, shop, make_order, add_payment):
     third = make_order(10)
-    make_payment(third["id"], "completed", seconds_to_pay=100)
+    add_payment(third["id"], "completed", seconds_to_pay=100)
     assert services.order_totals(services.parse_filters({}))["median_s"] == pytest.approx(
         30, abs=0.01
     )
@@ -180,15 +181,15 @@ def test_csv_export_defuses_formulas(admin_client, make_order):
 
 
 def test_order_detail_shows_payments_events_and_callbacks(
-    admin_client, make_order, make_payment, make_callback, db
+    admin_client, make_order, add_payment, make_callback, db
 ):
     order = make_order(100, description="2 kg sugar")
-    payment = make_payment(order["id"], "completed", checkout_request_id="ws_CO_191220191020363925")
+    payment = add_payment(order["id"], "completed", checkout_request_id="ws_CO_191220191020363925")
     db.session.add(
         OrderEvent(order_id=order["id"], payment_id=payment.id, kind="order_paid", detail="ok")
     )
     db.session.commit()
-    make_callback(stk_body("ws_CO_191220191020363925"), payment=payment)
+    make_callback(stk_callback("ws_CO_191220191020363925"), payment=payment)
     make_callback("not json at all 254712345678", payment=payment, outcome="malformed")
     html = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
     assert "2 kg sugar" in html and "ws_CO_191220191020363925" in html
@@ -218,9 +219,9 @@ def test_cancel_order_from_the_detail_page(admin_client, make_order, db):
     assert stored.status == "cancelled" and stored.version == 2
 
 
-def test_cancel_refuses_a_paid_order_with_a_message(admin_client, make_order, make_payment, db):
+def test_cancel_refuses_a_paid_order_with_a_message(admin_client, make_order, add_payment, db):
     order = make_order(100)
-    make_payment(order["id"], "completed")
+    add_payment(order["id"], "completed")
     token = csrf_from(admin_client, f"/admin/orders/{order['id']}")
     response = admin_client.post(
         f"/admin/orders/{order['id']}/cancel", data={"csrf_token": token}, follow_redirects=True
@@ -229,9 +230,9 @@ def test_cancel_refuses_a_paid_order_with_a_message(admin_client, make_order, ma
     assert db.session.get(Order, order["id"]).status == "paid"
 
 
-def test_check_status_now_reports_what_it_found(admin_client, make_order, make_payment):
+def test_check_status_now_reports_what_it_found(admin_client, make_order, add_payment):
     order = make_order(100)
-    pending = make_payment(order["id"], "pending")  # the push never got a checkout id
+    pending = add_payment(order["id"], "pending")  # the push never got a checkout id
     html = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
     assert "Check status now" in html
     token = csrf_from(admin_client, f"/admin/orders/{order['id']}")
@@ -247,11 +248,36 @@ def test_check_status_now_reports_what_it_found(admin_client, make_order, make_p
     )
 
 
-def test_review_queue_lists_and_resolves_flagged_payments(
-    admin_client, make_order, make_payment, make_callback, db
+def test_check_status_now_asks_mpesa_and_applies_its_answer(
+    admin_client, client, live_server, make_order, db
 ):
     order = make_order(100)
-    flagged = make_payment(
+    started = client.post(
+        f"/api/orders/{order['id']}/payments",
+        json={"phone": "0712345678"},
+        headers={"X-Order-Token": order["client_token"]},
+    )
+    assert started.status_code == 202, started.get_json()
+    check_url = f"/admin/payments/{started.get_json()['id']}/check"
+    token = csrf_from(admin_client, f"/admin/orders/{order['id']}")
+    waiting = admin_client.post(check_url, data={"csrf_token": token}, follow_redirects=True)
+    assert "M-Pesa says the customer has not answered yet." in waiting.get_data(as_text=True)
+    # the customer pays, but the callback never reaches us: the query finds the money
+    live_server.press(
+        live_server.prompt_for(order["number"])["checkout_request_id"], "lose_callback"
+    )
+    paid = admin_client.post(check_url, data={"csrf_token": token}, follow_redirects=True)
+    html = paid.get_data(as_text=True)
+    assert "payment completed" in html and "query by admin:alice" in html
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).status == "paid"
+
+
+def test_review_queue_lists_and_resolves_flagged_payments(
+    admin_client, make_order, add_payment, make_callback, db
+):
+    order = make_order(100)
+    flagged = add_payment(
         order["id"],
         "completed",
         paid_amount=90,
@@ -259,7 +285,7 @@ def test_review_queue_lists_and_resolves_flagged_payments(
         review_reason="amount mismatch: paid 90 KES, expected 100 KES",
     )
     unknown = make_callback(
-        stk_body("ws_CO_unknown"), outcome="unknown", checkout_request_id="ws_CO_unknown"
+        stk_callback("ws_CO_unknown"), outcome="unknown", checkout_request_id="ws_CO_unknown"
     )
     html = admin_client.get("/admin/review").get_data(as_text=True)
     assert "amount mismatch: paid 90 KES, expected 100 KES" in html
@@ -297,9 +323,9 @@ def test_review_queue_lists_and_resolves_flagged_payments(
     assert record.outcome == "unknown_resolved" and "Sandbox test" in record.detail
 
 
-def test_orders_page_marks_payments_waiting_for_review(admin_client, make_order, make_payment):
+def test_orders_page_marks_payments_waiting_for_review(admin_client, make_order, add_payment):
     order = make_order(100)
-    make_payment(order["id"], "completed", paid_amount=1, needs_review=True)
+    add_payment(order["id"], "completed", paid_amount=1, needs_review=True)
     assert 'badge-review">review' in page(admin_client)
 
 
@@ -315,8 +341,8 @@ def test_local_times_use_the_dashboard_time_zone(app):
     )
 
 
-def test_median_never_goes_negative(app, make_order, make_payment):
+def test_median_never_goes_negative(app, make_order, add_payment):
     # TransactionDate has whole seconds, so a quick payment can predate its prompt a little
     order = make_order(10)
-    make_payment(order["id"], "completed", seconds_to_pay=-0.6)
+    add_payment(order["id"], "completed", seconds_to_pay=-0.6)
     assert services.order_totals(services.parse_filters({}))["median_s"] == 0.0
