@@ -264,6 +264,7 @@ def stk_push():
         return daraja_error(500 if code.startswith("500") else 400, code, message)
     phone = str(body["PhoneNumber"])
     now = utcnow()
+    expire_due_prompts()
     busy = db.session.execute(
         select(sim_prompts.c.checkout_request_id).where(
             sim_prompts.c.phone == phone,
@@ -300,12 +301,12 @@ def stk_push():
         )
     )
     db.session.commit()
-    app = current_app._get_current_object()
-    socketio.start_background_task(_expire_later, app, checkout_id, ttl)
     auto = current_app.config.get("MPESA_SIMULATOR_AUTO")
     if auto in ACTIONS:
         delay = current_app.config.get("MPESA_SIMULATOR_AUTO_DELAY_S", 3)
-        socketio.start_background_task(_answer_later, app, checkout_id, auto, delay)
+        socketio.start_background_task(
+            _answer_later, current_app._get_current_object(), checkout_id, auto, delay
+        )
     log.info(
         "simulator: prompt %s opened on %s for %s KES (%s)",
         checkout_id,
@@ -431,17 +432,16 @@ def _answer_later(app, checkout_id: str, action: str, delay: float) -> None:
             db.session.remove()
 
 
-def _expire_later(app, checkout_id: str, ttl: float) -> None:
-    """A prompt nobody answers ends with 1037 after its lifetime, like on a real phone."""
-    time.sleep(ttl)
-    with app.app_context():
-        try:
-            ensure_tables()
-            answer_prompt(checkout_id, "expire")
-        except Exception:  # noqa: BLE001 - the database may be gone (tests, shutdown)
-            log.debug("simulator: could not expire %s", checkout_id, exc_info=True)
-        finally:
-            db.session.remove()
+def expire_due_prompts() -> int:
+    """Prompts nobody answered end with 1037 once their lifetime is over, like a real
+    phone's. Swept lazily whenever the simulator is used (push, query, phone page), so
+    no timer outlives a request."""
+    due = db.session.scalars(
+        select(sim_prompts.c.checkout_request_id).where(
+            sim_prompts.c.state == "open", sim_prompts.c.expires_at <= utcnow()
+        )
+    ).all()
+    return sum(answer_prompt(checkout_id, "expire") is not None for checkout_id in due)
 
 
 # -- STK Query --------------------------------------------------------------------------------
@@ -461,6 +461,7 @@ def stk_query():
         return daraja_error(400, "400.002.02", "Bad Request - Invalid BusinessShortCode")
     if not _check_password(body):
         return daraja_error(500, "500.001.1001", "Wrong credentials")
+    expire_due_prompts()
     prompt = _prompt(str(body.get("CheckoutRequestID", "")))
     if prompt is None:
         return daraja_error(400, "400.002.02", "Bad Request - Invalid CheckoutRequestID")
@@ -503,6 +504,7 @@ def prompt_json(prompt) -> dict:
 @bp.get("/api/prompts")
 def list_prompts():
     """Recent prompts, newest first (optionally `?phone=2547…` or `?account_reference=`)."""
+    expire_due_prompts()
     stmt = select(sim_prompts).order_by(sim_prompts.c.created_at.desc()).limit(50)
     if phone := request.args.get("phone"):
         stmt = stmt.where(sim_prompts.c.phone == phone)
