@@ -55,6 +55,11 @@ SECURITY_HEADERS = {
 }
 
 
+def form_text(name: str) -> str:
+    """A form field as text PostgreSQL will store (it refuses NUL characters)."""
+    return request.form.get(name, "").replace("\x00", "")
+
+
 def wants_json() -> bool:
     """JSON endpoints and admin.js's background fetches get JSON errors, not redirects."""
     return request.path.startswith("/admin/api/") or is_background_request()
@@ -125,7 +130,7 @@ def login():
         if current_admin() is not None:
             return redirect(next_url or url_for("admin.index"))
         return render_template("admin/login.html", next=next_url)
-    username = request.form.get("username", "").strip()[:64]
+    username = form_text("username").strip()[:64]
     password = request.form.get("password", "")[:1024]
     user = authenticate(username, password) if username and password else None
     if user is None:
@@ -215,7 +220,7 @@ def review():
 def resolve_payment(payment_id: str):
     """Close a flagged payment with a note (an OrderEvent records who and why)."""
     return _act(
-        lambda: payments.resolve_review(payment_id, request.form.get("note"), _actor()),
+        lambda: payments.resolve_review(payment_id, form_text("note"), _actor()),
         "Marked as resolved.",
         url_for("admin.review"),
     )
@@ -225,7 +230,7 @@ def resolve_payment(payment_id: str):
 def resolve_callback(record_id: int):
     """Close a callback for an unknown checkout id with a note."""
     return _act(
-        lambda: services.resolve_unknown_callback(record_id, request.form.get("note"), _actor()),
+        lambda: services.resolve_unknown_callback(record_id, form_text("note"), _actor()),
         "Marked as resolved.",
         url_for("admin.review"),
     )

@@ -78,10 +78,13 @@ def _parse_date(raw: str | None, name: str, errors: dict) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
+        value = None
+    if value is None or not 2000 <= value.year <= 2999:
         errors[name] = "Use a date like 2026-01-31."
         return None
+    return value
 
 
 def parse_filters(args) -> OrderFilters:
@@ -96,7 +99,8 @@ def parse_filters(args) -> OrderFilters:
     if date_from and date_to and date_from > date_to:
         errors["to"] = "The end date is before the start date."
         date_to = None
-    q = (args.get("q") or "").strip()[:100]
+    # PostgreSQL refuses NUL in text parameters; nobody searches for one on purpose.
+    q = (args.get("q") or "").replace("\x00", "").strip()[:100]
     try:
         page = max(1, min(int(args.get("page") or 1), 100_000))
     except ValueError:
@@ -296,15 +300,20 @@ def csv_row(order: Order) -> list[str]:
     return [csv_cell(value) for value in values]
 
 
+def _plausible_id(value: str) -> bool:
+    """Ids are short and printable; anything else (a NUL upsets PostgreSQL) is not found."""
+    return len(value) <= 32 and value.isprintable()
+
+
 def get_order(order_id: str) -> Order:
-    order = db.session.get(Order, order_id) if len(order_id) <= 32 else None
+    order = db.session.get(Order, order_id) if _plausible_id(order_id) else None
     if order is None:
         raise NotFound("No order with this id.", code="order_not_found")
     return order
 
 
 def get_payment(payment_id: str) -> Payment:
-    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
+    payment = db.session.get(Payment, payment_id) if _plausible_id(payment_id) else None
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
     return payment

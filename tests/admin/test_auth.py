@@ -237,3 +237,7 @@ def test_every_admin_route_refuses_anonymous_users(app, db, client, make_order, 
             assert response.status_code == 302, (method, path, response.status_code)
             assert response.location.startswith("/admin/login"), (method, path)
     assert db.session.scalar(select(Order).where(Order.id == order["id"])).status == "pending"
+
+
+def test_nul_characters_in_forms_are_harmless(client, admin_user):
+    assert login(client, username="ali\x00ce").status_code == 302  # NUL dropped, then valid

@@ -107,6 +107,13 @@ def test_filter_by_date_range_in_the_dashboard_time_zone(admin_client, db, shop)
     assert number not in order_numbers(page(admin_client, "?from=2026-03-03"))
     assert order_numbers(page(admin_client, "?to=2026-03-02")) == [number]
     assert "Use a date like" in page(admin_client, "?from=yesterday")
+    assert "Use a date like" in page(admin_client, "?to=9999-12-31&from=0001-01-01")
+
+
+def test_hostile_query_strings_never_break_the_page(admin_client, shop):
+    for query in ("?q=%00ORD", "?q=" + "x" * 5000, "?page=-3", "?page=1e9", "?status[]=x"):
+        assert admin_client.get(f"/admin{query}").status_code == 200, query
+        assert admin_client.get(f"/admin/orders.csv{query}").status_code == 200, query
 
 
 @pytest.mark.parametrize(
@@ -203,7 +210,8 @@ def test_order_detail_shows_payments_events_and_callbacks(
 
 
 def test_order_detail_of_unknown_order_is_404(admin_client):
-    assert admin_client.get("/admin/orders/ord_nope").status_code == 404
+    for order_id in ("ord_nope", "ord%00x", "x" * 40):
+        assert admin_client.get(f"/admin/orders/{order_id}").status_code == 404
 
 
 def test_cancel_order_from_the_detail_page(admin_client, make_order, db):
@@ -346,3 +354,16 @@ def test_median_never_goes_negative(app, make_order, add_payment):
     order = make_order(10)
     add_payment(order["id"], "completed", seconds_to_pay=-0.6)
     assert services.order_totals(services.parse_filters({}))["median_s"] == 0.0
+
+
+def test_review_note_with_nul_characters_is_stored_without_them(
+    admin_client, make_order, add_payment, db
+):
+    order = make_order(100)
+    flagged = add_payment(order["id"], "completed", paid_amount=90, needs_review=True)
+    token = csrf_from(admin_client, "/admin/review")
+    admin_client.post(
+        f"/admin/review/payments/{flagged.id}", data={"csrf_token": token, "note": "ok\x00 done"}
+    )
+    db.session.expire_all()
+    assert db.session.get(Payment, flagged.id).review_note == "ok done"
