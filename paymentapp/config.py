@@ -171,6 +171,15 @@ def load_config(env=None) -> dict:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"ADMIN_TIMEZONE: unknown time zone {admin_timezone!r}") from None
     admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
+    login_rate_limit = env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour"
+    try:
+        from limits import parse_many
+
+        parse_many(login_rate_limit)
+    except ValueError:
+        raise ConfigError(
+            f"ADMIN_LOGIN_RATE_LIMIT must look like '10 per minute', got {login_rate_limit!r}"
+        ) from None
 
     return {
         "SECRET_KEY": secret_key,
@@ -217,9 +226,10 @@ def load_config(env=None) -> dict:
         "ADMIN_TIMEZONE": admin_timezone,
         "ADMIN_LOCKOUT_AFTER": 5,
         "ADMIN_LOCKOUT_S": 15 * 60,
-        "ADMIN_LOGIN_RATE_LIMIT": env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour",
+        "ADMIN_LOGIN_RATE_LIMIT": login_rate_limit,
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
-        "RATELIMIT_KEY_PREFIX": "paymentapp-limits",
+        # Deployments (and test runs) sharing one Redis keep their counters apart.
+        "RATELIMIT_KEY_PREFIX": (env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio") + "-limits",
         # A limiter outage must not lock admins out; per-account lockout still applies.
         "RATELIMIT_SWALLOW_ERRORS": True,
         # CSRF is checked by the admin blueprint only: the JSON APIs use bearer keys and

@@ -241,3 +241,21 @@ def test_every_admin_route_refuses_anonymous_users(app, db, client, make_order, 
 
 def test_nul_characters_in_forms_are_harmless(client, admin_user):
     assert login(client, username="ali\x00ce").status_code == 302  # NUL dropped, then valid
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("ADMIN_TIMEZONE", "Mars/Olympus_Mons"),
+        ("ADMIN_LOGIN_RATE_LIMIT", "lots"),
+        ("ADMIN_IDLE_TIMEOUT_S", "5"),
+        ("ADMIN_SESSION_MAX_AGE_S", "soon"),
+    ],
+)
+def test_bad_admin_settings_stop_start_up_naming_the_variable(name, value):
+    from paymentapp.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=name):
+        load_config(
+            {"SECRET_KEY": "s", "MPESA_CALLBACK_TOKEN": "cbtoken-0123456789abc", name: value}
+        )
