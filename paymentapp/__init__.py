@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from .config import load_config
-from .extensions import db, migrate, socketio
+from .extensions import csrf, db, limiter, migrate, socketio
 from .logs import configure_logging
 
 
@@ -29,6 +29,8 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
     from .realtime.server import init_socketio
 
     init_socketio(app, socketio)

@@ -26,7 +26,7 @@ def admin_create(username: str, password: str) -> None:
         raise click.BadParameter("at least 8 characters", param_hint="password")
     user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
     if user is None:
-        user = AdminUser(username=username, password_hash="")
+        user = AdminUser(username=username, password_hash="", session_version=0)
         db.session.add(user)
         verb = "created"
     else:
@@ -34,6 +34,7 @@ def admin_create(username: str, password: str) -> None:
     user.password_hash = generate_password_hash(password)
     user.failed_logins = 0
     user.locked_until = None
+    user.session_version += 1  # a new password ends every open dashboard session
     db.session.commit()
     click.echo(f"Admin user {username!r} {verb}.")
 

@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MPESA_ENVS = ("simulator", "sandbox", "production")
 DARAJA_BASE_URLS = {
@@ -164,6 +165,22 @@ def load_config(env=None) -> dict:
     if expire_after <= query_after:
         raise ConfigError("PAYMENT_EXPIRE_AFTER_S must be greater than PAYMENT_QUERY_AFTER_S")
 
+    admin_timezone = env.get("ADMIN_TIMEZONE") or "Africa/Nairobi"
+    try:
+        ZoneInfo(admin_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ADMIN_TIMEZONE: unknown time zone {admin_timezone!r}") from None
+    admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
+    login_rate_limit = env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour"
+    try:
+        from limits import parse_many
+
+        parse_many(login_rate_limit)
+    except ValueError:
+        raise ConfigError(
+            f"ADMIN_LOGIN_RATE_LIMIT must look like '10 per minute', got {login_rate_limit!r}"
+        ) from None
+
     return {
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -202,4 +219,22 @@ def load_config(env=None) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": live,
+        # Admin dashboard (paymentapp/admin): sessions, lockout, login rate limit.
+        "ADMIN_IDLE_TIMEOUT_S": _int(env, "ADMIN_IDLE_TIMEOUT_S", 30 * 60, minimum=60),
+        "ADMIN_SESSION_MAX_AGE_S": admin_max_age,
+        "PERMANENT_SESSION_LIFETIME": admin_max_age,
+        "ADMIN_TIMEZONE": admin_timezone,
+        "ADMIN_LOCKOUT_AFTER": 5,
+        "ADMIN_LOCKOUT_S": 15 * 60,
+        "ADMIN_LOGIN_RATE_LIMIT": login_rate_limit,
+        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
+        # Deployments (and test runs) sharing one Redis keep their counters apart.
+        "RATELIMIT_KEY_PREFIX": (env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio") + "-limits",
+        # A limiter outage must not lock admins out; per-account lockout still applies.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        # CSRF is checked by the admin blueprint only: the JSON APIs use bearer keys and
+        # client tokens, never cookies, so a global check would only break them.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        # The token lives in the admin session, which has its own idle and absolute limits.
+        "WTF_CSRF_TIME_LIMIT": None,
     }

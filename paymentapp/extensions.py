@@ -1,8 +1,11 @@
 """Extension objects, created unbound; `create_app` binds them."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -23,3 +26,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 socketio = SocketIO()
+# No default limits: routes opt in (`@limiter.limit`). Storage from RATELIMIT_STORAGE_URI.
+limiter = Limiter(get_remote_address)
+csrf = CSRFProtect()

@@ -111,6 +111,11 @@ class AdminUser(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every dashboard session carries the version it was issued under; bumping it
+    # (logout, password reset) makes every earlier session cookie worthless.
+    session_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
 
 class Order(db.Model):

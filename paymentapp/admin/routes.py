@@ -1,3 +1,291 @@
-"""Dashboard pages (filled in by the admin dashboard work)."""
+"""Dashboard pages. Every route but the login page needs a live admin session; every
+state-changing request needs the CSRF token (checked here, for this blueprint only)."""
 
-from . import bp  # noqa: F401
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from flask import (
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+
+from ..errors import ApiError, error_body, error_response
+from ..extensions import csrf, limiter
+from ..orders.schemas import iso
+from ..payments import services as payments
+from ..phones import mask_phone
+from . import bp, services
+from .auth import (
+    GENERIC_LOGIN_ERROR,
+    authenticate,
+    current_admin,
+    had_session,
+    is_background_request,
+    login_user,
+    logout_user,
+    safe_next,
+    session_expires_at,
+    touch_session,
+)
+
+PUBLIC_ENDPOINTS = {"admin.login"}
+# Requests that never count as the admin being active (so never extend the session).
+PASSIVE_ENDPOINTS = {"admin.session_info"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def form_text(name: str) -> str:
+    """A form field as text PostgreSQL will store (it refuses NUL characters)."""
+    return request.form.get(name, "").replace("\x00", "")
+
+
+def wants_json() -> bool:
+    """JSON endpoints and admin.js's background fetches get JSON errors, not redirects."""
+    return request.path.startswith("/admin/api/") or is_background_request()
+
+
+@bp.before_request
+def guard():
+    """Refuse anonymous and expired sessions, then check CSRF on state changes."""
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        admin = current_admin()
+        if admin is None:
+            if wants_json():
+                return jsonify(error_body("unauthorized", "Log in to the dashboard.")), 401
+            if had_session():
+                session.clear()
+                flash("Your session has ended. Log in again.", "info")
+            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        if not is_background_request() and request.endpoint not in PASSIVE_ENDPOINTS:
+            touch_session()
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        csrf.protect()
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.context_processor
+def template_helpers() -> dict:
+    admin = current_admin()
+    return {
+        "admin": admin,
+        "review_count": services.open_review_count() if admin else 0,
+        "pretty_body": services.pretty_body,
+        "local_time": services.local_time,
+        "duration_text": services.duration_text,
+        "mask_phone": mask_phone,
+        "kes": lambda amount: f"KES {amount:,}",
+        "idle_timeout_s": current_app.config["ADMIN_IDLE_TIMEOUT_S"],
+    }
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(exc: CSRFError):
+    message = "This form has expired or did not come from the dashboard. Reload and try again."
+    if request.endpoint == "admin.login":
+        return render_template("admin/login.html", error=message, next=None), 400
+    if wants_json():
+        return jsonify(error_body("csrf_failed", message)), 400
+    return error_response(400, "csrf_failed", message)
+
+
+@bp.errorhandler(429)
+def rate_limited(exc):
+    message = "Too many sign-in attempts from your address. Wait a minute and try again."
+    return render_template("admin/login.html", error=message, next=None), 429
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["ADMIN_LOGIN_RATE_LIMIT"], methods=["POST"])
+def login():
+    """Sign in; the session is started afresh and a generic message hides why it failed."""
+    next_url = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_admin() is not None:
+            return redirect(next_url or url_for("admin.index"))
+        return render_template("admin/login.html", next=next_url)
+    username = form_text("username").strip()[:64]
+    password = request.form.get("password", "")[:1024]
+    user = authenticate(username, password) if username and password else None
+    if user is None:
+        return render_template(
+            "admin/login.html", error=GENERIC_LOGIN_ERROR, username=username, next=next_url
+        ), 401
+    login_user(user)
+    return redirect(next_url or url_for("admin.index"))
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out everywhere: the session version moves on, so old cookies die too."""
+    logout_user(current_admin())
+    flash("You are signed out.", "info")
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@bp.get("")
+def index():
+    """Orders: filters, totals, and a table that updates live."""
+    filters = services.parse_filters(request.args)
+    totals = services.order_totals(filters)
+    orders, page, page_count = services.orders_page(filters, totals["count"])
+    return render_template(
+        "admin/orders.html",
+        filters=filters,
+        totals=totals,
+        orders=orders,
+        page=page,
+        page_count=page_count,
+        order_phone=services.order_phone,
+    )
+
+
+@bp.get("/orders.csv")
+def orders_csv():
+    """The filtered orders as CSV (phones masked, formula-safe cells), streamed."""
+    filters = services.parse_filters(request.args)
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(services.CSV_HEADER)
+        for order in services.iter_orders(filters):
+            writer.writerow(services.csv_row(order))
+            if buffer.tell() > 16_384:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    name = f"orders-{services.local_time(datetime.now(UTC))[:10]}.csv"
+    return Response(
+        stream_with_context(rows()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/orders/<order_id>")
+def order_detail(order_id: str):
+    """One order: its payments and the timeline of callbacks and status changes."""
+    order = services.get_order(order_id)
+    return render_template(
+        "admin/order.html",
+        order=order,
+        timeline=services.order_timeline(order),
+        order_phone=services.order_phone(order),
+    )
+
+
+@bp.get("/review")
+def review():
+    """Payments and callbacks a person has to look at."""
+    payments, unknown = services.open_reviews()
+    return render_template(
+        "admin/review.html",
+        payments=payments,
+        unknown=unknown,
+        resolved=services.recently_resolved(),
+    )
+
+
+@bp.post("/review/payments/<payment_id>")
+def resolve_payment(payment_id: str):
+    """Close a flagged payment with a note (an OrderEvent records who and why)."""
+    return _act(
+        lambda: payments.resolve_review(payment_id, form_text("note"), _actor()),
+        "Marked as resolved.",
+        url_for("admin.review"),
+    )
+
+
+@bp.post("/review/callbacks/<int:record_id>")
+def resolve_callback(record_id: int):
+    """Close a callback for an unknown checkout id with a note."""
+    return _act(
+        lambda: services.resolve_unknown_callback(record_id, form_text("note"), _actor()),
+        "Marked as resolved.",
+        url_for("admin.review"),
+    )
+
+
+@bp.post("/payments/<payment_id>/check")
+def check_payment(payment_id: str):
+    """Run an STK Query now for a pending payment and show what M-Pesa said."""
+    payment = services.get_payment(payment_id)
+    return _act(
+        lambda: payments.check_payment_now(payment.id, _actor()),
+        None,
+        url_for("admin.order_detail", order_id=payment.order_id),
+    )
+
+
+@bp.post("/orders/<order_id>/cancel")
+def cancel(order_id: str):
+    """Cancel an unpaid order with no prompt in flight."""
+    order = services.get_order(order_id)
+    return _act(
+        lambda: payments.cancel_order(order.id, _actor()),
+        f"Order {order.number} is cancelled.",
+        url_for("admin.order_detail", order_id=order.id),
+    )
+
+
+def _actor() -> str:
+    return f"admin:{current_admin().username}"
+
+
+def _act(action, success: str | None, back: str):
+    """Run a service call; its answer (or its refusal) becomes a message on `back`."""
+    try:
+        result = action()
+    except ApiError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+    else:
+        flash(success or str(result), "ok")
+    return redirect(back)
+
+
+@bp.post("/api/ping")
+def ping():
+    """admin.js calls this when the admin is active on a page: restarts the idle clock."""
+    return jsonify(ok=True, expires_at=iso(_expiry()))
+
+
+@bp.get("/api/session")
+def session_info():
+    """Whether the session is alive, without counting as activity (admin.js asks)."""
+    return jsonify(username=current_admin().username, expires_at=iso(_expiry()))
+
+
+def _expiry() -> datetime:
+    return datetime.fromtimestamp(session_expires_at(), UTC)

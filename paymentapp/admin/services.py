@@ -1,0 +1,452 @@
+"""What the dashboard reads (filtered orders, totals, timelines, review queue) and the
+one state change it owns: closing a callback for an unknown checkout id. Payment
+actions (check now, cancel, resolve a review) live in `payments/services.py`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import aliased
+
+from ..errors import Conflict, NotFound, ValidationError
+from ..extensions import db
+from ..logs import log_event
+from ..models import (
+    CallbackRecord,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    utcnow,
+)
+from ..phones import InvalidPhone, mask_phone, normalize_phone
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+MAX_NOTE = 1000
+UNKNOWN_OUTCOME = "unknown"
+UNKNOWN_RESOLVED_OUTCOME = "unknown_resolved"
+PHONE_IN_TEXT = re.compile(r"(?<!\d)254(?:7\d{8}|1[01]\d{7})(?!\d)")
+RECEIPT = re.compile(r"^[A-Za-z0-9]{8,20}$")
+
+
+def admin_tz() -> ZoneInfo:
+    return ZoneInfo(current_app.config["ADMIN_TIMEZONE"])
+
+
+def local_time(value: datetime | None) -> str:
+    """A UTC timestamp as the dashboard shows it (ADMIN_TIMEZONE)."""
+    if value is None:
+        return ""
+    return value.astimezone(admin_tz()).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class OrderFilters:
+    """The orders page's query string, checked. `errors` explains what was ignored."""
+
+    status: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str = ""
+    page: int = 1
+    errors: dict = field(default_factory=dict)
+
+    def query_args(self, **override) -> dict:
+        """The filters as URL parameters (for links, pagination and the CSV export)."""
+        args = {
+            "status": self.status,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "q": self.q,
+            "page": self.page if self.page > 1 else "",
+        }
+        args.update(override)
+        return {key: value for key, value in args.items() if value not in ("", None)}
+
+
+def _parse_date(raw: str | None, name: str, errors: dict) -> date | None:
+    if not raw:
+        return None
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or not 2000 <= value.year <= 2999:
+        errors[name] = "Use a date like 2026-01-31."
+        return None
+    return value
+
+
+def parse_filters(args) -> OrderFilters:
+    """Read filters from request args; bad values are dropped and reported, never a 500."""
+    errors: dict[str, str] = {}
+    status = args.get("status", "")
+    if status and status not in OrderStatus.ALL:
+        errors["status"] = "Unknown status."
+        status = ""
+    date_from = _parse_date(args.get("from"), "from", errors)
+    date_to = _parse_date(args.get("to"), "to", errors)
+    if date_from and date_to and date_from > date_to:
+        errors["to"] = "The end date is before the start date."
+        date_to = None
+    # PostgreSQL refuses NUL in text parameters; nobody searches for one on purpose.
+    q = (args.get("q") or "").replace("\x00", "").strip()[:100]
+    try:
+        page = max(1, min(int(args.get("page") or 1), 100_000))
+    except ValueError:
+        page = 1
+    return OrderFilters(status, date_from, date_to, q, page, errors)
+
+
+def _start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=admin_tz())
+
+
+def search_clause(q: str):
+    """Orders matching an ORD-number (prefix), phone, receipt, id, reference or description."""
+    payment = aliased(Payment)
+    upper = q.upper()
+    prefix = current_app.config["ORDER_NUMBER_PREFIX"]
+    number = upper if upper.startswith(prefix) else prefix + upper
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    clauses = [
+        Order.id == q,
+        Order.reference == q,
+        Order.description.ilike(f"%{escaped}%", escape="\\"),
+    ]
+    if re.fullmatch(rf"({re.escape(prefix)})?\d+", upper):
+        clauses.append(Order.number.startswith(number, autoescape=True))
+    try:
+        phone = normalize_phone(q)
+    except InvalidPhone:
+        phone = None
+    if phone:
+        clauses.append(Order.customer_phone == phone)
+        clauses.append(
+            exists().where(
+                payment.order_id == Order.id,
+                or_(payment.phone == phone, payment.paid_phone == phone),
+            )
+        )
+    if RECEIPT.match(q):
+        clauses.append(exists().where(payment.order_id == Order.id, payment.receipt == upper))
+    return or_(*clauses)
+
+
+def filter_clauses(filters: OrderFilters) -> list:
+    """WHERE clauses on `Order` for the filters (shared by page, totals and CSV)."""
+    clauses = []
+    if filters.status:
+        clauses.append(Order.status == filters.status)
+    if filters.date_from:
+        clauses.append(Order.created_at >= _start_of_day(filters.date_from))
+    if filters.date_to:
+        clauses.append(Order.created_at < _start_of_day(filters.date_to + timedelta(days=1)))
+    if filters.q:
+        clauses.append(search_clause(filters.q))
+    return clauses
+
+
+def ordered(stmt):
+    return stmt.order_by(Order.created_at.desc(), Order.id.desc())
+
+
+def orders_page(filters: OrderFilters, total: int) -> tuple[list[Order], int, int]:
+    """One page of matching orders, newest first: `(orders, page, page_count)`."""
+    page_count = max(1, -(-total // PAGE_SIZE))
+    page = min(filters.page, page_count)
+    stmt = ordered(select(Order).where(*filter_clauses(filters)))
+    orders = list(db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    return orders, page, page_count
+
+
+def iter_orders(filters: OrderFilters):
+    """Every matching order, newest first, fetched in batches (CSV export)."""
+    stmt = ordered(select(Order).where(*filter_clauses(filters)))
+    yield from db.session.scalars(stmt.execution_options(yield_per=500))
+
+
+def _seconds_between(later, earlier):
+    """Seconds from `earlier` to `later` in SQL, for the database in use."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def median_seconds_to_pay(clauses: list) -> float | None:
+    """Median time from the STK prompt (payment created) to payment (paid_at).
+
+    Computed in the database (ORDER BY + OFFSET) so it works on SQLite and PostgreSQL
+    without pulling every duration into Python.
+    """
+    matching = select(Order.id).where(*clauses)
+    conditions = (
+        Payment.order_id.in_(matching),
+        Payment.status == PaymentStatus.COMPLETED,
+        Payment.paid_at.is_not(None),
+    )
+    count = db.session.scalar(select(func.count()).select_from(Payment).where(*conditions))
+    if not count:
+        return None
+    duration = _seconds_between(Payment.paid_at, Payment.created_at)
+    middle = list(
+        db.session.scalars(
+            select(duration)
+            .where(*conditions)
+            .order_by(duration)
+            .offset((count - 1) // 2)
+            .limit(1 if count % 2 else 2)
+        )
+    )
+    # paid_at is M-Pesa's TransactionDate, in whole seconds: a payment made within a second
+    # of the prompt can look negative. Clamping the median is the same as clamping each value.
+    return max(0.0, sum(float(value) for value in middle) / len(middle))
+
+
+def duration_text(seconds: float | None) -> str:
+    """`42 s`, `3 min 5 s`: how long people take to pay, for the totals card."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60} s"
+
+
+def order_totals(filters: OrderFilters) -> dict:
+    """Count, paid amount, success rate and median time-to-pay of the filtered orders.
+
+    Success rate = paid orders / orders with at least one payment attempt: orders
+    nobody tried to pay say nothing about whether paying works.
+    """
+    clauses = filter_clauses(filters)
+    attempted = exists().where(Payment.order_id == Order.id)
+    paid = Order.status == OrderStatus.PAID
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Order.amount).filter(paid), 0),
+            func.count().filter(attempted),
+            func.count().filter(paid, attempted),
+        )
+        .select_from(Order)
+        .where(*clauses)
+    ).one()
+    count, paid_amount, attempted_count, paid_attempted = row
+    return {
+        "count": count,
+        "paid_amount": int(paid_amount),
+        "attempted": attempted_count,
+        "paid": paid_attempted,
+        "success_rate": paid_attempted / attempted_count if attempted_count else None,
+        "median_s": median_seconds_to_pay(clauses),
+    }
+
+
+def order_phone(order: Order) -> str | None:
+    """The phone to show for an order: the customer's, else the latest payer's."""
+    payment = order.latest_payment
+    return order.customer_phone or (payment.phone if payment else None)
+
+
+def csv_cell(value) -> str:
+    """A CSV cell that spreadsheets will not run as a formula (= + - @ tab CR)."""
+    text = "" if value is None else str(value)
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+CSV_HEADER = (
+    "number",
+    "order_id",
+    "created_at",
+    "amount_kes",
+    "status",
+    "latest_payment_status",
+    "receipt",
+    "phone",
+    "paid_at",
+    "description",
+    "reference",
+)
+
+
+def csv_row(order: Order) -> list[str]:
+    payment = order.latest_payment
+    values = (
+        order.number,
+        order.id,
+        local_time(order.created_at),
+        order.amount,
+        order.status,
+        payment.status if payment else "",
+        next((p.receipt for p in reversed(order.payments) if p.receipt), ""),
+        mask_phone(order_phone(order)),
+        local_time(order.paid_at),
+        order.description,
+        order.reference,
+    )
+    return [csv_cell(value) for value in values]
+
+
+def _plausible_id(value: str) -> bool:
+    """Ids are short and printable; anything else (a NUL upsets PostgreSQL) is not found."""
+    return len(value) <= 32 and value.isprintable()
+
+
+def get_order(order_id: str) -> Order:
+    order = db.session.get(Order, order_id) if _plausible_id(order_id) else None
+    if order is None:
+        raise NotFound("No order with this id.", code="order_not_found")
+    return order
+
+
+def get_payment(payment_id: str) -> Payment:
+    payment = db.session.get(Payment, payment_id) if _plausible_id(payment_id) else None
+    if payment is None:
+        raise NotFound("No payment with this id.", code="payment_not_found")
+    return payment
+
+
+def pretty_body(body: str) -> str:
+    """A callback body for people: indented JSON, phone numbers masked."""
+    try:
+        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        text = body
+    return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # "event" or "callback"
+    title: str
+    detail: str = ""
+    actor: str = ""
+    body: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def order_timeline(order: Order) -> list[TimelineEntry]:
+    """Every status change (OrderEvent) and callback (CallbackRecord) of the order, in order."""
+    entries = [
+        TimelineEntry(
+            e.created_at, "event", e.kind.replace("_", " "), e.detail or "", e.actor or ""
+        )
+        for e in db.session.scalars(
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order.id)
+            .order_by(OrderEvent.created_at, OrderEvent.id)
+        )
+    ]
+    payment_ids = [p.id for p in order.payments]
+    checkout_ids = [p.checkout_request_id for p in order.payments if p.checkout_request_id]
+    if payment_ids:
+        callbacks = db.session.scalars(
+            select(CallbackRecord)
+            .where(
+                or_(
+                    CallbackRecord.payment_id.in_(payment_ids),
+                    CallbackRecord.checkout_request_id.in_(checkout_ids),
+                )
+            )
+            .order_by(CallbackRecord.received_at, CallbackRecord.id)
+        )
+        entries += [
+            TimelineEntry(
+                record.received_at,
+                "callback",
+                f"callback: {record.outcome.replace('_', ' ')}",
+                record.detail or "",
+                body=pretty_body(record.body),
+                meta={"id": record.id, "from": record.remote_addr or "?"},
+            )
+            for record in callbacks
+        ]
+    entries.sort(key=lambda entry: entry.at)
+    return entries
+
+
+def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
+    """Payments flagged for review and callbacks for unknown checkout ids, oldest first."""
+    payments = list(
+        db.session.scalars(
+            select(Payment).where(Payment.needs_review.is_(True)).order_by(Payment.created_at)
+        )
+    )
+    unknown = list(
+        db.session.scalars(
+            select(CallbackRecord)
+            .where(CallbackRecord.outcome == UNKNOWN_OUTCOME)
+            .order_by(CallbackRecord.received_at)
+            .limit(200)
+        )
+    )
+    return payments, unknown
+
+
+def open_review_count() -> int:
+    payments = db.session.scalar(
+        select(func.count()).select_from(Payment).where(Payment.needs_review.is_(True))
+    )
+    unknown = db.session.scalar(
+        select(func.count())
+        .select_from(CallbackRecord)
+        .where(CallbackRecord.outcome == UNKNOWN_OUTCOME)
+    )
+    return payments + unknown
+
+
+def recently_resolved(limit: int = 20) -> list[Payment]:
+    return list(
+        db.session.scalars(
+            select(Payment)
+            .where(Payment.reviewed_at.is_not(None))
+            .order_by(Payment.reviewed_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _clean_note(note: str | None) -> str:
+    note = (note or "").strip()
+    if not note:
+        raise ValidationError("Write a note saying what you found.", fields={"note": "Required."})
+    if len(note) > MAX_NOTE:
+        raise ValidationError(
+            f"The note must be at most {MAX_NOTE} characters.", fields={"note": "Too long."}
+        )
+    return note
+
+
+def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> CallbackRecord:
+    """Close a callback for an unknown checkout id; the note goes into its `detail`."""
+    note = _clean_note(note)
+    record = db.session.get(CallbackRecord, record_id)
+    if record is None or record.outcome not in (UNKNOWN_OUTCOME, UNKNOWN_RESOLVED_OUTCOME):
+        raise NotFound("No unknown callback with this id.", code="review_not_found")
+    if record.outcome == UNKNOWN_RESOLVED_OUTCOME:
+        raise Conflict("This callback was already resolved.", code="already_resolved")
+    record.outcome = UNKNOWN_RESOLVED_OUTCOME
+    record.detail = f"resolved by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"[:255]
+    db.session.commit()
+    log_event(
+        log,
+        "admin.review_resolved",
+        f"unknown callback {record.id} resolved by {actor}",
+        callback_id=record.id,
+        admin=actor,
+    )
+    return record
