@@ -145,3 +145,17 @@ def test_dialog_files_load_cross_origin_and_the_api_answers_allowed_origins(
 
     stranger = client.options(url, headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_buy_is_rate_limited_per_address(client):
+    token = csrf_token(client)
+    codes = [
+        client.post(
+            "/shop/buy",
+            data={"csrf_token": token, "product": "tea"},
+            headers={"Accept": "application/json"},
+        ).status_code
+        for _ in range(31)
+    ]
+    assert codes[:30] == [201] * 30
+    assert codes[30] == 429

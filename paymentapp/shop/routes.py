@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError as CsrfInvalid
 
 from ..errors import ApiError, Forbidden
+from ..extensions import limiter
 from ..orders.schemas import status_snapshot
 from ..orders.services import get_order
 from ..security import check_client_token, make_client_token
@@ -44,11 +45,12 @@ def index():
 
 
 @bp.post("/shop/buy")
+@limiter.limit("30 per minute")
 def buy_product():
     """Create an order for a product: JSON for the shop's script, a redirect without it.
 
     Guarded by a CSRF token tied to the session (SameSite=Lax cookie), so another site
-    cannot make a visitor's browser create orders.
+    cannot make a visitor's browser create orders; rate-limited per address besides.
     """
     try:
         validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
