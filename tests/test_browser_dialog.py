@@ -302,7 +302,7 @@ def test_full_flow_from_shop_to_paid_on_the_simulated_phone(app_server, context,
 
     pay(page, "+254 " + new_phone()[1:])
     expect(page.locator('.pa-view[data-view="pending"] .pa-prompt')).to_contain_text(number)
-    expect(page.locator('[data-view="pending"] [data-field="phone"]')).to_have_text(
+    expect(page.locator('.pa-view[data-view="pending"] [data-field="phone"]')).to_have_text(
         re.compile(r"^2547•••••\d{3}$")
     )
     expect(page.locator(".pa-countdown-text")).to_contain_text("Prompt expires in")
@@ -333,7 +333,12 @@ def test_cancel_shows_the_reason_and_try_again_works(app_server, page):
     order = buy(app_server, "kikoy")
     open_hosted(page, app_server, order)
     phone = new_phone()
-    pay(page, phone)
+    # Keyboard only: type the number, Enter sends the prompt.
+    page.locator("#pa-phone").focus()
+    page.keyboard.type(phone)
+    page.keyboard.press("Enter")
+    expect_view(page, "pending")
+    expect(page.locator('.pa-view[data-view="pending"] .pa-title')).to_be_focused()
 
     press(app_server, order["order_number"], "cancel")
     expect_view(page, "failed")
@@ -341,7 +346,9 @@ def test_cancel_shows_the_reason_and_try_again_works(app_server, page):
     expect(page.locator('[data-field="failure-text"]')).to_contain_text("Nothing was charged")
     expect(page.locator(".pa-toasts")).to_contain_text("Payment cancelled")
 
-    page.get_by_role("button", name="Try again").click()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Try again")).to_be_focused()
+    page.keyboard.press("Enter")
     expect_view(page, "form")
     expect(page.locator("#pa-phone")).to_have_value(phone)
     expect(page.locator("#pa-phone")).to_be_focused()
