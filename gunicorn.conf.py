@@ -64,3 +64,14 @@ logger_class = RedactingLogger
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket would be shared by every gunicorn on the host; not needed.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """`make run` (one worker): run the reconciler as a greenlet of the web worker.
+
+    In production run `flask --app wsgi mpesa reconcile --loop` as its own process.
+    """
+    if os.environ.get("RECONCILER_IN_PROCESS", "").lower() in ("1", "true", "yes"):
+        from paymentapp.payments.reconcile import start_background_reconciler
+
+        start_background_reconciler(worker.wsgi, float(os.environ.get("RECONCILE_INTERVAL_S", "5")))

@@ -21,6 +21,11 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """The Daraja simulator's own `sim_*` tables are not part of the app's schema."""
+    return not (type_ == "table" and name.startswith("sim_"))
+
+
 def get_engine():
     try:
         # this works with Flask-SQLAlchemy<3 and Alchemical
@@ -97,6 +102,7 @@ def run_migrations_online():
     conf_args.setdefault("render_as_batch", True)  # SQLite needs batch ALTERs
     conf_args.setdefault("compare_type", True)
     conf_args.setdefault("render_item", render_item)
+    conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

@@ -12,6 +12,7 @@ from .security import create_api_key
 
 admin_cli = click.Group("admin", help="Dashboard users.")
 apikey_cli = click.Group("apikey", help="Merchant API keys.")
+mpesa_cli = click.Group("mpesa", help="M-Pesa operations.")
 
 
 @admin_cli.command("create")
@@ -50,7 +51,23 @@ def apikey_create(name: str) -> None:
     click.echo(plain)
 
 
+@mpesa_cli.command("reconcile")
+@click.option("--loop", is_flag=True, help="Keep running (a process of its own in production).")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
+def mpesa_reconcile(loop: bool, interval: float) -> None:
+    """Settle pending payments with STK Query; expire the ones nobody answered."""
+    from flask import current_app
+
+    from .payments.reconcile import reconcile_once, run_loop
+
+    if loop:
+        run_loop(current_app._get_current_object(), interval)
+        return
+    click.echo(f"reconcile pass: {reconcile_once()}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(apikey_cli)
+    app.cli.add_command(mpesa_cli)
     app.cli.add_command(realtime_cli)

@@ -172,8 +172,12 @@ def load_config(env=None) -> dict:
         "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
         "MPESA_ENV": mpesa_env,
         "MPESA_BASE_URL": (
-            env.get("MPESA_BASE_URL") or DARAJA_BASE_URLS.get(mpesa_env) or ""
+            env.get("MPESA_BASE_URL")
+            or DARAJA_BASE_URLS.get(mpesa_env)
+            or f"{public_base_url}/_simulator"  # the built-in simulator, same app
         ).rstrip("/"),
+        "MPESA_SIMULATOR_PROMPT_TTL_S": float(env.get("MPESA_SIMULATOR_PROMPT_TTL_S") or 60),
+        "PAYMENT_PHONE_COOLDOWN_S": _int(env, "PAYMENT_PHONE_COOLDOWN_S", 10),
         "MPESA_CONSUMER_KEY": required_when_live("MPESA_CONSUMER_KEY", SIMULATOR_CONSUMER_KEY),
         "MPESA_CONSUMER_SECRET": required_when_live(
             "MPESA_CONSUMER_SECRET", SIMULATOR_CONSUMER_SECRET

@@ -14,9 +14,11 @@ class InvalidPhone(ValueError):
 
 def normalize_phone(raw) -> str:
     """Return `2547XXXXXXXX`/`2541XXXXXXXX` or raise `InvalidPhone` with a helpful message."""
-    if not isinstance(raw, str) and not isinstance(raw, int) or isinstance(raw, bool):
+    if raw is None or raw == "":
+        raise InvalidPhone(f"Enter your M-Pesa phone number, for example {ACCEPTED_EXAMPLE}.")
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise InvalidPhone(f"Enter a phone number as text, for example {ACCEPTED_EXAMPLE}.")
-    text = str(raw).strip()
+    text = str(raw).strip()[:40]
     compact = re.sub(r"[\s\-().]", "", text)
     if compact.startswith("+"):
         compact = compact[1:]

@@ -1,3 +1,76 @@
-"""STK callback endpoint (filled in by the money-path work)."""
+"""`POST /callbacks/stk/<token>`: Daraja's STK result. Answer fast, never lose it."""
 
-from . import bp  # noqa: F401
+import hmac
+import ipaddress
+import logging
+
+from flask import current_app, jsonify, request
+
+from ..errors import ApiError, Forbidden, NotFound
+from . import bp
+from .services import (
+    MalformedCallback,
+    apply_callback,
+    mark_malformed,
+    parse_callback,
+    store_callback,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 16 * 1024  # real callbacks are well under 2 KiB
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+
+def client_ip() -> str | None:
+    """The caller's address, believing only `TRUSTED_PROXY_HOPS` X-Forwarded-For entries."""
+    hops = current_app.config["TRUSTED_PROXY_HOPS"]
+    if hops:
+        forwarded = [
+            ip.strip() for ip in request.headers.get("X-Forwarded-For", "").split(",") if ip.strip()
+        ]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.remote_addr
+
+
+def ip_allowed(ip: str | None) -> bool:
+    networks = current_app.config["MPESA_CALLBACK_ALLOWED_IPS"]
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+@bp.post("/stk/<token>")
+def stk(token: str):
+    """Store the callback, apply it once, and always answer Daraja's Accepted."""
+    expected = current_app.config["MPESA_CALLBACK_TOKEN"]
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise NotFound("Nothing lives at this address.", code="not_found")
+    ip = client_ip()
+    if not ip_allowed(ip):
+        log.warning(
+            "callback refused from %s (not in MPESA_CALLBACK_ALLOWED_IPS) | "
+            "event=callback.forbidden ip=%s",
+            ip,
+            ip,
+        )
+        raise Forbidden("This address may not post callbacks.", code="ip_not_allowed")
+    if (request.content_length or 0) > MAX_CALLBACK_BYTES:
+        raise ApiError("Callback body too large.", code="payload_too_large", status=413)
+    body = request.get_data(cache=False)
+    if len(body) > MAX_CALLBACK_BYTES:
+        raise ApiError("Callback body too large.", code="payload_too_large", status=413)
+
+    record = store_callback(body, ip)
+    try:
+        result = parse_callback(body)
+    except MalformedCallback as exc:
+        mark_malformed(record, str(exc))
+        raise ApiError(f"Not an STK callback: {exc}.", code="malformed_callback") from None
+    apply_callback(record, result)
+    return jsonify(ACCEPTED)

@@ -1,0 +1,382 @@
+"""Daraja API client: OAuth token, STK Push and STK Query on one shared `requests` session.
+
+Quirks handled here (see DARAJA.md):
+- Each token request invalidates the previous token, so the deployment shares ONE token
+  (Redis when configured, with a lock so one process refreshes) and refreshes it early.
+- `404.001.03 Invalid Access Token` → refresh once and retry once.
+- STK Push is not idempotent: it is retried only when Daraja surely did not get it
+  (connection refused) or refused the token; a read timeout is reported as unknown.
+- The Timestamp is East Africa Time and goes into the Password too.
+- STK Query's "The transaction is being processed" means the prompt is still open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+import requests
+from flask import current_app
+
+from ..logs import log_event
+from ..phones import mask_phone
+
+log = logging.getLogger(__name__)
+
+EAT = timezone(timedelta(hours=3), "EAT")
+TOKEN_PATH = "/oauth/v1/generate?grant_type=client_credentials"
+STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
+STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
+TOKEN_REFRESH_MARGIN_S = 120  # refresh this long before Daraja's expiry
+INVALID_TOKEN = "404.001.03"
+STILL_PROCESSING = "the transaction is being processed"
+
+
+class DarajaError(Exception):
+    """Daraja refused or failed. `message` is safe to show; `code` is Daraja's errorCode."""
+
+    kind = "refused"
+
+    def __init__(self, message: str, code: str | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+
+
+class DarajaRefused(DarajaError):
+    """A request Daraja judged invalid (e.g. 400.002.02 invalid field)."""
+
+
+class DarajaAuthError(DarajaError):
+    """Wrong consumer key/secret, shortcode or passkey."""
+
+    kind = "auth"
+
+
+class DarajaBusy(DarajaError):
+    """Spike arrest or quota (500.003.02/03): back off before trying again."""
+
+    kind = "busy"
+    retry_after_s = 60
+
+
+class SubscriberLocked(DarajaError):
+    """Another STK prompt is open on this phone; wait about a minute."""
+
+    kind = "subscriber_locked"
+    retry_after_s = 60
+
+
+class DarajaUnavailable(DarajaError):
+    """No usable answer: connection failure, timeout, 5xx or malformed JSON."""
+
+    kind = "unavailable"
+
+    def __init__(self, message: str, *, maybe_sent: bool = False, **kwargs):
+        super().__init__(message, **kwargs)
+        self.maybe_sent = maybe_sent  # True when Daraja may have acted on the request
+
+
+@dataclass(frozen=True)
+class PushAccepted:
+    merchant_request_id: str
+    checkout_request_id: str
+    customer_message: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """`pending` True while the customer has not answered; else a final result code."""
+
+    pending: bool
+    result_code: int | None = None
+    result_desc: str | None = None
+
+
+def eat_timestamp(now: datetime | None = None) -> str:
+    """Daraja's `YYYYMMDDHHmmss` in East Africa Time (UTC+3)."""
+    return (now or datetime.now(UTC)).astimezone(EAT).strftime("%Y%m%d%H%M%S")
+
+
+def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
+    return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
+
+
+def _error_from_body(status: int, body: dict) -> DarajaError:
+    """Map a Daraja error answer to the right exception (DARAJA.md's table)."""
+    code = str(body.get("errorCode") or body.get("ResponseCode") or "")
+    message = str(
+        body.get("errorMessage")
+        or body.get("ResponseDescription")
+        or f"Daraja answered HTTP {status}"
+    )
+    lowered = message.lower()
+    if code.startswith("500.003.0"):
+        if code == "500.003.1001":
+            return DarajaUnavailable(message, code=code, http_status=status)
+        return DarajaBusy(message, code=code, http_status=status)
+    if code == "500.001.1001":
+        if "lock subscriber" in lowered or "in process for the current subscriber" in lowered:
+            return SubscriberLocked(message, code=code, http_status=status)
+        return DarajaAuthError(message, code=code, http_status=status)
+    if code.startswith("400.") or code.startswith("404.") or status in (400, 401, 403, 404):
+        if "credential" in lowered or "invalid authentication" in lowered:
+            return DarajaAuthError(message, code=code, http_status=status)
+        return DarajaRefused(message, code=code, http_status=status)
+    return DarajaUnavailable(message, code=code or None, http_status=status)
+
+
+class TokenCache:
+    """One token for the whole deployment: Redis (shared, locked) or this process."""
+
+    _local: dict[str, tuple[str, float]] = {}
+    _local_lock = threading.Lock()
+
+    def __init__(self, redis_client, key: str):
+        self.redis = redis_client
+        self.key = key
+
+    def get(self) -> str | None:
+        if self.redis is not None:
+            raw = self.redis.get(self.key)
+            if raw:
+                data = json.loads(raw)
+                if data["expires_at"] - TOKEN_REFRESH_MARGIN_S > time.time():
+                    return data["token"]
+            return None
+        cached = self._local.get(self.key)
+        if cached and cached[1] - TOKEN_REFRESH_MARGIN_S > time.time():
+            return cached[0]
+        return None
+
+    def put(self, token: str, expires_in: int) -> None:
+        expires_at = time.time() + expires_in
+        if self.redis is not None:
+            self.redis.set(
+                self.key,
+                json.dumps({"token": token, "expires_at": expires_at}),
+                ex=max(expires_in, 1),
+            )
+        else:
+            self._local[self.key] = (token, expires_at)
+
+    def drop(self, token: str) -> None:
+        """Forget `token` unless another process already replaced it."""
+        if self.redis is not None:
+            raw = self.redis.get(self.key)
+            if raw and json.loads(raw)["token"] == token:
+                self.redis.delete(self.key)
+        elif self._local.get(self.key, ("",))[0] == token:
+            self._local.pop(self.key, None)
+
+    def lock(self):
+        if self.redis is not None:
+            return self.redis.lock(self.key + ":lock", timeout=15, blocking_timeout=20)
+        return self._local_lock
+
+
+# One connection pool for the process (gevent-patched sockets under gunicorn).
+_SESSION = requests.Session()
+
+
+class DarajaClient:
+    """Talks to Daraja (or the simulator, which speaks the same protocol)."""
+
+    def __init__(self, config: dict, redis_client=None):
+        self.base_url = config["MPESA_BASE_URL"].rstrip("/")
+        self.consumer_key = config["MPESA_CONSUMER_KEY"]
+        self.consumer_secret = config["MPESA_CONSUMER_SECRET"]
+        self.shortcode = config["MPESA_SHORTCODE"]
+        self.passkey = config["MPESA_PASSKEY"]
+        self.transaction_type = config["MPESA_TRANSACTION_TYPE"]
+        self.party_b = config["MPESA_PARTY_B"]
+        self.callback_url = (
+            f"{config['PUBLIC_BASE_URL']}/callbacks/stk/{config['MPESA_CALLBACK_TOKEN']}"
+        )
+        self.timeout = (
+            config.get("MPESA_CONNECT_TIMEOUT_S", 5),
+            config.get("MPESA_READ_TIMEOUT_S", 30),
+        )
+        fingerprint = hashlib.sha256(f"{self.base_url}|{self.consumer_key}".encode()).hexdigest()
+        self.tokens = TokenCache(redis_client, f"paymentapp:daraja-token:{fingerprint[:16]}")
+        self.session = _SESSION
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, maybe_sent_on_timeout: bool, **kwargs):
+        url = self.base_url + path
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            if isinstance(exc, requests.ConnectTimeout) or "refused" in str(exc).lower():
+                raise DarajaUnavailable("M-Pesa could not be reached.") from None
+            raise DarajaUnavailable(
+                "M-Pesa could not be reached.", maybe_sent=maybe_sent_on_timeout
+            ) from None
+        except requests.Timeout:
+            raise DarajaUnavailable(
+                "M-Pesa did not answer in time.", maybe_sent=maybe_sent_on_timeout
+            ) from None
+        except requests.RequestException:
+            raise DarajaUnavailable("M-Pesa could not be reached.") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise DarajaUnavailable(
+                f"M-Pesa gave an unreadable answer (HTTP {response.status_code}).",
+                http_status=response.status_code,
+                maybe_sent=maybe_sent_on_timeout,
+            )
+        return response.status_code, body
+
+    # -- token -------------------------------------------------------------------------
+
+    def _fetch_token(self) -> tuple[str, int]:
+        status, body = self._request(
+            "GET",
+            TOKEN_PATH,
+            maybe_sent_on_timeout=False,
+            auth=(self.consumer_key, self.consumer_secret),
+        )
+        token = body.get("access_token")
+        if status != 200 or not token:
+            error = _error_from_body(status, body)
+            if status in (400, 401, 403):
+                raise DarajaAuthError(
+                    "M-Pesa refused the consumer key/secret.", code=error.code, http_status=status
+                )
+            raise error
+        try:
+            expires_in = int(str(body.get("expires_in", 3599)).strip())
+        except ValueError:
+            expires_in = 3599
+        return token, expires_in
+
+    def access_token(self) -> str:
+        """The deployment's shared token, fetched under a lock only when it is due."""
+        token = self.tokens.get()
+        if token:
+            return token
+        with self.tokens.lock():
+            token = self.tokens.get()  # another process may have refreshed meanwhile
+            if token:
+                return token
+            token, expires_in = self._fetch_token()
+            self.tokens.put(token, expires_in)
+            log_event(
+                log, "daraja.token", "fetched a new Daraja access token", expires_in=expires_in
+            )
+            return token
+
+    def _authorised_post(self, path: str, payload: dict, *, maybe_sent_on_timeout: bool):
+        """POST with the shared token; on 404.001.03 refresh once and retry once."""
+        for attempt in (1, 2):
+            token = self.access_token()
+            status, body = self._request(
+                "POST",
+                path,
+                json=payload,
+                maybe_sent_on_timeout=maybe_sent_on_timeout,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if str(body.get("errorCode")) == INVALID_TOKEN and attempt == 1:
+                log_event(log, "daraja.token_invalid", "Daraja rejected the token; refreshing")
+                self.tokens.drop(token)
+                continue
+            return status, body
+        return status, body
+
+    # -- STK -----------------------------------------------------------------------------
+
+    def _password(self) -> tuple[str, str]:
+        timestamp = eat_timestamp()
+        return stk_password(self.shortcode, self.passkey, timestamp), timestamp
+
+    def stk_push(
+        self, *, amount: int, phone: str, reference: str, description: str
+    ) -> PushAccepted:
+        """Send the payment prompt to the customer's phone."""
+        password, timestamp = self._password()
+        payload = {
+            "BusinessShortCode": self.shortcode,
+            "Password": password,
+            "Timestamp": timestamp,
+            "TransactionType": self.transaction_type,
+            "Amount": int(amount),
+            "PartyA": phone,
+            "PartyB": self.party_b,
+            "PhoneNumber": phone,
+            "CallBackURL": self.callback_url,
+            "AccountReference": reference[:12],
+            "TransactionDesc": (description or reference)[:13],
+        }
+        started = time.monotonic()
+        status, body = self._authorised_post(STK_PUSH_PATH, payload, maybe_sent_on_timeout=True)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        if status == 200 and str(body.get("ResponseCode")) == "0" and body.get("CheckoutRequestID"):
+            log_event(
+                log,
+                "daraja.stk_push",
+                f"STK push accepted for {reference}",
+                order=reference,
+                phone=mask_phone(phone),
+                amount=amount,
+                checkout_request_id=body["CheckoutRequestID"],
+                ms=elapsed_ms,
+            )
+            return PushAccepted(
+                merchant_request_id=str(body.get("MerchantRequestID") or ""),
+                checkout_request_id=str(body["CheckoutRequestID"]),
+                customer_message=str(body.get("CustomerMessage") or ""),
+            )
+        error = _error_from_body(status, body)
+        log_event(
+            log,
+            "daraja.stk_push_refused",
+            f"STK push refused for {reference}",
+            order=reference,
+            phone=mask_phone(phone),
+            code=error.code,
+            reason=error.message,
+            ms=elapsed_ms,
+        )
+        raise error
+
+    def stk_query(self, checkout_request_id: str) -> QueryResult:
+        """Ask Daraja how a prompt ended; `pending` while the customer has not answered."""
+        password, timestamp = self._password()
+        payload = {
+            "BusinessShortCode": self.shortcode,
+            "Password": password,
+            "Timestamp": timestamp,
+            "CheckoutRequestID": checkout_request_id,
+        }
+        status, body = self._authorised_post(STK_QUERY_PATH, payload, maybe_sent_on_timeout=False)
+        message = str(body.get("errorMessage") or "")
+        if STILL_PROCESSING in message.lower():
+            return QueryResult(pending=True)
+        if "ResultCode" in body and str(body.get("ResponseCode", "0")) == "0":
+            try:
+                code = int(str(body["ResultCode"]).strip())
+            except ValueError:
+                raise DarajaUnavailable("M-Pesa gave an unreadable query answer.") from None
+            return QueryResult(
+                pending=False, result_code=code, result_desc=str(body.get("ResultDesc") or "")
+            )
+        raise _error_from_body(status, body)
+
+
+def get_client() -> DarajaClient:
+    """A client for the current app, sharing the token cache through Redis if configured."""
+    from ..health import redis_client
+
+    return DarajaClient(current_app.config, redis_client())

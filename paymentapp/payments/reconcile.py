@@ -1,0 +1,212 @@
+"""Reconciliation: settle payments whose callback is late or never comes.
+
+A pending payment with no callback after `PAYMENT_QUERY_AFTER_S` is checked with STK
+Query, then every `QUERY_INTERVAL_S` (longer after a 500.003.x spike arrest), and becomes
+`timeout` once `PAYMENT_EXPIRE_AFTER_S` has passed with no final answer. Each payment is
+claimed with a compare-and-set on `next_query_at`, and every transition re-checks the
+status under a row lock, so any number of reconcilers can run at once without a double
+transition. Callbacks that were stored but failed to apply are retried too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..locking import for_update
+from ..models import CallbackRecord, Payment, PaymentStatus, utcnow
+from ..mpesa.client import DarajaBusy, DarajaError, get_client
+from ..realtime.emit import emit_order_update
+from .services import apply_result, expire_payment
+
+log = logging.getLogger(__name__)
+
+QUERY_INTERVAL_S = 12
+BUSY_BACKOFF_S = 60
+CLAIM_LEASE_S = 30
+BATCH = 50
+
+
+@dataclass
+class PassReport:
+    queried: int = 0
+    resolved: int = 0
+    expired: int = 0
+    still_pending: int = 0
+    errors: int = 0
+    callbacks_retried: int = 0
+    changed_orders: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"queried={self.queried} resolved={self.resolved} expired={self.expired} "
+            f"pending={self.still_pending} errors={self.errors} "
+            f"callbacks_retried={self.callbacks_retried}"
+        )
+
+
+def _claim(payment_id: str, seen_next_query_at) -> bool:
+    """Take this payment for one check; False if another reconciler got it first."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            Payment.status == PaymentStatus.PENDING,
+            Payment.next_query_at == seen_next_query_at,
+        )
+        .values(next_query_at=now + timedelta(seconds=CLAIM_LEASE_S), last_queried_at=now)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def _reschedule(payment_id: str, seconds: int) -> None:
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
+        .values(
+            next_query_at=utcnow() + timedelta(seconds=seconds), query_count=Payment.query_count + 1
+        )
+    )
+    db.session.commit()
+
+
+def _settle(payment_id: str, report: PassReport, *, result=None, expire_reason=None) -> None:
+    payment = db.session.scalar(for_update(select(Payment).where(Payment.id == payment_id)))
+    if result is not None:
+        outcome = apply_result(
+            payment,
+            result_code=result.result_code,
+            result_desc=result.result_desc or "",
+            source="query",
+        )
+    else:
+        outcome = expire_payment(payment, expire_reason)
+    db.session.commit()
+    if outcome == "applied":
+        report.changed_orders.append(payment.order.number)
+        if payment.status == PaymentStatus.TIMEOUT and result is None:
+            report.expired += 1
+        else:
+            report.resolved += 1
+        emit_order_update(payment.order)
+
+
+def check_payment(payment: Payment, report: PassReport, client) -> None:
+    """Query one claimed payment and settle, expire or reschedule it."""
+    config = current_app.config
+    age = (utcnow() - payment.created_at).total_seconds()
+    expired = age >= config["PAYMENT_EXPIRE_AFTER_S"]
+    if payment.checkout_request_id:
+        report.queried += 1
+        try:
+            result = client.stk_query(payment.checkout_request_id)
+        except DarajaBusy:
+            report.errors += 1
+            _reschedule(payment.id, BUSY_BACKOFF_S)
+            return
+        except DarajaError as exc:
+            report.errors += 1
+            log.warning(
+                "STK query for payment %s failed: %s | event=reconcile.query_error "
+                "payment=%s code=%s",
+                payment.id,
+                exc.message,
+                payment.id,
+                exc.code,
+            )
+            result = None
+        if result is not None and not result.pending:
+            _settle(payment.id, report, result=result)
+            return
+    if expired:
+        _settle(
+            payment.id, report, expire_reason="No answer from the phone before the payment expired."
+        )
+        return
+    report.still_pending += 1
+    remaining = config["PAYMENT_EXPIRE_AFTER_S"] - age
+    _reschedule(payment.id, max(1, min(QUERY_INTERVAL_S, int(remaining) + 1)))
+
+
+def retry_stored_callbacks(report: PassReport) -> None:
+    """Callbacks stored but never applied (a crash between store and apply)."""
+    from ..callbacks.services import (
+        MalformedCallback,
+        apply_callback,
+        mark_malformed,
+        parse_callback,
+    )
+
+    stale = utcnow() - timedelta(seconds=30)
+    records = list(
+        db.session.scalars(
+            select(CallbackRecord)
+            .where(CallbackRecord.outcome == "received", CallbackRecord.received_at < stale)
+            .limit(BATCH)
+        )
+    )
+    for record in records:
+        report.callbacks_retried += 1
+        try:
+            apply_callback(record, parse_callback(record.body.encode()))
+        except MalformedCallback as exc:
+            mark_malformed(record, str(exc))
+
+
+def reconcile_once() -> PassReport:
+    """One pass over due payments; safe to run from several processes at once."""
+    report = PassReport()
+    now = utcnow()
+    due = list(
+        db.session.execute(
+            select(Payment.id, Payment.next_query_at)
+            .where(Payment.status == PaymentStatus.PENDING, Payment.next_query_at <= now)
+            .order_by(Payment.next_query_at)
+            .limit(BATCH)
+        )
+    )
+    db.session.commit()
+    client = get_client() if due else None
+    for payment_id, next_query_at in due:
+        if not _claim(payment_id, next_query_at):
+            continue
+        payment = db.session.get(Payment, payment_id)
+        try:
+            check_payment(payment, report, client)
+        except Exception:
+            db.session.rollback()
+            report.errors += 1
+            log.exception("reconciling payment %s failed", payment_id)
+    retry_stored_callbacks(report)
+    if report.queried or report.expired or report.resolved or report.callbacks_retried:
+        log.info("reconcile pass: %s | event=reconcile.pass %s", report, report)
+    return report
+
+
+def run_loop(app, interval: float = 5.0, stop=None) -> None:
+    """Reconcile forever (its own process in production, a greenlet under `make run`)."""
+    log.info("reconciler started, every %.0fs | event=reconcile.start", interval)
+    while stop is None or not stop():
+        with app.app_context():
+            try:
+                reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed")
+            finally:
+                db.session.remove()
+        time.sleep(interval)
+
+
+def start_background_reconciler(app, interval: float = 5.0) -> None:
+    """Run `run_loop` in a background greenlet/thread of this process."""
+    from ..extensions import socketio
+
+    socketio.start_background_task(run_loop, app, interval)
