@@ -40,8 +40,10 @@ class ApiError(Exception):
         status: int | None = None,
         fields: dict | None = None,
         extra: dict | None = None,
+        headers: dict | None = None,
     ):
         super().__init__(message)
+        self.headers = headers or {}
         self.message = message
         self.code = code or self.code
         self.status = status or self.status
@@ -126,7 +128,11 @@ def register_errorhandlers(app) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.extra)
+        response = make_response(
+            error_response(exc.status, exc.code, exc.message, exc.fields, exc.extra)
+        )
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):

@@ -56,12 +56,6 @@ def _schema(database_url):
 
 
 @pytest.fixture
-def app_env(database_url):
-    """Extra environment for the app under test; tests may add keys before `app`."""
-    return base_env(database_url)
-
-
-@pytest.fixture
 def app_config():
     """Config overrides for the app under test."""
     return {}
@@ -134,3 +128,152 @@ def socket_client(app):
     for socket in clients:
         if socket.is_connected():
             socket.disconnect()
+
+
+class LiveServer:
+    """The app under test served over real HTTP (its simulator is the fake Daraja)."""
+
+    def __init__(self, url: str, app):
+        self.url = url
+        self.app = app
+
+    def prompts(self, **params) -> list[dict]:
+        import requests
+
+        response = requests.get(f"{self.url}/_simulator/api/prompts", params=params, timeout=5)
+        response.raise_for_status()
+        return response.json()["prompts"]
+
+    def prompt_for(self, order_number: str) -> dict:
+        prompts = self.prompts(account_reference=order_number)
+        assert prompts, f"no prompt for {order_number}"
+        return prompts[0]
+
+    def press(self, checkout_id: str, action: str) -> dict:
+        import requests
+
+        response = requests.post(
+            f"{self.url}/_simulator/api/prompts/{checkout_id}/{action}", timeout=5
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def fault(self, endpoint: str, status: int = 500, body=None, delay_s: float = 0) -> None:
+        import requests
+
+        response = requests.post(
+            f"{self.url}/_simulator/api/faults",
+            json={"endpoint": endpoint, "status": status, "body": body or {}, "delay_s": delay_s},
+            timeout=5,
+        )
+        assert response.status_code == 201
+
+
+@pytest.fixture
+def live_port():
+    return services.free_port()
+
+
+@pytest.fixture
+def app_env(database_url, live_port):
+    """Environment of the app under test; tests may add keys before `app` is built.
+
+    PUBLIC_BASE_URL is a free loopback port, where `live_server` serves the app when a
+    test needs real HTTP (the simulator posts callbacks there).
+    """
+    return base_env(database_url, PUBLIC_BASE_URL=f"http://127.0.0.1:{live_port}")
+
+
+@pytest.fixture
+def live_server(app, live_port):
+    """Serve `app` on a real loopback port in threads, with a clean simulator."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from paymentapp.mpesa.simulator import reset_state
+
+    reset_state()
+    server = make_server("127.0.0.1", live_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield LiveServer(f"http://127.0.0.1:{live_port}", app)
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll until `predicate()` is truthy (bounded); returns its value."""
+    import time
+
+    from paymentapp.extensions import db as sqla
+
+    deadline = time.monotonic() + timeout
+    while True:
+        sqla.session.expire_all()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def make_payment(app):
+    """Factory: a pending payment with a checkout id, as if Daraja accepted the push."""
+    import secrets
+
+    from paymentapp.models import Order, Payment
+
+    def make(order: dict, phone: str = "254712345678", checkout_id: str | None = None):
+        stored = _db.session.get(Order, order["id"])
+        payment = Payment(
+            order_id=stored.id,
+            phone=phone,
+            amount=stored.amount,
+            checkout_request_id=checkout_id or f"ws_CO_{secrets.token_hex(8)}",
+            merchant_request_id="29115-34620561-1",
+        )
+        _db.session.add(payment)
+        stored.touch()
+        _db.session.commit()
+        return payment
+
+    return make
+
+
+def stk_callback(
+    checkout_id: str,
+    result_code=0,
+    *,
+    amount=100,
+    receipt="NLJ7RT61SV",
+    phone=254712345678,
+    desc=None,
+    metadata=True,
+) -> dict:
+    """A Daraja STK callback body (success carries CallbackMetadata)."""
+    callback = {
+        "MerchantRequestID": "29115-34620561-1",
+        "CheckoutRequestID": checkout_id,
+        "ResultCode": result_code,
+        "ResultDesc": desc
+        or (
+            "The service request is processed successfully."
+            if result_code in (0, "0")
+            else "Request cancelled by user"
+        ),
+    }
+    if metadata and result_code in (0, "0"):
+        callback["CallbackMetadata"] = {
+            "Item": [
+                {"Name": "Amount", "Value": amount},
+                {"Name": "MpesaReceiptNumber", "Value": receipt},
+                {"Name": "Balance"},
+                {"Name": "TransactionDate", "Value": 20191219102115},
+                {"Name": "PhoneNumber", "Value": phone},
+            ]
+        }
+    return {"Body": {"stkCallback": callback}}

@@ -120,7 +120,8 @@ def parse_callback(body: bytes) -> StkResult:
 def store_callback(body: bytes, remote_addr: str | None) -> CallbackRecord:
     """Commit the raw body first: whatever happens next, the callback is on record."""
     record = CallbackRecord(
-        body=body.decode("utf-8", errors="replace"),
+        # PostgreSQL text cannot hold NUL; keep the rest byte-for-byte readable
+        body=body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
         remote_addr=remote_addr,
         outcome="received",
     )

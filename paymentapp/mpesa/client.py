@@ -126,7 +126,7 @@ def _error_from_body(status: int, body: dict) -> DarajaError:
         if "lock subscriber" in lowered or "in process for the current subscriber" in lowered:
             return SubscriberLocked(message, code=code, http_status=status)
         return DarajaAuthError(message, code=code, http_status=status)
-    if code.startswith("400.") or code.startswith("404.") or status in (400, 401, 403, 404):
+    if status < 300 or code.startswith(("400.", "404.")) or status in (400, 401, 403, 404):
         if "credential" in lowered or "invalid authentication" in lowered:
             return DarajaAuthError(message, code=code, http_status=status)
         return DarajaRefused(message, code=code, http_status=status)
@@ -231,10 +231,12 @@ class DarajaClient:
         except ValueError:
             body = None
         if not isinstance(body, dict):
+            # A gateway error page (5xx) means Daraja did not act; an unreadable 2xx may
+            # hide an accepted push, so the caller must treat it as "maybe sent".
             raise DarajaUnavailable(
                 f"M-Pesa gave an unreadable answer (HTTP {response.status_code}).",
                 http_status=response.status_code,
-                maybe_sent=maybe_sent_on_timeout,
+                maybe_sent=maybe_sent_on_timeout and response.status_code < 500,
             )
         return response.status_code, body
 

@@ -78,6 +78,8 @@ sim_prompts = Table(
     Column("account_reference", String(12), nullable=False),
     Column("transaction_desc", String(13), nullable=False),
     Column("callback_url", Text, nullable=False),
+    Column("transaction_type", String(32), nullable=False),
+    Column("party_b", String(16), nullable=False),
     Column("state", String(16), nullable=False),  # open | answered
     Column("result_code", Integer),
     Column("result_desc", String(255)),
@@ -262,6 +264,7 @@ def stk_push():
         return daraja_error(500 if code.startswith("500") else 400, code, message)
     phone = str(body["PhoneNumber"])
     now = utcnow()
+    expire_due_prompts()
     busy = db.session.execute(
         select(sim_prompts.c.checkout_request_id).where(
             sim_prompts.c.phone == phone,
@@ -289,6 +292,8 @@ def stk_push():
             account_reference=body["AccountReference"],
             transaction_desc=body["TransactionDesc"],
             callback_url=body["CallBackURL"],
+            transaction_type=body["TransactionType"],
+            party_b=str(body["PartyB"]),
             state="open",
             send_callback=True,
             created_at=now,
@@ -296,12 +301,12 @@ def stk_push():
         )
     )
     db.session.commit()
-    app = current_app._get_current_object()
-    socketio.start_background_task(_expire_later, app, checkout_id, ttl)
     auto = current_app.config.get("MPESA_SIMULATOR_AUTO")
     if auto in ACTIONS:
         delay = current_app.config.get("MPESA_SIMULATOR_AUTO_DELAY_S", 3)
-        socketio.start_background_task(_answer_later, app, checkout_id, auto, delay)
+        socketio.start_background_task(
+            _answer_later, current_app._get_current_object(), checkout_id, auto, delay
+        )
     log.info(
         "simulator: prompt %s opened on %s for %s KES (%s)",
         checkout_id,
@@ -410,6 +415,8 @@ def _post_callback(app, checkout_id: str) -> None:
             except requests.RequestException as exc:
                 status = f"failed: {exc.__class__.__name__}"
             _set_callback_status(checkout_id, status)
+        except Exception:  # noqa: BLE001 - a background task must not die loudly
+            log.warning("simulator: callback for %s not sent", checkout_id, exc_info=True)
         finally:
             db.session.remove()
 
@@ -419,21 +426,22 @@ def _answer_later(app, checkout_id: str, action: str, delay: float) -> None:
     with app.app_context():
         try:
             answer_prompt(checkout_id, action)
+        except Exception:  # noqa: BLE001
+            log.warning("simulator: auto-answer of %s failed", checkout_id, exc_info=True)
         finally:
             db.session.remove()
 
 
-def _expire_later(app, checkout_id: str, ttl: float) -> None:
-    """A prompt nobody answers ends with 1037 after its lifetime, like on a real phone."""
-    time.sleep(ttl)
-    with app.app_context():
-        try:
-            ensure_tables()
-            answer_prompt(checkout_id, "expire")
-        except Exception:  # noqa: BLE001 - the database may be gone (tests, shutdown)
-            log.debug("simulator: could not expire %s", checkout_id, exc_info=True)
-        finally:
-            db.session.remove()
+def expire_due_prompts() -> int:
+    """Prompts nobody answered end with 1037 once their lifetime is over, like a real
+    phone's. Swept lazily whenever the simulator is used (push, query, phone page), so
+    no timer outlives a request."""
+    due = db.session.scalars(
+        select(sim_prompts.c.checkout_request_id).where(
+            sim_prompts.c.state == "open", sim_prompts.c.expires_at <= utcnow()
+        )
+    ).all()
+    return sum(answer_prompt(checkout_id, "expire") is not None for checkout_id in due)
 
 
 # -- STK Query --------------------------------------------------------------------------------
@@ -453,6 +461,7 @@ def stk_query():
         return daraja_error(400, "400.002.02", "Bad Request - Invalid BusinessShortCode")
     if not _check_password(body):
         return daraja_error(500, "500.001.1001", "Wrong credentials")
+    expire_due_prompts()
     prompt = _prompt(str(body.get("CheckoutRequestID", "")))
     if prompt is None:
         return daraja_error(400, "400.002.02", "Bad Request - Invalid CheckoutRequestID")
@@ -480,6 +489,8 @@ def prompt_json(prompt) -> dict:
         "amount": prompt.amount,
         "account_reference": prompt.account_reference,
         "transaction_desc": prompt.transaction_desc,
+        "transaction_type": prompt.transaction_type,
+        "party_b": prompt.party_b,
         "state": prompt.state,
         "result_code": prompt.result_code,
         "result_desc": prompt.result_desc,
@@ -493,6 +504,7 @@ def prompt_json(prompt) -> dict:
 @bp.get("/api/prompts")
 def list_prompts():
     """Recent prompts, newest first (optionally `?phone=2547…` or `?account_reference=`)."""
+    expire_due_prompts()
     stmt = select(sim_prompts).order_by(sim_prompts.c.created_at.desc()).limit(50)
     if phone := request.args.get("phone"):
         stmt = stmt.where(sim_prompts.c.phone == phone)

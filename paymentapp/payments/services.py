@@ -101,7 +101,7 @@ def _check_phone_cooldown(phone: str, now: datetime) -> None:
     else:
         message = f"Please wait {cooldown} seconds before sending another prompt to this phone."
         wait = cooldown
-    raise TooManyRequests(message, code="phone_busy", extra={"retry_after": wait})
+    raise TooManyRequests(message, code="phone_busy", headers={"Retry-After": str(wait)})
 
 
 def start_payment(order_id: str, phone: str) -> Payment:
@@ -186,7 +186,7 @@ def _upstream(exc: DarajaError) -> ApiError:
         DarajaUnavailable: ("mpesa_unavailable", "M-Pesa could not be reached. Please try again."),
     }
     code, message = codes.get(type(exc), ("mpesa_refused", exc.message))
-    return UpstreamError(message, code=code, extra={"mpesa": {"code": exc.code}})
+    return UpstreamError(message, code=code)
 
 
 def _fail_push(payment_id: str, exc: DarajaError) -> None:

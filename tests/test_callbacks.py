@@ -1,0 +1,301 @@
+"""STK callbacks: stored first, applied once, every malformed or hostile variant handled."""
+
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
+from tests.conftest import TEST_CALLBACK_TOKEN, stk_callback, wait_for
+from tests.test_orders_api import assert_error
+
+URL = f"/callbacks/stk/{TEST_CALLBACK_TOKEN}"
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+
+def post(client, body, **kwargs):
+    if not isinstance(body, str | bytes):
+        body = json.dumps(body)
+    return client.post(URL, data=body, content_type="application/json", **kwargs)
+
+
+def records(db):
+    return list(db.session.scalars(select(CallbackRecord).order_by(CallbackRecord.id)))
+
+
+def test_success_marks_order_paid_with_receipt(client, make_order, make_payment, db):
+    order = make_order(100)
+    payment = make_payment(order)
+    response = post(client, stk_callback(payment.checkout_request_id, amount=100.0))
+    assert response.status_code == 200 and response.get_json() == ACCEPTED
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    stored = db.session.get(Order, order["id"])
+    assert payment.status == "completed" and payment.receipt == "NLJ7RT61SV"
+    assert payment.paid_amount == 100 and payment.paid_phone == "254712345678"
+    # TransactionDate 20191219102115 is East Africa Time
+    assert payment.paid_at == datetime(2019, 12, 19, 7, 21, 15, tzinfo=UTC)
+    assert stored.status == "paid" and stored.paid_at == payment.paid_at
+    assert stored.version == 3
+    [record] = records(db)
+    assert record.outcome == "applied" and record.payment_id == payment.id
+    assert (
+        json.loads(record.body)["Body"]["stkCallback"]["CheckoutRequestID"]
+        == payment.checkout_request_id
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (1032, "cancelled"),
+        (1037, "timeout"),
+        (1019, "timeout"),
+        (1, "failed"),
+        (2001, "failed"),
+        (17, "failed"),
+        (9999, "failed"),
+    ],
+)
+def test_result_codes_map_to_statuses(client, make_order, make_payment, db, code, status):
+    order = make_order()
+    payment = make_payment(order)
+    post(client, stk_callback(payment.checkout_request_id, code, desc=f"desc {code}"))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == status and payment.result_code == code
+    assert payment.result_desc == f"desc {code}"
+    assert db.session.get(Order, order["id"]).status == "pending"
+
+
+def test_result_code_as_string_is_accepted(client, make_order, make_payment, db):
+    payment = make_payment(make_order())
+    post(client, stk_callback(payment.checkout_request_id, "0"))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "completed"
+
+
+def test_metadata_missing_items_still_completes(client, make_order, make_payment, db):
+    order = make_order(100)
+    payment = make_payment(order)
+    body = stk_callback(payment.checkout_request_id)
+    body["Body"]["stkCallback"]["CallbackMetadata"]["Item"] = [{"Name": "Balance"}]
+    post(client, body)
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and payment.receipt is None
+    assert db.session.get(Order, order["id"]).status == "paid"
+
+
+@pytest.mark.parametrize("amount", [99, 101, 100.5, "100.40"])
+def test_amount_mismatch_goes_to_review_not_paid(client, make_order, make_payment, db, amount):
+    order = make_order(100)
+    payment = make_payment(order)
+    assert post(client, stk_callback(payment.checkout_request_id, amount=amount)).status_code == 200
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and payment.needs_review
+    assert "amount mismatch" in payment.review_reason
+    assert db.session.get(Order, order["id"]).status == "pending"
+
+
+def test_unknown_checkout_id_is_recorded_and_accepted(client, make_order, make_payment, db):
+    payment = make_payment(make_order())
+    response = post(client, stk_callback("ws_CO_unknown"))
+    assert response.get_json() == ACCEPTED
+    [record] = records(db)
+    assert record.outcome == "unknown" and record.payment_id is None
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "pending"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        '{"Body": {}}',
+        '{"Body": {"stkCallback": "x"}}',
+        '{"Body": {"stkCallback": {"ResultCode": 0}}}',
+        '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1"}}}',
+        '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": "zero"}}}',
+        '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": true}}}',
+        b"\xff\xfe\x00garbage",
+    ],
+)
+def test_malformed_callbacks_are_400_and_recorded(client, db, body):
+    error = assert_error(post(client, body), 400, "malformed_callback")
+    assert error["message"].startswith("Not an STK callback")
+    [record] = records(db)
+    assert record.outcome == "malformed" and record.detail
+
+
+def test_wrong_token_is_404_and_stores_nothing(client, make_order, make_payment, db):
+    payment = make_payment(make_order())
+    response = client.post(
+        "/callbacks/stk/wrong-token-123456", json=stk_callback(payment.checkout_request_id)
+    )
+    assert_error(response, 404)
+    assert records(db) == []
+
+
+def test_oversized_callback_is_413_and_stores_nothing(client, db):
+    body = json.dumps({"Body": {"stkCallback": {"pad": "x" * 20_000}}})
+    assert_error(post(client, body), 413)
+    assert records(db) == []
+
+
+@pytest.fixture
+def only_safaricom(app_env):
+    app_env["MPESA_CALLBACK_ALLOWED_IPS"] = "safaricom"
+
+
+def test_disallowed_ip_is_403(only_safaricom, client, make_order, make_payment, db):
+    payment = make_payment(make_order())
+    response = post(
+        client,
+        stk_callback(payment.checkout_request_id),
+        headers={"X-Forwarded-For": "196.201.214.200"},
+    )  # not trusted: 0 hops
+    assert_error(response, 403, "ip_not_allowed")
+    assert records(db) == []
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "pending"
+
+
+@pytest.fixture
+def one_proxy(app_env):
+    app_env["TRUSTED_PROXY_HOPS"] = "1"
+
+
+def test_allowed_ip_behind_trusted_proxy(
+    only_safaricom, one_proxy, client, make_order, make_payment, db
+):
+    payment = make_payment(make_order())
+    spoofed = post(
+        client,
+        stk_callback(payment.checkout_request_id),
+        headers={"X-Forwarded-For": "196.201.214.200, 10.9.9.9"},
+    )
+    assert_error(spoofed, 403)
+    ok = post(
+        client,
+        stk_callback(payment.checkout_request_id),
+        headers={"X-Forwarded-For": "10.9.9.9, 196.201.214.200"},
+    )
+    assert ok.status_code == 200
+    [record] = records(db)
+    assert record.remote_addr == "196.201.214.200" and record.outcome == "applied"
+
+
+def test_failure_then_success_ends_paid(client, make_order, make_payment, db):
+    order = make_order()
+    payment = make_payment(order)
+    post(client, stk_callback(payment.checkout_request_id, 1037, desc="DS timeout"))
+    post(client, stk_callback(payment.checkout_request_id, 0))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "completed"
+    assert db.session.get(Order, order["id"]).status == "paid"
+    assert [r.outcome for r in records(db)] == ["applied", "applied"]
+
+
+def test_success_then_failure_stays_paid(client, make_order, make_payment, db):
+    order = make_order()
+    payment = make_payment(order)
+    post(client, stk_callback(payment.checkout_request_id, 0))
+    version = db.session.get(Order, order["id"]).version
+    post(client, stk_callback(payment.checkout_request_id, 1032))
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "completed"
+    stored = db.session.get(Order, order["id"])
+    assert stored.status == "paid" and stored.version == version
+    assert [r.outcome for r in records(db)] == ["applied", "ignored"]
+
+
+def test_success_on_a_cancelled_order_goes_to_review(client, make_order, make_payment, db):
+    order = make_order()
+    payment = make_payment(order)
+    stored = db.session.get(Order, order["id"])
+    stored.status = "cancelled"
+    db.session.commit()
+    post(client, stk_callback(payment.checkout_request_id))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.needs_review and "cancelled" in payment.review_reason
+    assert db.session.get(Order, order["id"]).status == "cancelled"
+
+
+def test_second_success_on_a_paid_order_goes_to_review(client, make_order, make_payment, db):
+    order = make_order()
+    first, second = make_payment(order), make_payment(order, phone="254722000000")
+    post(client, stk_callback(first.checkout_request_id, receipt="AAA1"))
+    post(client, stk_callback(second.checkout_request_id, receipt="BBB2"))
+    db.session.expire_all()
+    second = db.session.get(Payment, second.id)
+    assert second.status == "completed" and second.needs_review
+    assert "already paid" in second.review_reason
+
+
+def test_ten_concurrent_duplicates_make_exactly_one_transition(
+    live_server, make_order, make_payment, db
+):
+    order = make_order()
+    payment = make_payment(order)
+    version = db.session.get(Order, order["id"]).version
+    body = stk_callback(payment.checkout_request_id)
+    barrier, answers = threading.Barrier(10), []
+
+    def send():
+        barrier.wait()
+        answers.append(requests.post(live_server.url + URL, json=body, timeout=30))
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [a.json() for a in answers] == [ACCEPTED] * 10
+    outcomes = sorted(r.outcome for r in records(db))
+    assert outcomes == ["applied"] + ["duplicate"] * 9
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).version == version + 1
+    paid_events = db.session.scalar(
+        select(func.count()).select_from(OrderEvent).where(OrderEvent.kind == "order_paid")
+    )
+    assert paid_events == 1
+
+
+def test_simulator_callback_reaches_the_app_end_to_end(client, live_server, make_order, db):
+    order = make_order(250)
+    client.post(
+        f"/api/orders/{order['id']}/payments",
+        json={"phone": "0712345678"},
+        headers={"X-Order-Token": order["client_token"]},
+    )
+    prompt = live_server.prompt_for(order["number"])
+    answered = live_server.press(prompt["checkout_request_id"], "accept")
+    stored = wait_for(lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o)
+    payment = stored.payments[0]
+    assert payment.receipt == answered["receipt"] and payment.paid_amount == 250
+    assert records(db)[0].outcome == "applied"
+
+
+@pytest.mark.parametrize("app_config", [{"MPESA_READ_TIMEOUT_S": 0.5}])
+def test_late_callback_for_a_push_that_timed_out_is_matched(
+    client, live_server, make_order, db, app_config
+):
+    order = make_order(300)
+    live_server.fault("stkpush", 200, {"ResponseCode": "0"}, delay_s=1.5)
+    client.post(
+        f"/api/orders/{order['id']}/payments",
+        json={"phone": "0712345678"},
+        headers={"X-Order-Token": order["client_token"]},
+    )
+    post(client, stk_callback("ws_CO_neverseen", amount=300, phone=254712345678))
+    db.session.expire_all()
+    stored = db.session.get(Order, order["id"])
+    assert stored.status == "paid"
+    assert stored.payments[0].checkout_request_id == "ws_CO_neverseen"
