@@ -323,6 +323,9 @@ def test_only_websocket_from_allowed_origins(stack):
         assert allowed.recv().startswith("0{")  # engine.io "open" packet
     finally:
         allowed.close()
+    # the origin check is for socket handshakes only; plain HTTP from other sites is served
+    other_site = stack.http.get(stack.url + "/healthz", headers={"Origin": "https://evil.example"})
+    assert other_site.status_code == 200
     # long-polling is off, so no request ever depends on reaching the same worker twice
     polling = stack.http.get(stack.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
     assert polling.status_code == 400
