@@ -270,3 +270,41 @@ def test_resend_command_needs_redis_and_a_real_order(app, make_order):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["realtime", "resend", make_order()["id"]])
     assert result.exit_code != 0 and "REDIS_URL is not set" in result.output
+
+
+def test_first_subscribe_waits_until_the_worker_listens_to_redis(
+    live_redis, app, make_order, socket_client, monkeypatch
+):
+    """Until a fresh worker has subscribed to Redis, other workers' updates pass it by."""
+    real_client = BoundedRedisManager._listener_client
+
+    def slow_listener_client(self):
+        time.sleep(0.5)  # a slow Redis at the worker's first connection
+        return real_client(self)
+
+    monkeypatch.setattr(BoundedRedisManager, "_listener_client", slow_listener_client)
+    # Flask-SocketIO's test client refuses message queues outright; its fake transport
+    # works with one all the same, which is what this test needs.
+    monkeypatch.setattr("flask_socketio.test_client.PubSubManager", type("NoQueue", (), {}))
+    order = make_order()
+    sock = socket_client()
+    assert subscribe(sock, order)["ok"]
+    manager = socketio.server.manager
+    assert manager.listening.is_set()
+
+    # an update published by another process reaches this process's room
+    other_process = BoundedRedisManager(
+        live_redis["REDIS_URL"], live_redis["SOCKETIO_CHANNEL"], write_only=True
+    )
+    other_process.emit(
+        "payment_update",
+        {"order_id": order["id"], "version": 9},
+        to=emit.order_room(order["id"]),
+        namespace="/",
+    )
+    deadline = time.monotonic() + 10
+    got = []
+    while not got and time.monotonic() < deadline:
+        got = updates(sock)
+        time.sleep(0.02)
+    assert got == [{"order_id": order["id"], "version": 9}]

@@ -25,6 +25,7 @@ from ..models import Order
 from ..orders.schemas import status_snapshot
 from ..security import check_client_token
 from .emit import ROOM_PREFIX, order_room
+from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ DISCONNECT_AFTER_REFUSED = 50  # a client still flooding after this many refusal
 MAX_ORDER_ID = 64
 MAX_TOKEN = 512
 LIMITER_KEY = "paymentapp.socket_limiter"
+LISTEN_WAIT_S = 2.0
 
 
 class SocketError(Exception):
@@ -124,6 +126,17 @@ def _payload(data) -> dict:
     return data
 
 
+def _wait_for_message_queue() -> None:
+    """A fresh worker starts listening to Redis on its first connection; until it has
+    subscribed, updates from other workers would pass it by, so wait (bounded) for that.
+
+    After the first subscription no wait: a later Redis outage ends with a resync.
+    """
+    manager = socketio.server.manager
+    if isinstance(manager, BoundedRedisManager) and not manager.write_only:
+        manager.listening.wait(LISTEN_WAIT_S)
+
+
 def _order_rooms() -> list[str]:
     return [room for room in rooms() if isinstance(room, str) and room.startswith(ROOM_PREFIX)]
 
@@ -145,6 +158,7 @@ def subscribe(data=None):
     # Join first, read second: an update committed before this read is in the
     # snapshot, one committed after it is emitted to the room we are already in.
     join_room(room)
+    _wait_for_message_queue()
     db.session.rollback()  # a fresh transaction, so the read below sees the latest commit
     order = db.session.get(Order, order_id, populate_existing=True)
     if order is None:

@@ -59,6 +59,8 @@ class BoundedRedisManager(socketio.RedisManager):
         self._skipped = 0
         self._failing = False
         self._lock = threading.Lock()
+        # Set once the listener has subscribed for the first time (see `events.subscribe`).
+        self.listening = threading.Event()
 
     def _publisher_client(self) -> redis.Redis:
         if self._publisher is None:
@@ -124,6 +126,7 @@ class BoundedRedisManager(socketio.RedisManager):
                     self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                     self.pubsub.subscribe(self.channel)
                     subscribed = True
+                    self.listening.set()
                     retry_sleep = 0.25
                     if recovering:
                         recovering = False
