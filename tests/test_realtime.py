@@ -273,7 +273,7 @@ def test_resend_command_needs_redis_and_a_real_order(app, make_order):
 
 
 def test_first_subscribe_waits_until_the_worker_listens_to_redis(
-    live_redis, app, make_order, socket_client, monkeypatch
+    live_redis, app, make_order, socket_client, monkeypatch, request
 ):
     """Until a fresh worker has subscribed to Redis, other workers' updates pass it by."""
     real_client = BoundedRedisManager._listener_client
@@ -283,13 +283,14 @@ def test_first_subscribe_waits_until_the_worker_listens_to_redis(
         return real_client(self)
 
     monkeypatch.setattr(BoundedRedisManager, "_listener_client", slow_listener_client)
+    request.addfinalizer(lambda: manager.close())
     # Flask-SocketIO's test client refuses message queues outright; its fake transport
     # works with one all the same, which is what this test needs.
     monkeypatch.setattr("flask_socketio.test_client.PubSubManager", type("NoQueue", (), {}))
+    manager = socketio.server.manager
     order = make_order()
     sock = socket_client()
     assert subscribe(sock, order)["ok"]
-    manager = socketio.server.manager
     assert manager.listening.is_set()
 
     # an update published by another process reaches this process's room

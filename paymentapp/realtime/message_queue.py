@@ -61,6 +61,7 @@ class BoundedRedisManager(socketio.RedisManager):
         self._lock = threading.Lock()
         # Set once the listener has subscribed for the first time (see `events.subscribe`).
         self.listening = threading.Event()
+        self._closed = threading.Event()
 
     def _publisher_client(self) -> redis.Redis:
         if self._publisher is None:
@@ -133,6 +134,10 @@ class BoundedRedisManager(socketio.RedisManager):
                         self._resubscribed()
                 yield from self.pubsub.listen()
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect and carry on
+                if self._closed.is_set():
+                    # Park instead of returning: python-socketio treats a listener that
+                    # ends as an error and restarts it.
+                    threading.Event().wait()
                 if not recovering:
                     log.error(
                         "socket.io: lost the Redis subscription (%s); retrying",
@@ -142,6 +147,12 @@ class BoundedRedisManager(socketio.RedisManager):
                 recovering = True
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, self.listen_retry_max)
+
+    def close(self) -> None:
+        """Stop listening (tests that build many apps; a worker simply exits)."""
+        self._closed.set()
+        if self.pubsub is not None:
+            self.pubsub.close()
 
     def _resubscribed(self) -> None:
         """Redis is back: publish again at once, and let the app resync local rooms."""
