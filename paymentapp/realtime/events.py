@@ -127,11 +127,10 @@ def _payload(data) -> dict:
 
 
 def _wait_for_message_queue() -> None:
-    """A fresh worker starts listening to Redis on its first connection; until it has
-    subscribed, updates from other workers would pass it by, so wait (bounded) for that.
-
-    After the first subscription no wait: a later Redis outage ends with a resync.
-    """
+    """Until a fresh worker listens to Redis, other workers' updates pass it by: wait."""
+    # The listener starts with the worker's first connection, so only the first few
+    # subscribes ever wait (at most LISTEN_WAIT_S). After that no waiting: a later
+    # Redis outage ends with a resync of every local room instead.
     manager = socketio.server.manager
     if isinstance(manager, BoundedRedisManager) and not manager.write_only:
         manager.listening.wait(LISTEN_WAIT_S)
