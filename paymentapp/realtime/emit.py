@@ -88,8 +88,11 @@ def emit_order_update(order) -> None:
 def emit_order_created(order) -> None:
     """Tell admin dashboards about a new order (after commit)."""
     from ..orders.schemas import order_json
+    from ..phones import mask_phone
 
-    _safe_emit("order_created", order_json(order), namespace=ADMIN_NAMESPACE)
+    payload = order_json(order)
+    payload["customer_phone"] = mask_phone(payload["customer_phone"])  # browsers see masks
+    _safe_emit("order_created", payload, namespace=ADMIN_NAMESPACE)
 
 
 def resend_local_snapshots(app: Flask, manager) -> int:
