@@ -22,10 +22,22 @@ def redact(line: str) -> str:
 
 
 class RedactingWebSocketHandler(WebSocketHandler):
-    """gevent-websocket writes its own access lines; redact them too."""
+    """gevent-websocket's handler: redacted access lines, cross-origin upgrades refused."""
 
     def format_request(self):
         return redact(super().format_request())
+
+    def upgrade_websocket(self):
+        # gevent-websocket answers 101 before the app runs, so engine.io's own origin
+        # check can only drop the socket afterwards; refuse the handshake itself instead.
+        # `self.application` is the Flask app (its config holds CORS_ALLOWED_ORIGINS).
+        origin = self.environ.get("HTTP_ORIGIN")
+        allowed = getattr(self.application, "config", {}).get("CORS_ALLOWED_ORIGINS") or []
+        upgrading = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        if upgrading and origin and "*" not in allowed and origin not in allowed:
+            self.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"This origin may not open a WebSocket here."]
+        return super().upgrade_websocket()
 
 
 class Worker(GeventWebSocketWorker):

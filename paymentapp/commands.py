@@ -1,4 +1,4 @@
-"""CLI: `flask --app wsgi admin create USERNAME`, `apikey create NAME`."""
+"""CLI: `flask --app wsgi admin create USERNAME`, `apikey create NAME`, `realtime resend`."""
 
 import click
 from flask import Flask
@@ -7,6 +7,7 @@ from werkzeug.security import generate_password_hash
 
 from .extensions import db
 from .models import AdminUser
+from .realtime.commands import realtime_cli
 from .security import create_api_key
 
 admin_cli = click.Group("admin", help="Dashboard users.")
@@ -70,3 +71,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(apikey_cli)
     app.cli.add_command(mpesa_cli)
+    app.cli.add_command(realtime_cli)

@@ -123,8 +123,33 @@ HTTP_CODES = {
 }
 
 
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
 def register_errorhandlers(app) -> None:
     """Install the handlers that give every error the contract's shape."""
+
+    @app.before_request
+    def refuse_nul_characters():
+        """PostgreSQL cannot store or compare NUL; refuse it at the door, not with a 500.
+
+        Callbacks are exempt: their raw body is stored (escaped) and judged there.
+        """
+        if "\x00" in request.path or any(_contains_nul(v) for v in request.args.values()):
+            raise ApiError("The address contains a NUL character.", code="invalid_characters")
+        if request.is_json and not request.path.startswith("/callbacks/"):
+            data = request.get_json(silent=True)
+            if _contains_nul(data):
+                raise ValidationError(
+                    "Text fields must not contain NUL characters.", code="invalid_characters"
+                )
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):

@@ -112,6 +112,24 @@ def make_order(client, auth):
     return make
 
 
+@pytest.fixture
+def socket_client(app):
+    """Factory for in-process Socket.IO clients of the default namespace (disconnected after)."""
+    from paymentapp.extensions import socketio
+
+    clients = []
+
+    def connect(**kwargs):
+        socket = socketio.test_client(app, **kwargs)
+        clients.append(socket)
+        return socket
+
+    yield connect
+    for socket in clients:
+        if socket.is_connected():
+            socket.disconnect()
+
+
 class LiveServer:
     """The app under test served over real HTTP (its simulator is the fake Daraja)."""
 

@@ -299,3 +299,13 @@ def test_late_callback_for_a_push_that_timed_out_is_matched(
     stored = db.session.get(Order, order["id"])
     assert stored.status == "paid"
     assert stored.payments[0].checkout_request_id == "ws_CO_neverseen"
+
+
+def test_nul_characters_in_a_callback_never_cause_a_500(client, make_order, make_payment, db):
+    payment = make_payment(make_order())
+    bad_id = post(client, stk_callback("ws_CO_\u0000x"))
+    assert_error(bad_id, 400, "malformed_callback")
+    body = stk_callback(payment.checkout_request_id, receipt="NLJ7\u0000RT61SV", desc="ok\u0000")
+    assert post(client, body).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).receipt == "NLJ7RT61SV"

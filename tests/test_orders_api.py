@@ -191,3 +191,16 @@ def test_unknown_route_and_method_are_json(client):
     response = client.delete("/api/orders")
     assert_error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+
+
+def test_nul_characters_never_reach_the_database(client, auth, make_order, db):
+    assert_error(client.get("/api/orders/ord%00x", headers=auth), 400, "invalid_characters")
+    assert_error(client.get("/api/orders?q=ORD%00", headers=auth), 400, "invalid_characters")
+    response = client.post(
+        "/api/orders", json={"amount": 5, "description": "tea\u0000"}, headers=auth
+    )
+    assert_error(response, 422, "invalid_characters")
+    order = make_order()
+    response = client.get(f"/api/orders/{order['id']}/status?token=a%00b")
+    assert_error(response, 400, "invalid_characters")
+    assert count_orders(db) == 1

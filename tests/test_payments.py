@@ -255,3 +255,19 @@ def test_buy_goods_till_mode(request, app_env, app_env_extra):
     prompt = live_server.prompt_for(order["number"])
     assert prompt["transaction_type"] == "CustomerBuyGoodsOnline"
     assert prompt["party_b"] == "5544332"
+
+
+@pytest.fixture
+def dead_redis(app_env):
+    from tests import services
+
+    app_env["REDIS_URL"] = f"redis://127.0.0.1:{services.free_port()}/0"
+
+
+def test_payments_keep_working_while_redis_is_down(dead_redis, client, live_server, make_order, db):
+    """Redis only shares the Daraja token and carries emits; neither may stop a payment."""
+    order = make_order()
+    response = pay(client, order)
+    assert response.status_code == 202, response.get_json()
+    live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], "accept")
+    wait_for(lambda: db.session.get(Order, order["id"]).status == "paid")

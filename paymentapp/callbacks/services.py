@@ -91,7 +91,12 @@ def parse_callback(body: bytes) -> StkResult:
     if not isinstance(callback, dict) or not isinstance(data.get("Body"), dict):
         raise MalformedCallback("no Body.stkCallback object")
     checkout_id = callback.get("CheckoutRequestID")
-    if not isinstance(checkout_id, str) or not checkout_id.strip() or len(checkout_id) > 64:
+    if (
+        not isinstance(checkout_id, str)
+        or not checkout_id.strip()
+        or len(checkout_id) > 64
+        or "\x00" in checkout_id
+    ):
         raise MalformedCallback("CheckoutRequestID missing or invalid")
     if "ResultCode" not in callback:
         raise MalformedCallback("ResultCode missing")
@@ -105,14 +110,19 @@ def parse_callback(body: bytes) -> StkResult:
     phone = items.get("PhoneNumber")
     receipt = items.get("MpesaReceiptNumber")
     merchant_id = callback.get("MerchantRequestID")
+
+    def text(value, limit: int) -> str | None:
+        """Text for a column: PostgreSQL refuses NUL, so it is dropped."""
+        return str(value).replace("\x00", "")[:limit] if value not in (None, "") else None
+
     return StkResult(
-        merchant_request_id=str(merchant_id)[:64] if merchant_id else None,
+        merchant_request_id=text(merchant_id, 64),
         checkout_request_id=checkout_id.strip(),
         result_code=result_code,
-        result_desc=str(callback.get("ResultDesc") or "")[:255],
+        result_desc=text(callback.get("ResultDesc"), 255) or "",
         amount=_parse_amount(items.get("Amount")),
-        receipt=str(receipt)[:32] if receipt not in (None, "") else None,
-        phone=str(phone)[:12] if phone not in (None, "") else None,
+        receipt=text(receipt, 32),
+        phone=text(phone, 12),
         transaction_date=_parse_date(items.get("TransactionDate")),
     )
 

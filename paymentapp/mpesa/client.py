@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -134,7 +135,9 @@ def _error_from_body(status: int, body: dict) -> DarajaError:
 
 
 class TokenCache:
-    """One token for the whole deployment: Redis (shared, locked) or this process."""
+    """One token for the whole deployment: shared in Redis (refreshed under a Redis lock),
+    else in this process. If Redis is down, payments keep working on the process copy
+    (at worst a few processes fetch their own token until Redis is back)."""
 
     _local: dict[str, tuple[str, float]] = {}
     _local_lock = threading.Lock()
@@ -143,14 +146,28 @@ class TokenCache:
         self.redis = redis_client
         self.key = key
 
+    def _shared(self, operation, default=None):
+        """Run a Redis operation; None (and a warning) when Redis is unreachable."""
+        import redis
+
+        try:
+            return operation(self.redis)
+        except redis.RedisError as exc:
+            log.warning(
+                "token cache: Redis unavailable (%s); using this process's copy",
+                exc.__class__.__name__,
+            )
+            return default
+
     def get(self) -> str | None:
         if self.redis is not None:
-            raw = self.redis.get(self.key)
-            if raw:
-                data = json.loads(raw)
-                if data["expires_at"] - TOKEN_REFRESH_MARGIN_S > time.time():
-                    return data["token"]
-            return None
+            raw = self._shared(lambda r: r.get(self.key), default=False)
+            if raw is not False:  # Redis answered: it is the source of truth
+                if raw:
+                    data = json.loads(raw)
+                    if data["expires_at"] - TOKEN_REFRESH_MARGIN_S > time.time():
+                        return data["token"]
+                return None
         cached = self._local.get(self.key)
         if cached and cached[1] - TOKEN_REFRESH_MARGIN_S > time.time():
             return cached[0]
@@ -158,28 +175,43 @@ class TokenCache:
 
     def put(self, token: str, expires_in: int) -> None:
         expires_at = time.time() + expires_in
+        self._local[self.key] = (token, expires_at)
         if self.redis is not None:
-            self.redis.set(
-                self.key,
-                json.dumps({"token": token, "expires_at": expires_at}),
-                ex=max(expires_in, 1),
-            )
-        else:
-            self._local[self.key] = (token, expires_at)
+            value = json.dumps({"token": token, "expires_at": expires_at})
+            self._shared(lambda r: r.set(self.key, value, ex=max(expires_in, 1)))
 
     def drop(self, token: str) -> None:
         """Forget `token` unless another process already replaced it."""
-        if self.redis is not None:
-            raw = self.redis.get(self.key)
-            if raw and json.loads(raw)["token"] == token:
-                self.redis.delete(self.key)
-        elif self._local.get(self.key, ("",))[0] == token:
+        if self._local.get(self.key, ("",))[0] == token:
             self._local.pop(self.key, None)
-
-    def lock(self):
         if self.redis is not None:
-            return self.redis.lock(self.key + ":lock", timeout=15, blocking_timeout=20)
-        return self._local_lock
+            raw = self._shared(lambda r: r.get(self.key))
+            if raw and json.loads(raw)["token"] == token:
+                self._shared(lambda r: r.delete(self.key))
+
+    @contextmanager
+    def lock(self):
+        """Only one process refreshes: a Redis lock, or this process's lock without Redis."""
+        import redis
+
+        if self.redis is None:
+            with self._local_lock:
+                yield
+            return
+        shared = self.redis.lock(self.key + ":lock", timeout=15, blocking_timeout=20)
+        try:
+            acquired = shared.acquire()
+        except redis.RedisError:
+            acquired = None
+        if not acquired:
+            with self._local_lock:
+                yield
+            return
+        try:
+            yield
+        finally:
+            with suppress(redis.RedisError):
+                shared.release()
 
 
 # One connection pool for the process (gevent-patched sockets under gunicorn).

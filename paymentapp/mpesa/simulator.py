@@ -126,6 +126,14 @@ def _simulator_only():
     return None
 
 
+@bp.after_request
+def _close_connection(response):
+    """The app calls its own simulator; a kept-alive socket to itself would hold the worker
+    through gunicorn's whole graceful timeout at shutdown."""
+    response.headers["Connection"] = "close"
+    return response
+
+
 def daraja_error(status: int, code: str, message: str):
     return jsonify(
         {"requestId": f"sim-{secrets.token_hex(6)}", "errorCode": code, "errorMessage": message}

@@ -1,27 +1,75 @@
-"""The one place that emits: called by services after their commit.
+"""The one place that emits: services call these after their commit.
 
-An emit that fails (Redis down, say) is logged and swallowed: the state is already
-committed, and clients recover through the subscribe snapshot or the status endpoint.
+Which emitter is used:
+
+- in a web worker (gunicorn, `python wsgi.py`): the app's Socket.IO server. Clients of
+  this process get the event directly; with `REDIS_URL` it is also published on the
+  `SOCKETIO_CHANNEL` Redis channel so every other worker (on any host) delivers it;
+- in a process that serves no sockets (`flask --app wsgi ...` commands such as
+  `mpesa reconcile --loop`): a write-only Redis publisher. This is automatic inside a
+  click command; anything else calls `use_write_only_emitter(app)` once. Without
+  `REDIS_URL` such a process has nobody to tell, and clients catch up from the
+  snapshot (subscribe ack, `GET /api/orders/<id>/status`).
+
+An emit that fails (Redis down, say) is logged and swallowed, and never takes more than
+about a second (see `message_queue.py`): the state is already committed, and clients
+recover through the snapshot.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ..extensions import socketio
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from ..extensions import db, socketio
+from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
 
 ADMIN_NAMESPACE = "/admin"
+ROOM_PREFIX = "order:"
+STATE_KEY = "paymentapp.realtime"
 
 
 def order_room(order_id: str) -> str:
-    return f"order:{order_id}"
+    return f"{ROOM_PREFIX}{order_id}"
 
 
-def _safe_emit(event: str, payload: dict, **kwargs) -> bool:
+def use_write_only_emitter(app: Flask) -> None:
+    """Make this process emit through Redis only (it serves no sockets itself)."""
+    app.extensions[STATE_KEY]["write_only"] = True
+
+
+def _write_only_emitter(app: Flask) -> BoundedRedisManager | None:
+    state = app.extensions[STATE_KEY]
+    if state["emitter"] is None and app.config.get("REDIS_URL"):
+        state["emitter"] = BoundedRedisManager(
+            app.config["REDIS_URL"],
+            app.config["SOCKETIO_CHANNEL"],
+            write_only=True,
+            publish_timeout=app.config.get("SOCKETIO_PUBLISH_TIMEOUT_S", 1.0),
+        )
+    return state["emitter"]
+
+
+def current_emitter():
+    """The Socket.IO server, or the write-only publisher in a CLI process (None: nobody)."""
+    app = current_app._get_current_object()
+    if app.extensions[STATE_KEY]["write_only"] or click.get_current_context(silent=True):
+        return _write_only_emitter(app)
+    return socketio
+
+
+def _safe_emit(event: str, payload: dict, *, to: str | None = None, namespace: str = "/") -> bool:
     try:
-        socketio.emit(event, payload, **kwargs)
+        emitter = current_emitter()
+        if emitter is None:
+            log.debug("no message queue in this process; %s not sent", event)
+            return False
+        emitter.emit(event, payload, to=to, namespace=namespace)
         return True
     except Exception:  # noqa: BLE001 - an emit must never fail the committed request
         log.exception("emit of %s failed (state is committed; clients will resync)", event)
@@ -40,5 +88,41 @@ def emit_order_update(order) -> None:
 def emit_order_created(order) -> None:
     """Tell admin dashboards about a new order (after commit)."""
     from ..orders.schemas import order_json
+    from ..phones import mask_phone
 
-    _safe_emit("order_created", order_json(order), namespace=ADMIN_NAMESPACE)
+    payload = order_json(order)
+    payload["customer_phone"] = mask_phone(payload["customer_phone"])  # browsers see masks
+    _safe_emit("order_created", payload, namespace=ADMIN_NAMESPACE)
+
+
+def resend_local_snapshots(app: Flask, manager) -> int:
+    """After a Redis outage, push fresh snapshots to this process's order rooms.
+
+    Emits published while this worker was unsubscribed are lost; its clients are still
+    connected and would not know. Clients drop versions they already have, so a repeat
+    is harmless. Returns how many snapshots were sent.
+    """
+    from ..models import Order
+    from ..orders.schemas import status_snapshot
+
+    order_ids = [
+        room[len(ROOM_PREFIX) :]
+        for room in list(manager.rooms.get("/", {}))
+        if isinstance(room, str) and room.startswith(ROOM_PREFIX)
+    ]
+    sent = 0
+    with app.app_context():
+        for start in range(0, len(order_ids), 500):
+            chunk = order_ids[start : start + 500]
+            for order in db.session.scalars(select(Order).where(Order.id.in_(chunk))):
+                manager.emit(
+                    "payment_update",
+                    status_snapshot(order),
+                    namespace="/",
+                    room=order_room(order.id),
+                    ignore_queue=True,  # this process only: every worker resyncs its own
+                )
+                sent += 1
+        db.session.remove()
+    log.info("socket.io: re-sent %d order snapshots after Redis recovery", sent)
+    return sent

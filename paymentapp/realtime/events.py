@@ -1,1 +1,189 @@
-"""Socket.IO event handlers (filled in by the real-time work)."""
+"""Socket.IO handlers of the default namespace: subscribe to an order's room, unsubscribe.
+
+Protocol (README "Real time"): `subscribe {order_id, token}` answers `{ok: true, status:
+<snapshot>}` or `{ok: false, error: {code, message}}`; `unsubscribe {order_id}` answers
+`{ok: true}`. The snapshot is read after joining the room, so an update committed at
+any moment reaches the client either in the snapshot or as a `payment_update`.
+
+Handlers are registered on import; `server.py` imports this module before the first
+`init_app`, so Flask-SocketIO re-attaches them to the server of every app it binds.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+
+from flask import request
+from flask_socketio import disconnect, join_room, leave_room, rooms
+
+from ..errors import ApiError, NotFound
+from ..extensions import db, socketio
+from ..models import Order
+from ..orders.schemas import status_snapshot
+from ..security import check_client_token
+from .emit import ROOM_PREFIX, order_room
+from .message_queue import BoundedRedisManager
+
+log = logging.getLogger(__name__)
+
+MAX_ROOMS_PER_SOCKET = 20  # a page watches one order; a merchant tab a few
+EVENTS_PER_SECOND = 5  # sustained, per connection
+EVENT_BURST = 20
+DISCONNECT_AFTER_REFUSED = 50  # a client still flooding after this many refusals is dropped
+MAX_ORDER_ID = 64
+MAX_TOKEN = 512
+LIMITER_KEY = "paymentapp.socket_limiter"
+LISTEN_WAIT_S = 2.0
+
+
+class SocketError(Exception):
+    """Refuse a socket event; becomes the ack `{ok: false, error: {code, message}}`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TokenBucket:
+    """Events allowed per connection: `rate` a second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.refused = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+
+def _limiter() -> TokenBucket:
+    # The environ lives as long as the connection, so the bucket needs no cleanup.
+    bucket = request.environ.get(LIMITER_KEY)
+    if bucket is None:
+        bucket = request.environ[LIMITER_KEY] = TokenBucket(EVENTS_PER_SECOND, EVENT_BURST)
+    return bucket
+
+
+def failure(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def socket_event(handler):
+    """Rate-limit an event handler and turn every refusal or error into a failure ack."""
+
+    @functools.wraps(handler)
+    def wrapper(*args):
+        bucket = _limiter()
+        if not bucket.allow():
+            if bucket.refused >= DISCONNECT_AFTER_REFUSED:
+                log.warning(
+                    "socket: disconnecting a client that keeps flooding (sid %s)", request.sid
+                )
+                disconnect()
+            return failure("rate_limited", "Too many events; slow down.")
+        try:
+            return handler(*args)
+        except SocketError as exc:
+            return failure(exc.code, exc.message)
+        except ApiError as exc:
+            return failure(exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - a socket client gets an ack, never a dead handler
+            db.session.rollback()
+            log.exception("socket event %s failed", request.event.get("message"))
+            return failure("internal_error", "Something went wrong on our side.")
+
+    return wrapper
+
+
+def _text(data: dict, name: str, max_length: int, code: str = "invalid_payload") -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        raise SocketError(code, f"'{name}' is required.")
+    if not isinstance(value, str) or len(value) > max_length:
+        raise SocketError(
+            "invalid_payload", f"'{name}' must be text of at most {max_length} characters."
+        )
+    return value
+
+
+def _payload(data) -> dict:
+    if not isinstance(data, dict):
+        raise SocketError("invalid_payload", "Send an object such as {order_id, token}.")
+    return data
+
+
+def _wait_for_message_queue() -> None:
+    """Until a fresh worker listens to Redis, other workers' updates pass it by: wait."""
+    # The listener starts with the worker's first connection, so only the first few
+    # subscribes ever wait (at most LISTEN_WAIT_S). After that no waiting: a later
+    # Redis outage ends with a resync of every local room instead.
+    manager = socketio.server.manager
+    if isinstance(manager, BoundedRedisManager) and not manager.write_only:
+        manager.listening.wait(LISTEN_WAIT_S)
+
+
+def _order_rooms() -> list[str]:
+    return [room for room in rooms() if isinstance(room, str) and room.startswith(ROOM_PREFIX)]
+
+
+@socketio.on("subscribe")
+@socket_event
+def subscribe(data=None):
+    """Join `order:<id>` if the token allows it; the ack carries the current snapshot."""
+    data = _payload(data)
+    order_id = _text(data, "order_id", MAX_ORDER_ID)
+    token = _text(data, "token", MAX_TOKEN, code="missing_token")
+    check_client_token(order_id, token)
+    room = order_room(order_id)
+    if room not in rooms() and len(_order_rooms()) >= MAX_ROOMS_PER_SOCKET:
+        raise SocketError(
+            "too_many_subscriptions",
+            f"One connection may watch at most {MAX_ROOMS_PER_SOCKET} orders; unsubscribe first.",
+        )
+    # Join first, read second: an update committed before this read is in the
+    # snapshot, one committed after it is emitted to the room we are already in.
+    join_room(room)
+    _wait_for_message_queue()
+    db.session.rollback()  # a fresh transaction, so the read below sees the latest commit
+    order = db.session.get(Order, order_id, populate_existing=True)
+    if order is None:
+        leave_room(room)
+        raise NotFound("No order with this id.", code="order_not_found")
+    return {"ok": True, "status": status_snapshot(order)}
+
+
+@socketio.on("unsubscribe")
+@socket_event
+def unsubscribe(data=None):
+    """Leave `order:<id>`; leaving a room one is not in is fine."""
+    order_id = _text(_payload(data), "order_id", MAX_ORDER_ID)
+    leave_room(order_room(order_id))
+    return {"ok": True}
+
+
+@socketio.on("whoami")
+@socket_event
+def whoami(data=None):
+    """Which server process holds this connection (diagnostics; tests of multi-worker)."""
+    return {"ok": True, "pid": os.getpid()}
+
+
+@socketio.on("*")
+@socket_event
+def unknown_event(event, *args):
+    """Every other event counts against the limit and is refused."""
+    raise SocketError("unknown_event", "Unknown event.")

@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Flask
 from flask_socketio import SocketIO
+
+# Imported before the first init_app so Flask-SocketIO re-attaches its handlers to the
+# server of every app it binds (decorators used after init_app reach only that server).
+from . import events  # noqa: F401
+from .emit import STATE_KEY, resend_local_snapshots
+from .message_queue import BoundedRedisManager
+
+# Incoming Socket.IO messages are tiny ({order_id, token}); refuse anything bigger.
+MAX_MESSAGE_BYTES = 16 * 1024
+# A dead browser is noticed within PING_INTERVAL + PING_TIMEOUT seconds.
+PING_INTERVAL_S = 20
+PING_TIMEOUT_S = 20
 
 
 def init_socketio(app: Flask, socketio: SocketIO) -> None:
     """Bind Flask-SocketIO with settings from config (CORS never `*` outside simulator)."""
     cors = app.config["CORS_ALLOWED_ORIGINS"]
+    manager = None
+    if app.config.get("REDIS_URL"):
+        manager = BoundedRedisManager(
+            app.config["REDIS_URL"],
+            app.config["SOCKETIO_CHANNEL"],
+            publish_timeout=app.config.get("SOCKETIO_PUBLISH_TIMEOUT_S", 1.0),
+        )
+        manager.on_resubscribe = partial(resend_local_snapshots, app, manager)
     socketio.init_app(
         app,
         async_mode=app.config.get("SOCKETIO_ASYNC_MODE", "gevent"),
-        message_queue=app.config.get("REDIS_URL"),
-        channel=app.config["SOCKETIO_CHANNEL"],
+        # Always passed (None: in-memory), because Flask-SocketIO keeps options from
+        # an earlier init_app on the same SocketIO object.
+        client_manager=manager,
         cors_allowed_origins="*" if cors == ["*"] else cors,
         # Websocket only: no long-polling means no sticky sessions across workers.
         transports=["websocket"],
-        max_http_buffer_size=16 * 1024,
-        ping_interval=20,
-        ping_timeout=20,
+        max_http_buffer_size=MAX_MESSAGE_BYTES,
+        ping_interval=PING_INTERVAL_S,
+        ping_timeout=PING_TIMEOUT_S,
         logger=False,
         engineio_logger=False,
     )
+    app.extensions[STATE_KEY] = {"write_only": False, "emitter": None}

@@ -111,9 +111,12 @@ def test_filter_by_date_range_in_the_dashboard_time_zone(admin_client, db, shop)
 
 
 def test_hostile_query_strings_never_break_the_page(admin_client, shop):
-    for query in ("?q=%00ORD", "?q=" + "x" * 5000, "?page=-3", "?page=1e9", "?status[]=x"):
+    for query in ("?q=" + "x" * 5000, "?page=-3", "?page=1e9", "?status[]=x"):
         assert admin_client.get(f"/admin{query}").status_code == 200, query
         assert admin_client.get(f"/admin/orders.csv{query}").status_code == 200, query
+    # NUL is refused app-wide (PostgreSQL can't compare it) with a clear 400, not a 500
+    assert admin_client.get("/admin?q=%00ORD").status_code == 400
+    assert admin_client.get("/admin/orders.csv?q=%00ORD").status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -210,8 +213,9 @@ def test_order_detail_shows_payments_events_and_callbacks(
 
 
 def test_order_detail_of_unknown_order_is_404(admin_client):
-    for order_id in ("ord_nope", "ord%00x", "x" * 40):
+    for order_id in ("ord_nope", "x" * 40):
         assert admin_client.get(f"/admin/orders/{order_id}").status_code == 404
+    assert admin_client.get("/admin/orders/ord%00x").status_code == 400  # NUL refused app-wide
 
 
 def test_cancel_order_from_the_detail_page(admin_client, make_order, db):

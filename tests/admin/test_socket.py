@@ -42,9 +42,10 @@ def test_admin_connects_and_hears_about_new_and_changed_orders(
     sock = connect(app, admin_client)
     assert sock.is_connected(NS)
     anonymous = connect(app, client)
-    order = make_order(1234)
+    order = make_order(1234, customer_phone="0712345678")
     created = received(sock, "order_created")
     assert [o["number"] for o in created] == [order["number"]]
+    assert created[0]["customer_phone"] == "2547•••••678"  # never the full number
     token = csrf_from(admin_client, f"/admin/orders/{order['id']}")
     admin_client.post(f"/admin/orders/{order['id']}/cancel", data={"csrf_token": token})
     updates = received(sock, "payment_update")
