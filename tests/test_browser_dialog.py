@@ -131,9 +131,10 @@ def page(context):
 
 
 def shot(page, name: str) -> None:
+    """Save a picture of the page; reduced motion, so no fade is caught half-way."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(400)  # let the state's fade-in finish (a picture, not an assertion)
-    page.screenshot(path=str(ARTIFACTS / f"dialog-{name}.png"))
+    page.emulate_media(reduced_motion="reduce")
+    page.screenshot(path=str(ARTIFACTS / f"dialog-{name}.png"), animations="disabled")
 
 
 # -- driving the app from outside --------------------------------------------------------------
