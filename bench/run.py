@@ -38,15 +38,22 @@ def pct(values: list[float], p: float) -> float:
 
 
 def summary(name: str, values_ms: list[float]) -> str:
-    return (f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms "
-            f"p95={pct(values_ms, 95):.1f} ms max={max(values_ms):.1f} ms "
-            f"mean={statistics.mean(values_ms):.1f} ms")
+    return (
+        f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms "
+        f"p95={pct(values_ms, 95):.1f} ms max={max(values_ms):.1f} ms "
+        f"mean={statistics.mean(values_ms):.1f} ms"
+    )
 
 
 def api_key(env: dict) -> str:
-    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "apikey", "create",
-                          "bench"], cwd=ROOT, env={**os.environ, **env}, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "apikey", "create", "bench"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return out.strip().splitlines()[-1]
 
 
@@ -56,8 +63,9 @@ def bench_orders(url: str, key: str, count: int, concurrency: int) -> list[dict]
 
     def create(i: int):
         started = time.perf_counter()
-        response = session.post(f"{url}/api/orders", json={"amount": 10 + i % 50},
-                                headers=headers, timeout=30)
+        response = session.post(
+            f"{url}/api/orders", json={"amount": 10 + i % 50}, headers=headers, timeout=30
+        )
         response.raise_for_status()
         return (time.perf_counter() - started) * 1000, response.json()
 
@@ -85,20 +93,27 @@ def bench_paid_latency(url: str, orders: list[dict]) -> None:
         client.connect(url, transports=["websocket"])
         who = client.call("whoami", timeout=5)
         workers.add(who.get("pid") if isinstance(who, dict) else who)
-        ack = client.call("subscribe", {"order_id": order["id"], "token": order["client_token"]},
-                          timeout=5)
+        ack = client.call(
+            "subscribe", {"order_id": order["id"], "token": order["client_token"]}, timeout=5
+        )
         assert ack["ok"], ack
         phone = f"0712{i % 1_000_000:06d}"
-        response = requests.post(f"{url}/api/orders/{order['id']}/payments",
-                                 json={"phone": phone}, timeout=30,
-                                 headers={"X-Order-Token": order["client_token"]})
+        response = requests.post(
+            f"{url}/api/orders/{order['id']}/payments",
+            json={"phone": phone},
+            timeout=30,
+            headers={"X-Order-Token": order["client_token"]},
+        )
         assert response.status_code == 202, response.text
-        prompt = requests.get(f"{url}/_simulator/api/prompts",
-                              params={"account_reference": order["number"]},
-                              timeout=5).json()["prompts"][0]
+        prompt = requests.get(
+            f"{url}/_simulator/api/prompts",
+            params={"account_reference": order["number"]},
+            timeout=5,
+        ).json()["prompts"][0]
         pressed = time.perf_counter()
-        requests.post(f"{url}/_simulator/api/prompts/{prompt['checkout_request_id']}/accept",
-                      timeout=10).raise_for_status()
+        requests.post(
+            f"{url}/_simulator/api/prompts/{prompt['checkout_request_id']}/accept", timeout=10
+        ).raise_for_status()
         if not got_paid.wait(10):
             raise SystemExit(f"no paid update for {order['number']}")
         latencies.append((time.perf_counter() - pressed) * 1000)
@@ -128,12 +143,19 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     try:
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-                       cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
         key = api_key(env)
         with services.Gunicorn(env, workers=args.workers) as server:
-            print(f"gunicorn: {args.workers} gevent workers, PostgreSQL, Redis, simulator; "
-                  f"{os.cpu_count()} CPU cores")
+            print(
+                f"gunicorn: {args.workers} gevent workers, PostgreSQL, Redis, simulator; "
+                f"{os.cpu_count()} CPU cores"
+            )
             orders = bench_orders(server.url, key, args.orders, args.concurrency)
             bench_paid_latency(server.url, orders[: args.payments])
     finally:

@@ -213,3 +213,17 @@ def test_simulator_is_not_served_outside_simulator_mode(database_url):
     client = app.test_client()
     assert client.get("/_simulator/phone").status_code == 404
     assert client.get("/_simulator/oauth/v1/generate").status_code == 404
+
+
+def test_simulator_rebuilds_tables_of_an_older_layout(app, db):
+    from sqlalchemy import text
+
+    from paymentapp.mpesa import simulator
+
+    db.session.execute(text("DROP TABLE IF EXISTS sim_prompts"))
+    db.session.execute(text("CREATE TABLE sim_prompts (checkout_request_id VARCHAR(64))"))
+    db.session.commit()
+    simulator._ready_engines.clear()
+    simulator.ensure_tables()
+    columns = {c["name"] for c in db.inspect(db.engine).get_columns("sim_prompts")}
+    assert {"transaction_type", "party_b", "callback_url"} <= columns

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
     update,
 )
@@ -105,9 +106,19 @@ _ready_engines: set[str] = set()
 def ensure_tables() -> None:
     """Create the simulator's own tables on first use (once per process and database)."""
     key = str(db.engine.url)
-    if key not in _ready_engines:
-        sim_metadata.create_all(db.engine, checkfirst=True)
-        _ready_engines.add(key)
+    if key in _ready_engines:
+        return
+    inspector = inspect(db.engine)
+    stale = any(
+        inspector.has_table(table.name)
+        and {c["name"] for c in inspector.get_columns(table.name)} != set(table.columns.keys())
+        for table in sim_metadata.sorted_tables
+    )
+    if stale:  # simulator state is disposable: an older layout is simply rebuilt
+        log.info("simulator: rebuilding its sim_* tables for a newer layout")
+        sim_metadata.drop_all(db.engine, checkfirst=True)
+    sim_metadata.create_all(db.engine, checkfirst=True)
+    _ready_engines.add(key)
 
 
 def reset_state() -> None:
