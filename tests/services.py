@@ -213,3 +213,37 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.thaw()
         self.stop()
+
+
+def flask_cli(env: dict, *args: str, input: str | None = None, timeout: float = 120) -> str:
+    """Run `flask --app wsgi ...` as its own process (as a user would); returns stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+CHROMIUM = os.environ.get("PAYMENTAPP_CHROMIUM", "/usr/bin/chromium")
+# Headless in this sandbox: no GPU, no sandbox as root, and no background network calls.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def require_chromium() -> str:
+    import shutil
+
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM

@@ -7,11 +7,7 @@ Socket.IO rooms and reconciler are all exercised. Screenshots land in test-artif
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 import uuid
 
@@ -24,14 +20,6 @@ from tests.conftest import base_env
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = services.ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("PAYMENTAPP_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT = 30_000  # ms: the longest any state change may take (a reconcile pass, a restart)
 PHONE = (360, 740)
 
@@ -75,13 +63,7 @@ def app_server(tmp_path_factory):
         env["REDIS_URL"] = services.REDIS_URL
         env["SOCKETIO_CHANNEL"] = f"paymentapp-test-{uuid.uuid4().hex[:8]}"
     try:
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            cwd=services.ROOT,
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        services.flask_cli(env, "db", "upgrade")
         app = App(env)
         app.start()
         try:
@@ -102,11 +84,12 @@ def browser():
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
         services.unavailable("playwright is not installed")
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        services.unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    services.require_chromium()
     with sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
+            )
         except Error as exc:
             services.unavailable(f"Chromium did not start: {exc}")
         yield browser

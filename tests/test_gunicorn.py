@@ -1,9 +1,6 @@
 """The production entry point: real gunicorn with gunicorn.conf.py and gevent workers."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -18,13 +15,7 @@ def test_gunicorn_serves_with_two_gevent_workers(tmp_path):
     redis_url = services.require_redis()
     try:
         env = {**base_env(url), "REDIS_URL": redis_url, "PAYMENTAPP_INSTANCE_PATH": str(tmp_path)}
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            cwd=services.ROOT,
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        services.flask_cli(env, "db", "upgrade")
         with services.Gunicorn(env, workers=2) as server:
             health = requests.get(server.url + "/healthz", timeout=5)
             assert health.json() == {"status": "ok", "db": "ok", "redis": "ok"}

@@ -8,9 +8,6 @@ the update through Redis from the other one.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -51,20 +48,6 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-def flask_cli(env: dict, *args: str) -> str:
-    """Run `flask --app wsgi ...` as its own process (not a web worker)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=services.ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     database = services.create_pg_database()
@@ -83,8 +66,8 @@ def stack(tmp_path_factory):
                 # timeout at shutdown; nothing here needs a graceful stop.
                 "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
             }
-            flask_cli(env, "db", "upgrade")
-            api_key = flask_cli(env, "apikey", "create", "e2e").strip().splitlines()[-1]
+            services.flask_cli(env, "db", "upgrade")
+            api_key = services.flask_cli(env, "apikey", "create", "e2e").strip().splitlines()[-1]
             with services.Gunicorn(env, workers=2, port=port) as server, requests.Session() as http:
                 yield Stack(server.url, env, api_key, redis_server, server, http)
     finally:
@@ -273,7 +256,7 @@ def test_a_command_line_process_emits_to_clients_on_every_worker(stack, watchers
     assert lost.status_code == 200, lost.text
     deadline = time.monotonic() + WAIT_S
     while True:  # the payment becomes due for a query PAYMENT_QUERY_AFTER_S (1 s) after start
-        report = flask_cli(stack.env, "mpesa", "reconcile")
+        report = services.flask_cli(stack.env, "mpesa", "reconcile")
         if "resolved=1" in report or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -282,7 +265,7 @@ def test_a_command_line_process_emits_to_clients_on_every_worker(stack, watchers
         watcher.wait_for(order["id"], order_status="paid", status="completed")
 
     # and an operator's command re-sends the current snapshot to every worker's clients
-    out = flask_cli(stack.env, "realtime", "resend", order["id"])
+    out = services.flask_cli(stack.env, "realtime", "resend", order["id"])
     assert order["number"] in out
     for watcher in group:
         watcher.wait_for(order["id"], count=2, order_status="paid")

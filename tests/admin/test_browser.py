@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -16,14 +14,6 @@ from tests import services
 from tests.admin.conftest import PASSWORD, USERNAME
 from tests.conftest import base_env
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = services.ROOT / "test-artifacts"
 # The README's picture is refreshed only on request, so test runs leave the tree clean:
 #   UPDATE_SCREENSHOTS=1 make test PYTEST_ARGS=tests/admin/test_browser.py
@@ -33,25 +23,10 @@ WAIT_MS = 15_000
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-def flask_cli(env: dict, *args: str, input: str | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=services.ROOT,
-        env={**os.environ, **env},
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
 @pytest.fixture
 def server(tmp_path):
     """gunicorn with two workers sharing Redis, on a fresh migrated PostgreSQL."""
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        services.unavailable(f"Chromium at {CHROMIUM}")
+    services.require_chromium()
     redis_url = services.require_redis()
     url = services.create_pg_database()
     env = {
@@ -62,9 +37,9 @@ def server(tmp_path):
         "PAYMENT_PHONE_COOLDOWN_S": "0",
     }
     try:
-        flask_cli(env, "db", "upgrade")
-        flask_cli(env, "admin", "create", USERNAME, input=f"{PASSWORD}\n{PASSWORD}\n")
-        key = flask_cli(env, "apikey", "create", "demo shop").strip().splitlines()[-1]
+        services.flask_cli(env, "db", "upgrade")
+        services.flask_cli(env, "admin", "create", USERNAME, input=f"{PASSWORD}\n{PASSWORD}\n")
+        key = services.flask_cli(env, "apikey", "create", "demo shop").strip().splitlines()[-1]
         with services.Gunicorn(env, workers=2) as gunicorn:
             gunicorn.api_key = key
             yield gunicorn
@@ -75,9 +50,11 @@ def server(tmp_path):
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:
