@@ -185,6 +185,12 @@ def test_spike_arrest_is_502_busy(client, live_server, make_order, db):
     error = assert_error(pay(client, make_order()), 502, "mpesa_busy")
     assert "try again" in error["message"]
     assert db.session.scalar(select(Payment)).status == "failed"
+    # back off: the next push is not sent to Daraja until the pause is over
+    response = pay(client, make_order(), "0722000000")
+    assert_error(response, 429, "mpesa_busy")
+    assert 1 <= int(response.headers["Retry-After"]) <= 10
+    assert count_payments(db) == 1
+    assert len(live_server.prompts()) == 0
 
 
 def test_daraja_subscriber_lock_is_reported(client, live_server, make_order):

@@ -35,6 +35,7 @@ TOKEN_PATH = "/oauth/v1/generate?grant_type=client_credentials"
 STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
 STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 TOKEN_REFRESH_MARGIN_S = 120  # refresh this long before Daraja's expiry
+BUSY_PAUSE_S = 10  # after a 500.003.0x spike arrest / quota answer, pause new pushes
 INVALID_TOKEN = "404.001.03"
 STILL_PROCESSING = "the transaction is being processed"
 
@@ -189,6 +190,21 @@ class TokenCache:
             if raw and json.loads(raw)["token"] == token:
                 self._shared(lambda r: r.delete(self.key))
 
+    def pause(self, seconds: float) -> None:
+        """Daraja asked us to slow down: no process sends a push for `seconds`."""
+        until = time.time() + seconds
+        self._local[self.key + ":busy"] = ("", until)
+        if self.redis is not None:
+            self._shared(lambda r: r.set(self.key + ":busy", str(until), px=int(seconds * 1000)))
+
+    def paused_for(self) -> float:
+        """Seconds left of a spike-arrest pause (shared through Redis when configured)."""
+        until = self._local.get(self.key + ":busy", ("", 0.0))[1]
+        if self.redis is not None:
+            raw = self._shared(lambda r: r.get(self.key + ":busy"))
+            until = max(until, float(raw)) if raw else until
+        return max(0.0, until - time.time())
+
     @contextmanager
     def lock(self):
         """Only one process refreshes: a Redis lock, or this process's lock without Redis."""
@@ -331,6 +347,10 @@ class DarajaClient:
 
     # -- STK -----------------------------------------------------------------------------
 
+    def busy_for(self) -> float:
+        """Seconds to wait before the next push, after Daraja's spike arrest."""
+        return self.tokens.paused_for()
+
     def _password(self) -> tuple[str, str]:
         timestamp = eat_timestamp()
         return stk_password(self.shortcode, self.passkey, timestamp), timestamp
@@ -373,6 +393,8 @@ class DarajaClient:
                 customer_message=str(body.get("CustomerMessage") or ""),
             )
         error = _error_from_body(status, body)
+        if isinstance(error, DarajaBusy):
+            self.tokens.pause(BUSY_PAUSE_S)
         log_event(
             log,
             "daraja.stk_push_refused",

@@ -7,6 +7,7 @@ then emits `payment_update` (with the order's new `version`).
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -111,6 +112,13 @@ def start_payment(order_id: str, phone: str) -> Payment:
     and gets 409 instead of a second prompt; Daraja's answer fills in the ids.
     """
     now = utcnow()
+    client = get_client()
+    if wait := math.ceil(client.busy_for()):
+        raise TooManyRequests(
+            f"M-Pesa is busy right now. Please try again in {wait} seconds.",
+            code="mpesa_busy",
+            headers={"Retry-After": str(wait)},
+        )
     order = _lock_order(order_id)
     if order.status == OrderStatus.PAID:
         raise Conflict("This order is already paid.", code="order_paid")
@@ -149,7 +157,7 @@ def start_payment(order_id: str, phone: str) -> Payment:
     emit_order_update(order)
 
     try:
-        accepted = get_client().stk_push(
+        accepted = client.stk_push(
             amount=order.amount,
             phone=phone,
             reference=order.number,

@@ -51,6 +51,7 @@ def server(tmp_path):
 @pytest.fixture
 def browser():
     from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
