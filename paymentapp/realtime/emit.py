@@ -96,7 +96,8 @@ def emit_order_created(order) -> None:
 
 
 def resend_local_snapshots(app: Flask, manager) -> int:
-    """After a Redis outage, push fresh snapshots to this process's order rooms.
+    """After a Redis outage, push fresh snapshots to this process's order rooms, and tell
+    its admin dashboards to refresh.
 
     Emits published while this worker was unsubscribed are lost; its clients are still
     connected and would not know. Clients drop versions they already have, so a repeat
@@ -124,5 +125,7 @@ def resend_local_snapshots(app: Flask, manager) -> int:
                 )
                 sent += 1
         db.session.remove()
+    # Admin dashboards on this worker may have missed updates too: ask them to refresh.
+    manager.emit("resync", {}, namespace=ADMIN_NAMESPACE, room=None, ignore_queue=True)
     log.info("socket.io: re-sent %d order snapshots after Redis recovery", sent)
     return sent

@@ -84,3 +84,14 @@ def test_socket_is_hung_up_when_its_session_goes_idle(app, admin_client):
     sock = connect(app, admin_client)
     assert sock.is_connected(NS)
     assert wait_until(lambda: not sock.is_connected(NS))
+
+
+def test_dashboards_are_told_to_refresh_after_a_redis_outage(app, admin_client):
+    """Updates published while this worker's Redis link was down never arrived."""
+    from paymentapp.extensions import socketio
+    from paymentapp.realtime.emit import resend_local_snapshots
+
+    sock = connect(app, admin_client)
+    assert sock.is_connected(NS)
+    resend_local_snapshots(app, socketio.server.manager)
+    assert received(sock, "resync") == [{}]

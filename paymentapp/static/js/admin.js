@@ -126,6 +126,8 @@ if (live) {
     if (!(await sessionEnded())) setTimeout(() => socket.connect(), 5000);
   });
 
+  // The server's Redis link came back after an outage: updates may have been missed.
+  socket.on("resync", () => schedule());
   socket.on("order_created", (order) => {
     if (live.dataset.live === "orders" && live.dataset.acceptsNew === "1") schedule();
   });
