@@ -4,7 +4,7 @@
 // (marked as a background request, so it does not count as the admin being active) and
 // swaps the live region. `version` decides whether an event is news: an order's
 // version only grows, so an event at or below what the page shows is stale and dropped.
-import { io } from "/vendor/socket.io.esm.min.js";
+import { ConnectionState, openSocket } from "./paymentapp-client.js";
 
 const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 const idleMs = Number(document.body.dataset.idleTimeout || 1800) * 1000;
@@ -106,23 +106,23 @@ function schedule() {
 }
 
 if (live) {
-  const socket = io("/admin", { transports: ["websocket"] });
+  const socket = openSocket("/admin");
   let connectedBefore = false;
 
   socket.on("connect", () => {
-    setState("live", "live");
+    setState(ConnectionState.LIVE, "live");
     if (connectedBefore) schedule(); // we may have missed events while away
     connectedBefore = true;
   });
   socket.on("disconnect", (reason) => {
-    setState("offline", "reconnecting…");
+    setState(ConnectionState.RECONNECTING, "reconnecting…");
     // The server hangs up when the session it saw at connect time expires; reconnecting
     // presents the current cookie, which the server accepts or refuses.
     if (reason === "io server disconnect") setTimeout(() => socket.connect(), 500);
   });
   socket.on("connect_error", async () => {
-    if (socket.active) return setState("offline", "reconnecting…"); // retries by itself
-    setState("offline", "offline");
+    if (socket.active) return setState(ConnectionState.RECONNECTING, "reconnecting…"); // retries by itself
+    setState(ConnectionState.OFFLINE, "offline");
     if (!(await sessionEnded())) setTimeout(() => socket.connect(), 5000);
   });
 

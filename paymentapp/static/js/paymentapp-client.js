@@ -92,6 +92,21 @@ export class PaymentError extends Error {
 }
 
 /** The paymentapp server that served this module (used when no `baseUrl` is given). */
+/**
+ * A Socket.IO connection with the project's settings, shared by the payment dialog and
+ * the admin dashboard: websocket transport only (any gunicorn worker can take it, no
+ * sticky sessions) and quick reconnects.
+ */
+export function openSocket(url, options = {}) {
+  return io(url, {
+    transports: ["websocket"],
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 4000,
+    timeout: 8000,
+    ...options,
+  });
+}
+
 export const DEFAULT_BASE_URL = new URL("../../", import.meta.url).href.replace(/\/$/, "");
 
 /**
@@ -138,13 +153,7 @@ export class PaymentClient extends EventTarget {
     if (!this._stopped) return this;
     this._stopped = false;
     this._setState(ConnectionState.CONNECTING);
-    const socket = io(this.baseUrl, {
-      transports: ["websocket"],
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 4000,
-      timeout: 8000,
-      forceNew: true,
-    });
+    const socket = openSocket(this.baseUrl, { forceNew: true });
     this._socket = socket;
     socket.on("connect", () => this._subscribe());
     socket.on("payment_update", (payload) => {
