@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
 from tests.conftest import TEST_CALLBACK_TOKEN, stk_callback, wait_for
 from tests.test_orders_api import assert_error
+from tests.test_payments import pay
 
 URL = f"/callbacks/stk/{TEST_CALLBACK_TOKEN}"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
@@ -270,11 +271,7 @@ def test_ten_concurrent_duplicates_make_exactly_one_transition(
 
 def test_simulator_callback_reaches_the_app_end_to_end(client, live_server, make_order, db):
     order = make_order(250)
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     prompt = live_server.prompt_for(order["number"])
     answered = live_server.press(prompt["checkout_request_id"], "accept")
     stored = wait_for(lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o)
@@ -289,11 +286,7 @@ def test_late_callback_for_a_push_that_timed_out_is_matched(
 ):
     order = make_order(300)
     live_server.fault("stkpush", 200, {"ResponseCode": "0"}, delay_s=1.5)
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     post(client, stk_callback("ws_CO_neverseen", amount=300, phone=254712345678))
     db.session.expire_all()
     stored = db.session.get(Order, order["id"])

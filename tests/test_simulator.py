@@ -7,6 +7,7 @@ from sqlalchemy import select
 from paymentapp.models import Order, Payment
 from paymentapp.mpesa.client import DarajaClient, eat_timestamp, stk_password
 from tests.conftest import wait_for
+from tests.test_payments import pay
 
 SHORTCODE = "174379"
 
@@ -136,11 +137,7 @@ def test_phone_page_lists_prompts_with_buttons(client, live_server):
 )
 def test_each_button_sends_its_callback(client, live_server, make_order, db, action, status, code):
     order = make_order()
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], action)
     payment = wait_for(lambda: (p := db.session.scalar(select(Payment))).status != "pending" and p)
     assert payment.status == status and payment.result_code == code
@@ -153,11 +150,7 @@ def test_each_button_sends_its_callback(client, live_server, make_order, db, act
 @pytest.mark.parametrize("app_config", [{"MPESA_SIMULATOR_PROMPT_TTL_S": 0.5}])
 def test_ignored_prompt_expires_with_1037(client, live_server, make_order, db, app_config):
     order = make_order()
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     checkout = live_server.prompt_for(order["number"])["checkout_request_id"]
     live_server.press(checkout, "ignore")
 
@@ -175,21 +168,13 @@ def test_ignored_prompt_expires_with_1037(client, live_server, make_order, db, a
 )
 def test_auto_mode_pays_unattended(client, live_server, make_order, db, app_config):
     order = make_order()
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     wait_for(lambda: db.session.get(Order, order["id"]).status == "paid")
 
 
 def test_duplicate_callback_resend_is_idempotent(client, live_server, make_order, db):
     order = make_order()
-    client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": "0712345678"},
-        headers={"X-Order-Token": order["client_token"]},
-    )
+    assert pay(client, order, "0712345678").status_code == 202
     checkout = live_server.prompt_for(order["number"])["checkout_request_id"]
     live_server.press(checkout, "accept")
     stored = wait_for(lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o)
