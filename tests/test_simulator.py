@@ -59,6 +59,8 @@ def test_accepts_a_valid_push(live_server, token):
         ({"TransactionType": "Pay"}, "Invalid TransactionType"),
         ({"Amount": 0}, "Invalid Amount"),
         ({"Amount": 250001}, "Invalid Amount"),
+        ({"Amount": 1.5}, "Invalid Amount"),
+        ({"Amount": "ten"}, "Invalid Amount"),
         ({"PhoneNumber": "0712345678"}, "Invalid PhoneNumber"),
         ({"PartyA": "25471234"}, "Invalid PartyA"),
         ({"PartyB": "1"}, "Invalid PartyB"),

@@ -227,6 +227,17 @@ def _check_password(body: dict) -> bool:
     return secrets.compare_digest(str(body.get("Password", "")), expected)
 
 
+def _whole_shillings(value) -> int | None:
+    """Daraja takes the amount as a whole number (or digits in a string), 1 to 250,000."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 1 <= value <= 250_000:
+        return value
+    return None
+
+
 def _validate_push(body: dict) -> tuple[str, str] | None:
     """Daraja's checks, in Daraja's words; None when the request is acceptable."""
     config = current_app.config
@@ -239,12 +250,7 @@ def _validate_push(body: dict) -> tuple[str, str] | None:
         return "500.001.1001", "Wrong credentials"
     if body.get("TransactionType") not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
         return invalid, "Bad Request - Invalid TransactionType"
-    amount = body.get("Amount")
-    try:
-        amount_ok = not isinstance(amount, bool) and 1 <= float(amount) <= 250_000
-    except (TypeError, ValueError):
-        amount_ok = False
-    if not amount_ok:
+    if _whole_shillings(body.get("Amount")) is None:
         return invalid, "Bad Request - Invalid Amount"
     for field in ("PartyA", "PhoneNumber"):
         if not PHONE_RE.match(str(body.get(field, ""))):
@@ -307,7 +313,7 @@ def stk_push():
             checkout_request_id=checkout_id,
             merchant_request_id=merchant_id,
             phone=phone,
-            amount=int(float(body["Amount"])),
+            amount=_whole_shillings(body["Amount"]),
             account_reference=body["AccountReference"],
             transaction_desc=body["TransactionDesc"],
             callback_url=body["CallBackURL"],
@@ -396,7 +402,8 @@ def callback_body(prompt) -> dict:
         paid_at = (prompt.answered_at or utcnow()).astimezone(EAT)
         callback["CallbackMetadata"] = {
             "Item": [
-                {"Name": "Amount", "Value": float(prompt.amount)},
+                # Daraja's wire format: the amount as a JSON number with decimals (1.0)
+                {"Name": "Amount", "Value": prompt.amount * 1.0},
                 {"Name": "MpesaReceiptNumber", "Value": prompt.receipt},
                 {"Name": "Balance"},
                 {"Name": "TransactionDate", "Value": int(paid_at.strftime("%Y%m%d%H%M%S"))},

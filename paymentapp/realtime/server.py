@@ -37,7 +37,8 @@ def init_socketio(app: Flask, socketio: SocketIO) -> None:
         # Always passed (None: in-memory), because Flask-SocketIO keeps options from
         # an earlier init_app on the same SocketIO object.
         client_manager=manager,
-        cors_allowed_origins="*" if cors == ["*"] else cors,
+        # CORS_ALLOWED_ORIGINS=* (simulator mode only) is passed on as the string engine.io wants
+        cors_allowed_origins=cors[0] if cors == ["*"] else cors,
         # Websocket only: no long-polling means no sticky sessions across workers.
         transports=["websocket"],
         max_http_buffer_size=MAX_MESSAGE_BYTES,
