@@ -191,9 +191,12 @@ def live_server(app, live_port):
 
     from werkzeug.serving import make_server
 
+    from paymentapp.mpesa.client import TokenCache
     from paymentapp.mpesa.simulator import reset_state
 
     reset_state()
+    # a port can be reused by a later test: its simulator has never seen an old token
+    TokenCache.forget_local()
     server = make_server("127.0.0.1", live_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

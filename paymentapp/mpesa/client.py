@@ -147,6 +147,11 @@ class TokenCache:
         self.redis = redis_client
         self.key = key
 
+    @classmethod
+    def forget_local(cls) -> None:
+        """Drop this process's copies (tests: a new simulator knows none of them)."""
+        cls._local.clear()
+
     def _shared(self, operation, default=None):
         """Run a Redis operation; None (and a warning) when Redis is unreachable."""
         import redis
