@@ -19,11 +19,9 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..locking import for_update
 from ..models import CallbackRecord, Payment, PaymentStatus, utcnow
 from ..mpesa.client import DarajaBusy, DarajaError, get_client
-from ..realtime.emit import emit_order_update
-from .services import apply_result, expire_payment
+from .services import expire_pending, settle_from_query
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +77,17 @@ def _reschedule(payment_id: str, seconds: int) -> None:
 
 
 def _settle(payment_id: str, report: PassReport, *, result=None, expire_reason=None) -> None:
-    payment = db.session.scalar(for_update(select(Payment).where(Payment.id == payment_id)))
+    """Apply a query's final answer, or expire the payment; count what changed."""
     if result is not None:
-        outcome = apply_result(
-            payment,
-            result_code=result.result_code,
-            result_desc=result.result_desc or "",
-            source="query",
-        )
+        payment, outcome = settle_from_query(payment_id, result, source="query")
     else:
-        outcome = expire_payment(payment, expire_reason)
-    db.session.commit()
+        payment, outcome = expire_pending(payment_id, expire_reason)
     if outcome == "applied":
         report.changed_orders.append(payment.order.number)
-        if payment.status == PaymentStatus.TIMEOUT and result is None:
+        if result is None:
             report.expired += 1
         else:
             report.resolved += 1
-        emit_order_update(payment.order)
 
 
 def check_payment(payment: Payment, report: PassReport, client) -> None:

@@ -59,6 +59,16 @@ def _event(
     )
 
 
+def _finish(payment: Payment, status: str, desc: str, result_code: int | None = None) -> None:
+    """Move a payment to a final status and record the change on its order."""
+    payment.status = status
+    payment.result_code = result_code
+    payment.result_desc = (desc or "")[:255]
+    payment.next_query_at = None
+    payment.updated_at = utcnow()
+    payment.order.touch()
+
+
 def _lock_order(order_id: str) -> Order:
     order = db.session.scalar(for_update(select(Order).where(Order.id == order_id)))
     if order is None:
@@ -202,12 +212,8 @@ def _fail_push(payment_id: str, exc: DarajaError) -> None:
     if payment.status != PaymentStatus.PENDING:
         db.session.rollback()
         return
-    payment.status = PaymentStatus.FAILED
-    payment.result_desc = (exc.message or "M-Pesa refused the request")[:255]
-    payment.next_query_at = None
-    payment.updated_at = utcnow()
+    _finish(payment, PaymentStatus.FAILED, exc.message or "M-Pesa refused the request")
     order = payment.order
-    order.touch()
     _event(order, "payment_failed", f"STK push refused: {payment.result_desc}", payment)
     db.session.commit()
     log_event(
@@ -271,12 +277,7 @@ def apply_result(
         return "duplicate" if payment.result_code == result_code else "ignored"
 
     previous = payment.status
-    payment.status = new_status
-    payment.result_code = result_code
-    payment.result_desc = (result_desc or "")[:255]
-    payment.next_query_at = None
-    payment.updated_at = now
-    order.touch()
+    _finish(payment, new_status, result_desc, result_code)
 
     if new_status != PaymentStatus.COMPLETED:
         _event(
@@ -346,11 +347,7 @@ def expire_payment(payment: Payment, reason: str) -> str:
     """A LOCKED pending payment nobody answered becomes `timeout`."""
     if payment.status != PaymentStatus.PENDING:
         return "ignored"
-    payment.status = PaymentStatus.TIMEOUT
-    payment.result_desc = reason[:255]
-    payment.next_query_at = None
-    payment.updated_at = utcnow()
-    payment.order.touch()
+    _finish(payment, PaymentStatus.TIMEOUT, reason)
     _event(payment.order, "payment_timeout", reason, payment)
     log_event(
         log,
@@ -361,6 +358,31 @@ def expire_payment(payment: Payment, reason: str) -> str:
         reason=reason,
     )
     return "applied"
+
+
+def settle_from_query(payment_id: str, result, source: str) -> tuple[Payment, str]:
+    """Apply an STK Query's final answer under a row lock; commit, then emit if it changed."""
+    payment = _lock_payment(payment_id)
+    outcome = apply_result(
+        payment,
+        result_code=result.result_code,
+        result_desc=result.result_desc or "",
+        source=source,
+    )
+    db.session.commit()
+    if outcome == "applied":
+        emit_order_update(payment.order)
+    return payment, outcome
+
+
+def expire_pending(payment_id: str, reason: str) -> tuple[Payment, str]:
+    """Time out a payment nobody answered, under a row lock; commit, then emit if changed."""
+    payment = _lock_payment(payment_id)
+    outcome = expire_payment(payment, reason)
+    db.session.commit()
+    if outcome == "applied":
+        emit_order_update(payment.order)
+    return payment, outcome
 
 
 # -- admin actions ----------------------------------------------------------------------------
@@ -381,16 +403,7 @@ def check_payment_now(payment_id: str, actor: str) -> str:
         return f"M-Pesa did not answer the query: {exc.message}"
     if result.pending:
         return "M-Pesa says the customer has not answered yet."
-    payment = _lock_payment(payment_id)
-    outcome = apply_result(
-        payment,
-        result_code=result.result_code,
-        result_desc=result.result_desc or "",
-        source=f"query by {actor}",
-    )
-    db.session.commit()
-    if outcome == "applied":
-        emit_order_update(payment.order)
+    payment, _ = settle_from_query(payment_id, result, source=f"query by {actor}")
     return f"M-Pesa says: {result.result_code} {result.result_desc} → payment {payment.status}."
 
 
