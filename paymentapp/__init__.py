@@ -23,6 +23,7 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    register_cors(app)
     return app
 
 
@@ -58,6 +59,12 @@ def register_blueprints(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     from .errors import register_errorhandlers as install
+
+    install(app)
+
+
+def register_cors(app: Flask) -> None:
+    from .cors import register_cors as install
 
     install(app)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 
-from flask import current_app, request
-
-from . import bp
+from flask import Flask, current_app, request
 
 PUBLIC_PREFIXES = ("/static/js/", "/static/css/", "/vendor/")
 CUSTOMER_API = re.compile(r"^/api/orders/[^/]+/(status|payments)$")
@@ -23,7 +21,6 @@ def origin_allowed(origin: str) -> bool:
     return "*" in allowed or origin in allowed
 
 
-@bp.after_app_request
 def add_cors_headers(response):
     """Allow the embeddable dialog's files anywhere and its API calls from allowed origins."""
     origin = request.headers.get("Origin")
@@ -39,3 +36,8 @@ def add_cors_headers(response):
         response.headers["Access-Control-Max-Age"] = "600"
         response.vary.add("Origin")
     return response
+
+
+def register_cors(app: Flask) -> None:
+    """App-wide, not a feature's: the customer API and the static files both need it."""
+    app.after_request(add_cors_headers)

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("shop", __name__)
 
-from . import embed, routes  # noqa: E402,F401
+from . import routes  # noqa: E402,F401
