@@ -198,12 +198,21 @@ def live_server(app, live_port):
     # a port can be reused by a later test: its simulator has never seen an old token
     TokenCache.forget_local()
     server = make_server("127.0.0.1", live_port, app, threaded=True)
+    # Request threads finish their app-context teardown (returning the DB connection)
+    # after the client has its answer; server_close() must wait for them, or the `app`
+    # fixture disposes the engine first and a connection is left open.
+    server.daemon_threads = False
+    server.block_on_close = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield LiveServer(f"http://127.0.0.1:{live_port}", app)
     server.shutdown()
     thread.join(5)
     server.server_close()
+    # The simulator's background tasks (callback posts, auto-answers) touch the DB too.
+    for task in threading.enumerate():
+        if task.name.endswith(("(_post_callback)", "(_answer_later)")):
+            task.join(15)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
