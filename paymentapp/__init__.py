@@ -8,7 +8,7 @@ from flask import Flask
 
 from .config import load_config
 from .extensions import csrf, db, limiter, migrate, socketio
-from .logs import configure_logging
+from .logs import configure_logging, install_redaction, remember_secrets
 
 
 def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Flask:
@@ -19,6 +19,15 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
     if config:
         app.config.update(config)
     app.json.sort_keys = False
+    remember_secrets(
+        *app.config.get("MPESA_CALLBACK_TOKENS", ()),
+        app.config.get("MPESA_CALLBACK_TOKEN"),
+        app.config.get("SECRET_KEY"),
+        app.config.get("MPESA_CONSUMER_SECRET"),
+        app.config.get("MPESA_PASSKEY"),
+    )
+    # gunicorn's own error and access logs print request paths too
+    install_redaction("gunicorn.error", "gunicorn.access")
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

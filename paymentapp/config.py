@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .faults import parse_faults
+
 MPESA_ENVS = ("simulator", "sandbox", "production")
 DARAJA_BASE_URLS = {
     "sandbox": "https://sandbox.safaricom.co.ke",
@@ -113,17 +115,28 @@ def load_config(env=None) -> dict:
         return dev_default() if callable(dev_default) else dev_default
 
     secret_key = required_when_live("SECRET_KEY", lambda: _dev_secret("secret_key"))
-    callback_token = required_when_live(
-        "MPESA_CALLBACK_TOKEN", lambda: _dev_secret("callback_token")
+    # MPESA_CALLBACK_TOKENS=new,old rotates the token: the first builds new callback URLs,
+    # every one is accepted (pushes sent before the change still call back to the old).
+    callback_tokens = _list(env.get("MPESA_CALLBACK_TOKENS")) or [
+        required_when_live("MPESA_CALLBACK_TOKEN", lambda: _dev_secret("callback_token"))
+    ]
+    token_name = (
+        "MPESA_CALLBACK_TOKENS" if env.get("MPESA_CALLBACK_TOKENS") else "MPESA_CALLBACK_TOKEN"
     )
-    if len(callback_token) < 16 or not callback_token.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError("MPESA_CALLBACK_TOKEN must be at least 16 letters, digits, '-' or '_'")
-    if any(word in callback_token.lower() for word in FORBIDDEN_CALLBACK_WORDS):
-        raise ConfigError(
-            "MPESA_CALLBACK_TOKEN must not contain "
-            + ", ".join(FORBIDDEN_CALLBACK_WORDS)
-            + " (Daraja rejects such callback URLs)"
-        )
+    for callback_token in callback_tokens:
+        if (
+            len(callback_token) < 16
+            or not callback_token.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise ConfigError(f"{token_name} must be at least 16 letters, digits, '-' or '_'")
+        if not callback_token.isascii():
+            raise ConfigError(f"{token_name} must be ASCII letters, digits, '-' or '_'")
+        if any(word in callback_token.lower() for word in FORBIDDEN_CALLBACK_WORDS):
+            raise ConfigError(
+                f"{token_name} must not contain "
+                + ", ".join(FORBIDDEN_CALLBACK_WORDS)
+                + " (Daraja rejects such callback URLs)"
+            )
 
     public_base_url = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
     parts = urlsplit(public_base_url)
@@ -164,6 +177,12 @@ def load_config(env=None) -> dict:
     expire_after = _int(env, "PAYMENT_EXPIRE_AFTER_S", 180, minimum=1)
     if expire_after <= query_after:
         raise ConfigError("PAYMENT_EXPIRE_AFTER_S must be greater than PAYMENT_QUERY_AFTER_S")
+
+    faults = parse_faults(env.get("PAYMENTAPP_FAULTS"))
+    if faults and live:
+        raise ConfigError(
+            f"PAYMENTAPP_FAULTS is for tests only, refused when MPESA_ENV={mpesa_env}"
+        )
 
     admin_timezone = env.get("ADMIN_TIMEZONE") or "Africa/Nairobi"
     try:
@@ -206,9 +225,12 @@ def load_config(env=None) -> dict:
         "MPESA_SIMULATOR_AUTO": env.get("MPESA_SIMULATOR_AUTO") or "",
         "MPESA_SIMULATOR_AUTO_DELAY_S": float(env.get("MPESA_SIMULATOR_AUTO_DELAY_S") or 3),
         "PUBLIC_BASE_URL": public_base_url,
-        "MPESA_CALLBACK_TOKEN": callback_token,
+        "MPESA_CALLBACK_TOKEN": callback_tokens[0],
+        "MPESA_CALLBACK_TOKENS": callback_tokens,
         "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
+        "FAULTS": faults,
+        "FAULT_DIR": env.get("PAYMENTAPP_FAULT_DIR") or None,
         "CORS_ALLOWED_ORIGINS": cors,
         "PAYMENT_QUERY_AFTER_S": query_after,
         "PAYMENT_EXPIRE_AFTER_S": expire_after,

@@ -4,11 +4,13 @@ error shape for API, callback and simulator clients, and a small page for browse
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import jsonify, make_response, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -123,33 +125,64 @@ HTTP_CODES = {
 }
 
 
-def _contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
+MAX_JSON_DEPTH = 32
+# PostgreSQL cannot hold NUL, and a lone surrogate (`"\\ud800"` in JSON) is not UTF-8.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def bad_text(value) -> bool:
+    """True for text a database cannot store: NUL or a lone surrogate."""
+    return isinstance(value, str) and _BAD_TEXT.search(value) is not None
+
+
+def check_json(data) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH or holding unstorable characters.
+
+    Iterative on purpose: a recursive walk is what a deeply nested body would break.
+    """
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if bad_text(value):
+            raise ValidationError(
+                "Text fields must not contain NUL or unpaired surrogate characters.",
+                code="invalid_characters",
+            )
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ApiError(
+                    f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+                    code="invalid_json",
+                )
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((child, depth + 1) for child in value.values())
+            else:
+                stack.extend((child, depth + 1) for child in value)
 
 
 def register_errorhandlers(app) -> None:
     """Install the handlers that give every error the contract's shape."""
 
     @app.before_request
-    def refuse_nul_characters():
-        """PostgreSQL cannot store or compare NUL; refuse it at the door, not with a 500.
+    def refuse_unstorable_input():
+        """NUL, lone surrogates and absurd nesting are refused at the door, not with a 500.
 
         Callbacks are exempt: their raw body is stored (escaped) and judged there.
         """
-        if "\x00" in request.path or any(_contains_nul(v) for v in request.args.values()):
-            raise ApiError("The address contains a NUL character.", code="invalid_characters")
+        if bad_text(request.path) or any(
+            bad_text(k) or bad_text(v) for k, v in request.args.items(multi=True)
+        ):
+            raise ApiError(
+                "The address contains a NUL or unpaired surrogate character.",
+                code="invalid_characters",
+            )
         if request.is_json and not request.path.startswith("/callbacks/"):
-            data = request.get_json(silent=True)
-            if _contains_nul(data):
-                raise ValidationError(
-                    "Text fields must not contain NUL characters.", code="invalid_characters"
-                )
+            try:
+                data = request.get_json(silent=True)
+            except RecursionError:
+                raise ApiError("The JSON body is nested too deeply.", code="invalid_json") from None
+            check_json(data)
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
@@ -174,5 +207,5 @@ def register_errorhandlers(app) -> None:
     def handle_unexpected(exc):
         db.session.rollback()
         if not isinstance(exc, HTTPException):
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", request.method, redact(request.path))
         return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -7,9 +7,59 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 SECRET_WORDS = ("password", "secret", "token", "passkey", "authorization", "consumer_key")
+
+# The callback URL's last segment is a secret (`/callbacks/stk/<token>`, and any later
+# kind such as `/callbacks/c2b/confirmation/<token>`), and so is `?token=`.
+_CALLBACK_PATH = re.compile(r"(/callbacks/(?:[\w-]+/)+)[^/?#\s\"'<>]+")
+_QUERY_TOKEN = re.compile(r"([?&](?:token|access_token)=)[^&#\s\"'<>]+")
+_known_secrets: set[str] = set()
+
+
+def remember_secrets(*values: str | None) -> None:
+    """Secrets (callback tokens, keys) that must never be printed, wherever they appear."""
+    _known_secrets.update(v for v in values if v and len(v) >= 8)
+
+
+def redact(text: str) -> str:
+    """Hide callback tokens in paths, `token=` in queries and every remembered secret."""
+    text = _QUERY_TOKEN.sub(r"\1<token>", _CALLBACK_PATH.sub(r"\1<token>", text))
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, "<secret>")
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """On every handler: the formatted message and traceback pass through `redact`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):  # one record passes several handlers
+            return True
+        record._redacted = True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not drop the line
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+def install_redaction(*logger_names: str) -> None:
+    """Add `RedactSecrets` to every handler of the root logger and of `logger_names`."""
+    for name in ("", *logger_names):
+        for handler in logging.getLogger(name or None).handlers:
+            if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+                handler.addFilter(RedactSecrets())
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -24,6 +74,7 @@ def configure_logging(level: str | None = None) -> None:
     )
     formatter.converter = __import__("time").gmtime
     handler.setFormatter(formatter)
+    handler.addFilter(RedactSecrets())
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     root._paymentapp_configured = True

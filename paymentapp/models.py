@@ -177,6 +177,9 @@ class Payment(db.Model):
     result_desc: Mapped[str | None] = mapped_column(String(255))
     receipt: Mapped[str | None] = mapped_column(String(32), index=True)
     paid_amount: Mapped[int | None] = mapped_column(Integer)
+    # "callback" (the amount M-Pesa reported) or "query" (STK Query confirmed the prompt,
+    # whose requested amount is the one paid)
+    amount_source: Mapped[str | None] = mapped_column(String(16))
     paid_phone: Mapped[str | None] = mapped_column(String(12))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -204,6 +207,8 @@ class CallbackRecord(db.Model):
     checkout_request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
     outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="received")
+    # How often applying it failed unexpectedly; the reconciler gives up after a few.
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     detail: Mapped[str | None] = mapped_column(String(255))
 
 

@@ -67,7 +67,10 @@ def check_client_token(order_id: str, token: str | None) -> None:
         raise Unauthorized("This payment link has expired.", code="token_expired") from None
     except BadSignature:
         raise Forbidden("This token is not valid for this order.", code="invalid_token") from None
-    if not isinstance(signed_id, str) or not hmac.compare_digest(signed_id, order_id):
+    # compare bytes: compare_digest refuses str with non-ASCII characters (a TypeError)
+    if not isinstance(signed_id, str) or not hmac.compare_digest(
+        signed_id.encode("utf-8", "replace"), order_id.encode("utf-8", "replace")
+    ):
         raise Forbidden("This token is not valid for this order.", code="invalid_token")
 
 

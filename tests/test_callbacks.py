@@ -2,13 +2,14 @@
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
+from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
+from paymentapp.payments.reconcile import reconcile_once
 from tests.conftest import TEST_CALLBACK_TOKEN, stk_callback, wait_for
 from tests.test_orders_api import assert_error
 from tests.test_payments import pay
@@ -79,28 +80,120 @@ def test_result_code_as_string_is_accepted(client, make_order, make_payment, db)
     assert db.session.get(Payment, payment.id).status == "completed"
 
 
-def test_metadata_missing_items_still_completes(client, make_order, make_payment, db):
-    order = make_order(100)
-    payment = make_payment(order)
-    body = stk_callback(payment.checkout_request_id)
-    body["Body"]["stkCallback"]["CallbackMetadata"]["Item"] = [{"Name": "Balance"}]
-    post(client, body)
-    db.session.expire_all()
-    payment = db.session.get(Payment, payment.id)
-    assert payment.status == "completed" and payment.receipt is None
-    assert db.session.get(Order, order["id"]).status == "paid"
+# A success that does not say how much was paid completes nothing (issue 9: each of
+# these once marked the order paid with an amount the callback never said).
+UNUSABLE_AMOUNTS = [
+    -1,
+    0,
+    -1e308,
+    1e308,
+    float("inf"),
+    "Infinity",
+    "abc",
+    "1,500",
+    "",
+    None,
+    True,
+    [100],
+    {"v": 100},
+    100.5,
+    "100.40",
+    3_000_000_000,
+    "１００",
+]
 
 
-@pytest.mark.parametrize("amount", [99, 101, 100.5, "100.40"])
-def test_amount_mismatch_goes_to_review_not_paid(client, make_order, make_payment, db, amount):
+@pytest.mark.parametrize("amount", [*UNUSABLE_AMOUNTS, "missing"], ids=repr)
+def test_success_without_a_usable_amount_completes_nothing(
+    client, make_order, make_payment, db, amount
+):
     order = make_order(100)
     payment = make_payment(order)
-    assert post(client, stk_callback(payment.checkout_request_id, amount=amount)).status_code == 200
+    body = stk_callback(payment.checkout_request_id, amount=amount)
+    items = body["Body"]["stkCallback"]["CallbackMetadata"]["Item"]
+    if amount == "missing":
+        items[:] = [item for item in items if item["Name"] != "Amount"]
+    response = post(client, body)
+    assert response.status_code == 200 and response.get_json() == ACCEPTED
     db.session.expire_all()
     payment = db.session.get(Payment, payment.id)
-    assert payment.status == "completed" and payment.needs_review
-    assert "amount mismatch" in payment.review_reason
+    assert payment.status == "pending" and payment.paid_amount is None
+    assert payment.needs_review and "usable amount" in payment.review_reason
+    assert payment.next_query_at <= utcnow()  # the reconciler asks STK Query next
     assert db.session.get(Order, order["id"]).status == "pending"
+    [record] = records(db)
+    assert record.payment_id == payment.id and record.body  # the raw body is on record
+
+
+def test_flagged_success_is_completed_by_query_with_the_requested_amount(
+    client, live_server, make_order, db
+):
+    order = make_order(150)
+    payment_id = pay(client, order, "0712345678").get_json()["id"]
+    prompt = live_server.prompt_for(order["number"])
+    live_server.press(prompt["checkout_request_id"], "lose_callback")
+    body = stk_callback(prompt["checkout_request_id"], amount="abc")
+    assert post(client, body).status_code == 200
+    db.session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id)
+        .values(created_at=utcnow() - timedelta(seconds=40))
+    )
+    db.session.commit()
+    report = reconcile_once()
+    assert report.resolved == 1
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment_id)
+    assert payment.status == "completed" and payment.paid_amount == 150
+    assert payment.amount_source == "query" and not payment.needs_review
+    assert "confirmed by STK Query" in payment.review_note
+    assert payment.order.status == "paid"
+    kinds = [e.detail for e in db.session.scalars(select(OrderEvent)) if e.kind == "order_paid"]
+    assert kinds and "confirmed by query" in kinds[0]
+
+
+def test_a_success_with_the_right_amount_records_where_it_came_from(
+    client, make_order, make_payment, db
+):
+    payment = make_payment(make_order(100))
+    post(client, stk_callback(payment.checkout_request_id, amount="100.00"))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and payment.paid_amount == 100
+    assert payment.amount_source == "callback" and payment.order.status == "paid"
+
+
+@pytest.mark.parametrize("code", ["-0", "00", "０", 0.0, "0.0", " 0", "+0", False, 10**12])
+def test_only_exactly_zero_is_a_success(client, make_order, make_payment, db, code):
+    order = make_order(100)
+    payment = make_payment(order)
+    body = stk_callback(payment.checkout_request_id, 0)
+    body["Body"]["stkCallback"]["ResultCode"] = code
+    assert_error(post(client, body), 400, "malformed_callback")
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).status == "pending"
+    assert db.session.get(Order, order["id"]).status == "pending"
+    assert records(db)[0].outcome == "malformed"
+
+
+def test_unusable_transaction_date_and_surrogates_are_stored_safely(
+    client, make_order, make_payment, db
+):
+    payment = make_payment(make_order(100))
+    body = stk_callback(payment.checkout_request_id, receipt="NLJ7\ud800X", desc="ok \udfff")
+    text = json.dumps(body).replace("20191219102115", "Infinity")  # JSON escapes \\ud800
+    assert "\\ud800" in text and "Infinity" in text
+    assert post(client, text).status_code == 200
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and payment.receipt == "NLJ7?X"
+    assert payment.result_desc == "ok ?" and payment.paid_at is not None
+
+
+def test_surrogate_in_checkout_id_is_malformed(client, db):
+    text = json.dumps(stk_callback("ws_CO_X")).replace("ws_CO_X", "ws_CO_\\ud800")
+    assert_error(post(client, text), 400, "malformed_callback")
+    assert records(db)[0].outcome == "malformed"
 
 
 def test_unknown_checkout_id_is_recorded_and_accepted(client, make_order, make_payment, db):
@@ -125,7 +218,14 @@ def test_unknown_checkout_id_is_recorded_and_accepted(client, make_order, make_p
         '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": "zero"}}}',
         '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": true}}}',
         b"\xff\xfe\x00garbage",
+        '{"Body": null}',
+        '{"Body": "x"}',
+        '{"Body": {"stkCallback": []}}',
+        "[" * 2000,
+        '{"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_1", "ResultCode": 1e400}}}',
+        '{"a": ' * 40 + "1" + "}" * 40,
     ],
+    ids=lambda body: repr(body)[:40],
 )
 def test_malformed_callbacks_are_400_and_recorded(client, db, body):
     error = assert_error(post(client, body), 400, "malformed_callback")
@@ -302,3 +402,63 @@ def test_nul_characters_in_a_callback_never_cause_a_500(client, make_order, make
     assert post(client, body).status_code == 200
     db.session.expire_all()
     assert db.session.get(Payment, payment.id).receipt == "NLJ7RT61SV"
+
+
+def test_a_duplicate_callback_re_sends_the_current_snapshot(
+    client, make_order, make_payment, db, socket_client
+):
+    """Issue 4: the worker that applied the first copy may have died before its emit."""
+    order = make_order(100)
+    payment = make_payment(order)
+    sock = socket_client()
+    ack = sock.emit(
+        "subscribe", {"order_id": order["id"], "token": order["client_token"]}, callback=True
+    )
+    assert ack["ok"]
+    sock.get_received()
+    body = stk_callback(payment.checkout_request_id)
+    post(client, body)
+    first = [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"]
+    post(client, body)
+    again = [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"]
+    assert [u["order_status"] for u in first] == ["paid"]
+    assert [(u["order_status"], u["version"]) for u in again] == [("paid", first[0]["version"])]
+    assert [r.outcome for r in records(db)] == ["applied", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [{"MPESA_CALLBACK_TOKENS": ["new-token-0123456789", TEST_CALLBACK_TOKEN]}],
+)
+def test_rotated_tokens_are_all_accepted(client, make_order, make_payment, db, app_config):
+    payment = make_payment(make_order())
+    old = client.post(
+        URL,
+        data=json.dumps(stk_callback(payment.checkout_request_id)),
+        content_type="application/json",
+    )
+    assert old.status_code == 200
+    new = client.post(
+        "/callbacks/stk/new-token-0123456789",
+        data=json.dumps(stk_callback(payment.checkout_request_id)),
+        content_type="application/json",
+    )
+    assert new.status_code == 200
+    wrong = client.post("/callbacks/stk/other-token-0123456789", data="{}")
+    assert_error(wrong, 404, "not_found")
+    assert len(records(db)) == 2
+
+
+@pytest.mark.parametrize("app_config", [{"FAULTS": {"callback.apply": "raise:ws_CO_boom"}}])
+def test_a_callback_that_fails_to_apply_is_stored_and_accepted_without_a_token_leak(
+    client, make_order, make_payment, db, app_config, log_output
+):
+    """The request-level guard: stored first, then 200; the reconciler retries it."""
+    make_payment(make_order(), checkout_id="ws_CO_boom")
+    response = post(client, stk_callback("ws_CO_boom"))
+    assert response.status_code == 200 and response.get_json() == ACCEPTED
+    [record] = records(db)
+    assert record.outcome == "received" and record.attempts == 1
+    err = log_output.getvalue()
+    assert "event=callback.apply_failed" in err and "InjectedFault" in err
+    assert TEST_CALLBACK_TOKEN not in err

@@ -204,3 +204,58 @@ def test_nul_characters_never_reach_the_database(client, auth, make_order, db):
     response = client.get(f"/api/orders/{order['id']}/status?token=a%00b")
     assert_error(response, 400, "invalid_characters")
     assert count_orders(db) == 1
+
+
+def test_deeply_nested_bodies_are_refused_without_recursing(client, auth, db):
+    """Issue 9: a description nested 400 levels deep was a RecursionError (500)."""
+    nested = "[" * 400 + "]" * 400
+    response = client.post(
+        "/api/orders",
+        data=f'{{"amount": 5, "description": {nested}}}',
+        content_type="application/json",
+        headers=auth,
+    )
+    assert_error(response, 400, "invalid_json")
+    deeper = "[" * 5000 + "]" * 5000  # deeper than the JSON parser itself can go
+    response = client.post(
+        "/api/orders", data=deeper, content_type="application/json", headers=auth
+    )
+    assert_error(response, 400, "invalid_json")
+    assert count_orders(db) == 0
+
+
+@pytest.mark.parametrize("field", ["description", "reference"])
+def test_lone_surrogates_are_refused(client, auth, db, field):
+    """Issue 9: "\\ud800" in a text field was a UnicodeEncodeError (500) on PostgreSQL."""
+    body = '{"amount": 5, "' + field + '": "tea \\ud800"}'
+    response = client.post("/api/orders", data=body, content_type="application/json", headers=auth)
+    assert_error(response, 422, "invalid_characters")
+    assert count_orders(db) == 0
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "WyIyMDI0LTAxLTAxIiwgIm9yZF94Il0",  # ["2024-01-01", "ord_x"]: a naive time
+        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgIngiXQ",  # year 1 at +14:00: overflows
+        "WzEsIDJd",  # [1, 2]
+        "WyIyMDI0LTAxLTAxVDAwOjAwOjAwWiIsICJcdWQ4MDAiXQ",  # a lone surrogate as the id
+        "!!!",
+    ],
+)
+def test_forged_cursors_are_422(client, auth, cursor):
+    response = client.get(f"/api/orders?cursor={cursor}", headers=auth)
+    assert_error(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/orders/%C3%A9/status", "/api/orders/%C3%A9/payments", "/pay/%C3%A9"]
+)
+def test_non_ascii_order_id_with_a_real_token_is_refused(client, make_order, path):
+    """Issue 9: compare_digest on non-ASCII text raised TypeError (500)."""
+    token = make_order()["client_token"]
+    if path.endswith("/payments"):
+        response = client.post(path, json={"phone": "0712345678"}, headers={"X-Order-Token": token})
+    else:
+        response = client.get(f"{path}?token={token}", headers={"Accept": "application/json"})
+    assert response.status_code == 403

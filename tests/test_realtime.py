@@ -309,3 +309,13 @@ def test_first_subscribe_waits_until_the_worker_listens_to_redis(
         got = updates(sock)
         time.sleep(0.02)
     assert got == [{"order_id": order["id"], "version": 9}]
+
+
+def test_subscribe_with_a_non_ascii_id_and_a_real_token_is_refused(make_order, socket_client):
+    """Issue 9: this was an `internal_error` ack (compare_digest on non-ASCII text)."""
+    order = make_order()
+    sock = socket_client()
+    ack = sock.emit("subscribe", {"order_id": "é", "token": order["client_token"]}, callback=True)
+    assert_refused(ack, "invalid_token")
+    ack = sock.emit("subscribe", {"order_id": "\ud800", "token": "x"}, callback=True)
+    assert_refused(ack, "invalid_payload")

@@ -108,7 +108,9 @@ def test_query_never_downgrades_a_success(client, live_server, make_order, make_
         json=stk_callback(payment.checkout_request_id),
     )
     payment = fresh(db, payment.id)
-    outcome = apply_result(payment, result_code=1032, result_desc="cancelled", source="query")
+    outcome = apply_result(
+        payment, result_code=1032, result_desc="cancelled", source="query", amount_from="query"
+    )
     db.session.commit()
     assert outcome == "ignored"
     assert fresh(db, payment.id).status == "completed"
@@ -119,7 +121,9 @@ def test_query_success_overrides_timeout(client, live_server, make_order, make_p
     payment = make_payment(order)
     payment.status = "timeout"
     db.session.commit()
-    outcome = apply_result(fresh(db, payment.id), result_code=0, result_desc="ok", source="query")
+    outcome = apply_result(
+        fresh(db, payment.id), result_code=0, result_desc="ok", source="query", amount_from="query"
+    )
     db.session.commit()
     assert outcome == "applied"
     assert db.session.get(Order, order["id"]).status == "paid"
@@ -172,6 +176,40 @@ def test_stored_but_unapplied_callback_is_retried(make_order, make_payment, db):
     report = reconcile_once()
     assert report.callbacks_retried == 1
     assert fresh(db, payment.id).status == "completed"
+
+
+def stored(body, minutes_ago: int = 2) -> CallbackRecord:
+    """A callback on record that nobody applied (a worker died between store and apply)."""
+    import json
+
+    return CallbackRecord(
+        body=body if isinstance(body, str) else json.dumps(body),
+        outcome="received",
+        received_at=utcnow() - timedelta(minutes=minutes_ago),
+    )
+
+
+@pytest.mark.parametrize("app_config", [{"FAULTS": {"callback.apply": "raise:ws_CO_bad"}}])
+def test_one_bad_stored_callback_never_blocks_the_rest(
+    make_order, make_payment, db, app_config, log_output
+):
+    """Issue 9: a record that crashed on every retry made each pass fail, forever."""
+    good = [make_payment(make_order(10 + i)) for i in range(2)]
+    make_payment(make_order(30), checkout_id="ws_CO_bad")
+    db.session.add(stored(stk_callback("ws_CO_bad", amount=30), minutes_ago=3))
+    for payment in good:
+        db.session.add(stored(stk_callback(payment.checkout_request_id, amount=payment.amount)))
+    db.session.commit()
+    report = reconcile_once()
+    assert report.callbacks_retried == 3 and report.callback_errors == 1
+    assert all(fresh(db, p.id).status == "completed" for p in good)
+    for _attempt in range(2, 6):
+        report = reconcile_once()
+        assert report.callbacks_retried == 1 and report.callback_errors == 1
+    bad = db.session.scalar(select(CallbackRecord).where(CallbackRecord.body.contains("ws_CO_bad")))
+    assert bad.outcome == "failed" and bad.attempts == 5 and "gave up" in bad.detail
+    assert reconcile_once().callbacks_retried == 0  # given up: not retried forever
+    assert "event=callback.apply_failed" in log_output.getvalue()
 
 
 @pytest.mark.e2e

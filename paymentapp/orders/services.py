@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -144,11 +144,20 @@ def _encode_cursor(order: Order) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a `next_cursor` names; anything else we did not write is a 422."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, order_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(order_id)
-    except (ValueError, TypeError):
+        if not isinstance(created, str) or not isinstance(order_id, str):
+            raise TypeError("cursor parts must be text")
+        if "\x00" in order_id or len(order_id) > 64:
+            raise ValueError("cursor id is not an order id")
+        order_id.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError (a ValueError)
+        position = datetime.fromisoformat(created)
+        if position.tzinfo is None:
+            raise ValueError("cursor time has no time zone")
+        return position.astimezone(UTC), order_id
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise ValidationError(
             "The cursor is not valid.", fields={"cursor": "Invalid cursor."}
         ) from None

@@ -39,13 +39,14 @@ class PassReport:
     still_pending: int = 0
     errors: int = 0
     callbacks_retried: int = 0
+    callback_errors: int = 0
     changed_orders: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"queried={self.queried} resolved={self.resolved} expired={self.expired} "
             f"pending={self.still_pending} errors={self.errors} "
-            f"callbacks_retried={self.callbacks_retried}"
+            f"callbacks_retried={self.callbacks_retried} callback_errors={self.callback_errors}"
         )
 
 
@@ -128,28 +129,40 @@ def check_payment(payment: Payment, report: PassReport, client) -> None:
 
 
 def retry_stored_callbacks(report: PassReport) -> None:
-    """Callbacks stored but never applied (a crash between store and apply)."""
+    """Callbacks stored but never applied (a crash between store and apply).
+
+    Each record is retried on its own: one that keeps failing is counted, marked
+    `failed` after a few attempts, and never stops the others.
+    """
     from ..callbacks.services import (
         MalformedCallback,
         apply_callback,
         mark_malformed,
+        note_apply_failure,
         parse_callback,
     )
 
     stale = utcnow() - timedelta(seconds=30)
-    records = list(
+    record_ids = list(
         db.session.scalars(
-            select(CallbackRecord)
+            select(CallbackRecord.id)
             .where(CallbackRecord.outcome == "received", CallbackRecord.received_at < stale)
+            .order_by(CallbackRecord.id)
             .limit(BATCH)
         )
     )
-    for record in records:
+    db.session.commit()
+    for record_id in record_ids:
         report.callbacks_retried += 1
+        record = db.session.get(CallbackRecord, record_id)
         try:
             apply_callback(record, parse_callback(record.body.encode()))
         except MalformedCallback as exc:
             mark_malformed(record, str(exc))
+        except Exception:  # noqa: BLE001 - one bad record must not block the rest
+            db.session.rollback()
+            report.callback_errors += 1
+            note_apply_failure(record_id)
 
 
 def reconcile_once() -> PassReport:

@@ -41,6 +41,11 @@ RESULT_STATUS = {
 }
 
 
+# Where a completed payment's `paid_amount` came from.
+AMOUNT_FROM_CALLBACK = "callback"
+AMOUNT_FROM_QUERY = "query"
+
+
 def status_for_result(result_code: int) -> str:
     return RESULT_STATUS.get(result_code, PaymentStatus.FAILED)
 
@@ -250,8 +255,10 @@ def apply_result(
     result_code: int,
     result_desc: str,
     source: str,
+    amount_from: str,
     receipt: str | None = None,
-    paid_amount: int | float | None = None,
+    paid_amount: int | None = None,
+    amount_problem: str | None = None,
     paid_phone: str | None = None,
     paid_at: datetime | None = None,
 ) -> str:
@@ -260,7 +267,10 @@ def apply_result(
     Rules (CONTRACT.md): `completed` is never downgraded; a later success overrides
     failed/cancelled/timeout (the money moved); a success for the wrong amount, for a
     cancelled order or for an already-paid order is flagged for review instead of
-    paying the order. The caller commits and, when the result is `applied`, emits.
+    paying the order. A success callback must carry the amount paid: without a usable
+    one it completes nothing, is flagged, and the reconciler asks STK Query, whose
+    success completes the payment with the requested amount (a prompt cannot be paid
+    with another). The caller commits and, when the result is `applied`, emits.
     """
     new_status = status_for_result(result_code)
     order = payment.order
@@ -275,6 +285,12 @@ def apply_result(
         return "duplicate" if new_status == PaymentStatus.COMPLETED else "ignored"
     if payment.status != PaymentStatus.PENDING and new_status != PaymentStatus.COMPLETED:
         return "duplicate" if payment.result_code == result_code else "ignored"
+    if (
+        new_status == PaymentStatus.COMPLETED
+        and amount_from == AMOUNT_FROM_CALLBACK
+        and paid_amount is None
+    ):
+        return _flag_success_without_amount(payment, amount_problem, receipt, source)
 
     previous = payment.status
     _finish(payment, new_status, result_desc, result_code)
@@ -299,11 +315,19 @@ def apply_result(
         return "applied"
 
     payment.receipt = receipt or payment.receipt
-    payment.paid_amount = int(paid_amount) if paid_amount is not None else payment.amount
+    # Never invent an amount: a callback says what was paid; a query confirms the prompt,
+    # and a prompt can only be paid with the amount it asked for.
+    payment.paid_amount = paid_amount if amount_from == AMOUNT_FROM_CALLBACK else payment.amount
+    payment.amount_source = amount_from
     payment.paid_phone = paid_phone
     payment.paid_at = paid_at or now
+    if amount_from == AMOUNT_FROM_QUERY and payment.needs_review:
+        # flagged while pending: a success callback without a usable amount, now confirmed
+        payment.needs_review = False
+        payment.review_note = f"confirmed by STK Query ({source})"
+        payment.reviewed_at = now
     review = None
-    if paid_amount is not None and paid_amount != payment.amount:
+    if payment.paid_amount != payment.amount:
         review = f"amount mismatch: paid {paid_amount} KES, expected {payment.amount} KES"
     elif order.status == OrderStatus.CANCELLED:
         review = "paid after the order was cancelled"
@@ -328,7 +352,8 @@ def apply_result(
     order.status = OrderStatus.PAID
     order.paid_at = payment.paid_at
     late = f" (late success after {previous})" if previous != PaymentStatus.PENDING else ""
-    _event(order, "order_paid", f"receipt {payment.receipt or 'n/a'} via {source}{late}", payment)
+    via = "confirmed by query" if amount_from == AMOUNT_FROM_QUERY else f"via {source}"
+    _event(order, "order_paid", f"receipt {payment.receipt or 'n/a'} {via}{late}", payment)
     log_event(
         log,
         "order.paid",
@@ -337,8 +362,42 @@ def apply_result(
         payment=payment.id,
         receipt=payment.receipt,
         amount=payment.paid_amount,
+        amount_from=amount_from,
         source=source,
         phone=mask_phone(payment.phone),
+    )
+    return "applied"
+
+
+def _flag_success_without_amount(
+    payment: Payment, problem: str | None, receipt: str | None, source: str
+) -> str:
+    """A success callback with no usable Amount: record and flag it, pay nothing.
+
+    A pending payment is queued for STK Query right away (by the reconciler, never
+    inside the callback request); a query success then completes it.
+    """
+    reason = f"success callback without a usable amount ({problem or 'no Amount'})"
+    if payment.status == PaymentStatus.PENDING:
+        reason += "; checking with STK Query"
+        payment.next_query_at = utcnow()
+    reason = reason[:255]
+    if payment.needs_review and payment.review_reason == reason:
+        return "duplicate"
+    payment.needs_review = True
+    payment.review_reason = reason
+    payment.updated_at = utcnow()
+    order = payment.order
+    order.touch()
+    _event(order, "payment_review", f"{reason}, receipt {receipt or 'n/a'} (via {source})", payment)
+    log_event(
+        log,
+        "payment.review",
+        f"order {order.number} payment flagged for review: {reason}",
+        order=order.number,
+        payment=payment.id,
+        receipt=receipt,
+        source=source,
     )
     return "applied"
 
@@ -368,6 +427,7 @@ def settle_from_query(payment_id: str, result, source: str) -> tuple[Payment, st
         result_code=result.result_code,
         result_desc=result.result_desc or "",
         source=source,
+        amount_from=AMOUNT_FROM_QUERY,
     )
     db.session.commit()
     if outcome == "applied":

@@ -19,7 +19,7 @@ import time
 from flask import request
 from flask_socketio import disconnect, join_room, leave_room, rooms
 
-from ..errors import ApiError, NotFound
+from ..errors import ApiError, NotFound, bad_text
 from ..extensions import db, socketio
 from ..models import Order
 from ..orders.schemas import status_snapshot
@@ -113,7 +113,7 @@ def _text(data: dict, name: str, max_length: int, code: str = "invalid_payload")
     value = data.get(name)
     if value is None or value == "":
         raise SocketError(code, f"'{name}' is required.")
-    if not isinstance(value, str) or len(value) > max_length:
+    if not isinstance(value, str) or len(value) > max_length or bad_text(value):
         raise SocketError(
             "invalid_payload", f"'{name}' must be text of at most {max_length} characters."
         )

@@ -14,7 +14,9 @@
 // the ack carries the current snapshot, so an update emitted while we were away is never
 // lost. Updates carry the order's `version`; older ones are dropped. When the socket
 // cannot connect or stays down for a few seconds, the client polls the status endpoint
-// with back-off until the socket is back.
+// with back-off until the socket is back. While a payment is pending on a live socket,
+// the status is still re-checked over HTTP every ~20 s, so the dialog never sits on
+// "pending" because one update was lost.
 
 import { io } from "../../vendor/socket.io.esm.min.js";
 
@@ -30,6 +32,9 @@ const DEFAULTS = {
   pollMinMs: 2000,
   pollMaxMs: 15000,
   ackTimeoutMs: 5000,
+  // While a payment is pending and the socket is live, re-check over HTTP this often:
+  // the last resort if an update was lost (a server that died between commit and emit).
+  liveRecheckMs: 20000,
   requestTimeoutMs: 15000,
 };
 
@@ -131,6 +136,7 @@ export class PaymentClient extends EventTarget {
     this._socket = null;
     this._fallbackTimer = null;
     this._pollTimer = null;
+    this._recheckTimer = null;
     this._pollDelay = this.options.pollMinMs;
     this._everLive = false;
     this._stopped = true;
@@ -185,7 +191,9 @@ export class PaymentClient extends EventTarget {
     this._stopped = true;
     clearTimeout(this._fallbackTimer);
     clearTimeout(this._pollTimer);
+    clearTimeout(this._recheckTimer);
     this._fallbackTimer = null;
+    this._recheckTimer = null;
     this.polling = false;
     document.removeEventListener("visibilitychange", this._onVisible);
     window.removeEventListener("online", this._onVisible);
@@ -256,7 +264,23 @@ export class PaymentClient extends EventTarget {
     this.status = snapshot;
     this.statusSource = source;
     this.dispatchEvent(new CustomEvent("status", { detail: { status: snapshot, previous, source } }));
+    this._armRecheck();
     return true;
+  }
+
+  /** Live and waiting for a pending payment: schedule one HTTP re-check (see DEFAULTS). */
+  _armRecheck() {
+    clearTimeout(this._recheckTimer);
+    this._recheckTimer = null;
+    const pending = this.status && this.status.payment && this.status.payment.status === "pending";
+    if (this._stopped || !pending || this.state !== ConnectionState.LIVE) return;
+    this._recheckTimer = setTimeout(() => {
+      this._recheckTimer = null;
+      if (this._stopped || this.state !== ConnectionState.LIVE) return;
+      this.refresh()
+        .catch(() => {})
+        .finally(() => this._recheckTimer || this._armRecheck());
+    }, this.options.liveRecheckMs);
   }
 
   _setState(state) {
@@ -267,6 +291,7 @@ export class PaymentClient extends EventTarget {
     this.dispatchEvent(
       new CustomEvent("connection", { detail: { state, previous, polling: this.polling } }),
     );
+    if (state !== previous) this._armRecheck();
   }
 
   _fail(error) {
