@@ -380,6 +380,36 @@ def test_callback_before_subscribe_still_shows_success(app_server, page):
     assert dialog(page).get_attribute("data-status-source") == "subscribe"
 
 
+def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_server, page):
+    """Issue 9 item 4: the socket stays up but the `payment_update` never arrives (a worker
+    died between commit and emit); the pending dialog re-checks over HTTP and turns paid."""
+    dropped = []
+
+    def drop_updates(ws):
+        server = ws.connect_to_server()
+
+        def forward(message):
+            if isinstance(message, str) and "payment_update" in message:
+                dropped.append(message)
+                return
+            ws.send(message)
+
+        server.on_message(forward)
+
+    page.route_web_socket(re.compile(r".*/socket\.io/.*"), drop_updates)
+    page.add_init_script("window.PaymentAppConfig = {liveRecheckMs: 2000}")
+    order = buy(app_server, "coffee")
+    open_hosted(page, app_server, order)
+    expect_connection(page, "live")
+    pay(page, new_phone())
+    press(app_server, order["order_number"], "accept")
+    wait_for(lambda: status(app_server, order)["order_status"] == "paid", "the order to be paid")
+    expect_view(page, "success")
+    expect_connection(page, "live")
+    assert dialog(page).get_attribute("data-status-source") == "poll"
+    assert dropped, "the paid update should have been dropped on the way"
+
+
 @pytest.mark.parametrize("context", [PHONE], indirect=True)
 def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_server, page):
     from paymentapp.extensions import db
