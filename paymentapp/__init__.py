@@ -61,7 +61,7 @@ def register_blueprints(app: Flask) -> None:
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":
-        from .mpesa import simulator
+        from . import simulator
 
         app.register_blueprint(simulator.bp)
 

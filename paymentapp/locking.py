@@ -1,9 +1,10 @@
 """Row locks that work on PostgreSQL and SQLite alike."""
 
-from sqlalchemy import Select, update
+from sqlalchemy import Select, select, update
 
+from .errors import NotFound
 from .extensions import db
-from .models import OrderNumberCounter
+from .models import Order, OrderNumberCounter, Payment
 
 
 def for_update(stmt: Select, *, skip_locked: bool = False) -> Select:
@@ -21,3 +22,19 @@ def for_update(stmt: Select, *, skip_locked: bool = False) -> Select:
         )
         return stmt
     return stmt.with_for_update(skip_locked=skip_locked)
+
+
+def lock_order(order_id: str) -> Order:
+    """The order with this id, row-locked until commit, or a 404."""
+    order = db.session.scalar(for_update(select(Order).where(Order.id == order_id)))
+    if order is None:
+        raise NotFound("No order with this id.", code="order_not_found")
+    return order
+
+
+def lock_payment(payment_id: str) -> Payment:
+    """The payment with this id, row-locked until commit, or a 404."""
+    payment = db.session.scalar(for_update(select(Payment).where(Payment.id == payment_id)))
+    if payment is None:
+        raise NotFound("No payment with this id.", code="payment_not_found")
+    return payment

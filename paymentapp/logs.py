@@ -85,11 +85,19 @@ def _fmt(value) -> str:
     return f'"{text}"' if (" " in text or not text) else text
 
 
-def log_event(logger: logging.Logger, event: str, message: str, **fields) -> None:
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    message: str,
+    *,
+    level: int = logging.INFO,
+    exc_info: bool = False,
+    **fields,
+) -> None:
     """Log `message` plus `event=... k=v` pairs; refuses to print secret-looking fields."""
     pairs = " ".join(
         f"{k}={_fmt(v)}"
         for k, v in fields.items()
         if v is not None and not any(word in k.lower() for word in SECRET_WORDS)
     )
-    logger.info("%s | event=%s %s", message, event, pairs)
+    logger.log(level, "%s | event=%s %s", message, event, pairs, exc_info=exc_info)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum, nonmember
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -55,21 +57,44 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-class OrderStatus:
+class OrderStatus(StrEnum):
+    """An order's life; the allowed moves are in `payments/states.py`."""
+
     PENDING = "pending"
     PAID = "paid"
     CANCELLED = "cancelled"
-    ALL = (PENDING, PAID, CANCELLED)
+    ALL = nonmember(("pending", "paid", "cancelled"))
 
 
-class PaymentStatus:
+class PaymentStatus(StrEnum):
+    """A payment's life; the allowed moves are in `payments/states.py`."""
+
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
-    ALL = (PENDING, COMPLETED, FAILED, CANCELLED, TIMEOUT)
-    FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT)
+    ALL = nonmember(("pending", "completed", "failed", "cancelled", "timeout"))
+    FINAL = nonmember(("completed", "failed", "cancelled", "timeout"))
+
+
+class CallbackOutcome(StrEnum):
+    """What a stored callback did (`callbacks/pipeline.py`)."""
+
+    RECEIVED = "received"  # stored, not applied yet (the reconciler retries these)
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    UNKNOWN = "unknown"  # matched no payment; an admin closes it
+    UNKNOWN_RESOLVED = "unknown_resolved"
+    MALFORMED = "malformed"
+    FAILED = "failed"  # kept failing to apply; given up
+
+
+def one_of(column: str, values, name: str) -> CheckConstraint:
+    """A CHECK that `column` holds one of an enum's values, named `ck_<table>_<name>`."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
 
 
 # PostgreSQL hands out order numbers from a real sequence (no lock, never reused);
@@ -126,6 +151,7 @@ class Order(db.Model):
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at_id", "created_at", "id"),
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_api_key_idempotency"),
+        one_of("status", OrderStatus, "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ord"))
@@ -134,7 +160,9 @@ class Order(db.Model):
     description: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     reference: Mapped[str | None] = mapped_column(String(64))
     customer_phone: Mapped[str | None] = mapped_column(String(12))
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=OrderStatus.PENDING)
+    status: Mapped[OrderStatus] = mapped_column(
+        String(16), nullable=False, default=OrderStatus.PENDING
+    )
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
@@ -164,6 +192,7 @@ class Payment(db.Model):
     __table_args__ = (
         Index("ix_payments_status_created_at", "status", "created_at"),
         Index("ix_payments_phone_created_at", "phone", "created_at"),
+        one_of("status", PaymentStatus, "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("pay"))
@@ -172,7 +201,9 @@ class Payment(db.Model):
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     checkout_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     merchant_request_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PaymentStatus.PENDING)
+    status: Mapped[PaymentStatus] = mapped_column(
+        String(16), nullable=False, default=PaymentStatus.PENDING
+    )
     result_code: Mapped[int | None] = mapped_column(Integer)
     result_desc: Mapped[str | None] = mapped_column(String(255))
     receipt: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -199,17 +230,25 @@ class CallbackRecord(db.Model):
     """Every callback body as received: when, from where, and what it did."""
 
     __tablename__ = "callback_records"
+    __table_args__ = (one_of("outcome", CallbackOutcome, "outcome"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # which kind of callback (`callbacks/pipeline.py`): "stk", later "c2b"
+    kind: Mapped[str] = mapped_column(
+        String(32), nullable=False, default="stk", server_default="stk"
+    )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, nullable=False)
+    # the id the callback was matched by (an STK CheckoutRequestID, later a C2B TransID)
     checkout_request_id: Mapped[str | None] = mapped_column(String(64), index=True)
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"), index=True)
-    outcome: Mapped[str] = mapped_column(String(32), nullable=False, default="received")
+    outcome: Mapped[CallbackOutcome] = mapped_column(
+        String(32), nullable=False, default=CallbackOutcome.RECEIVED
+    )
     # How often applying it failed unexpectedly; the reconciler gives up after a few.
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
-    detail: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str | None] = mapped_column(Text)  # a parse error or an admin's note
 
 
 class OrderEvent(db.Model):

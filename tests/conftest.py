@@ -10,12 +10,34 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import delete
 
 from paymentapp import create_app
 from paymentapp.extensions import db as _db
 from paymentapp.models import OrderNumberCounter
 from tests import services
+
+# Hypothesis profiles: `ci` (the default) is reproducible and quick; `long` explores far more
+# cases for local runs: `pytest tests/test_properties*.py --hypothesis-profile=long --timeout=0`.
+settings.register_profile(
+    "ci",
+    derandomize=True,  # the same cases on every run: a red CI run is reproducible
+    database=None,
+    deadline=None,  # request timings vary on shared CI machines
+    max_examples=100,
+    # `app` is function-scoped: examples share one app and one database, by design
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "long",
+    parent=settings.get_profile("ci"),
+    derandomize=False,
+    database=settings.default.database,  # failures found locally replay first next time
+    max_examples=2000,
+)
+# hypothesis' pytest plugin loads `--hypothesis-profile=NAME` after this runs
+settings.load_profile("ci")
 
 TEST_SECRET = "test-secret-key"
 TEST_CALLBACK_TOKEN = "cbtoken-test-0123456789"
@@ -192,7 +214,7 @@ def live_server(app, live_port):
     from werkzeug.serving import make_server
 
     from paymentapp.mpesa.client import TokenCache
-    from paymentapp.mpesa.simulator import reset_state
+    from paymentapp.simulator import reset_state
 
     reset_state()
     # a port can be reused by a later test: its simulator has never seen an old token
@@ -211,7 +233,7 @@ def live_server(app, live_port):
     server.server_close()
     # The simulator's background tasks (callback posts, auto-answers) touch the DB too.
     for task in threading.enumerate():
-        if task.name.endswith(("(_post_callback)", "(_answer_later)")):
+        if task.name.endswith(("(post_callback)", "(answer_later)")):
             task.join(15)
 
 
@@ -289,3 +311,24 @@ def stk_callback(
             ]
         }
     return {"Body": {"stkCallback": callback}}
+
+
+@pytest.fixture
+def log_output(app):
+    """What the app's own log handler writes (the real, redacting one), as a StringIO."""
+    import io
+    import logging
+
+    from paymentapp.logs import RedactSecrets
+
+    buffer = io.StringIO()
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if type(h) is logging.StreamHandler and any(isinstance(f, RedactSecrets) for f in h.filters)
+    ]
+    assert handlers, "configure_logging installed no redacting handler"
+    previous = [h.setStream(buffer) for h in handlers]
+    yield buffer
+    for handler, stream in zip(handlers, previous, strict=True):
+        handler.setStream(stream)

@@ -428,10 +428,10 @@ def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_serve
     # another instance of the app (here: one in the test process, same database).
     other = other_instance(app_server)
     with other.app_context():
-        from paymentapp.mpesa.simulator import _prompt, answer_prompt, callback_body
+        from paymentapp.simulator import answer_prompt, callback_body, get_prompt
 
         assert answer_prompt(prompt["checkout_request_id"], "lose_callback") is not None
-        body = callback_body(_prompt(prompt["checkout_request_id"]))
+        body = callback_body(get_prompt(prompt["checkout_request_id"]))
         token = other.config["MPESA_CALLBACK_TOKEN"]
         response = other.test_client().post(f"/callbacks/stk/{token}", json=body)
         assert response.status_code == 200, response.get_data(as_text=True)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from paymentapp.mpesa import client as daraja
-from paymentapp.mpesa.simulator import sim_tokens
+from paymentapp.simulator.models import sim_tokens
 from tests import services
 
 

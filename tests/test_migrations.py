@@ -9,8 +9,20 @@ import pytest
 from tests import services
 from tests.services import ROOT
 
+# Creates one order through the merchant API of an app built on the migrated database and
+# prints its number (argv[1] is the API key).
+FIRST_ORDER = """
+import sys
+from wsgi import app
+answer = app.test_client().post(
+    "/api/orders", json={"amount": 100}, headers={"Authorization": "Bearer " + sys.argv[1]}
+)
+assert answer.status_code == 201, answer.get_data(as_text=True)
+print(answer.get_json()["number"])
+"""
 
-def flask(*args, database_url: str, tmp_path) -> subprocess.CompletedProcess:
+
+def run(argv: list[str], database_url: str, tmp_path) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -21,13 +33,17 @@ def flask(*args, database_url: str, tmp_path) -> subprocess.CompletedProcess:
     }
     env.pop("REDIS_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        [sys.executable, *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def flask(*args, database_url: str, tmp_path) -> subprocess.CompletedProcess:
+    return run(["-m", "flask", "--app", "wsgi", *args], database_url, tmp_path)
 
 
 def upgrade_and_check(url: str, tmp_path) -> None:
@@ -39,6 +55,10 @@ def upgrade_and_check(url: str, tmp_path) -> None:
     # the migrated database really works: first order number is ORD-1001
     key = flask("apikey", "create", "m", database_url=url, tmp_path=tmp_path)
     assert key.returncode == 0, key.stderr
+    api_key = key.stdout.strip().splitlines()[-1]
+    order = run(["-c", FIRST_ORDER, api_key], url, tmp_path)
+    assert order.returncode == 0, order.stdout + order.stderr
+    assert order.stdout.strip().splitlines()[-1] == "ORD-1001"
     down = flask("db", "downgrade", "base", database_url=url, tmp_path=tmp_path)
     assert down.returncode == 0, down.stderr
 

@@ -205,12 +205,12 @@ def test_simulator_is_not_served_outside_simulator_mode(database_url):
 def test_simulator_rebuilds_tables_of_an_older_layout(app, db):
     from sqlalchemy import text
 
-    from paymentapp.mpesa import simulator
+    from paymentapp.simulator import models
 
     db.session.execute(text("DROP TABLE IF EXISTS sim_prompts"))
     db.session.execute(text("CREATE TABLE sim_prompts (checkout_request_id VARCHAR(64))"))
     db.session.commit()
-    simulator._ready_engines.clear()
-    simulator.ensure_tables()
+    models._ready_engines.clear()
+    models.ensure_tables()
     columns = {c["name"] for c in db.inspect(db.engine).get_columns("sim_prompts")}
     assert {"transaction_type", "party_b", "callback_url"} <= columns

@@ -21,12 +21,15 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
+from ..callbacks.services import resolve_unknown_callback
 from ..errors import ApiError, error_body, error_response
 from ..extensions import csrf, limiter
 from ..orders.schemas import iso
+from ..orders.services import cancel_order, get_order
 from ..payments import services as payments
 from ..phones import mask_phone
-from . import bp, services
+from ..security_headers import add_security_headers
+from . import bp, presenters, queries
 from .auth import (
     GENERIC_LOGIN_ERROR,
     authenticate,
@@ -43,16 +46,10 @@ from .auth import (
 PUBLIC_ENDPOINTS = {"admin.login"}
 # Requests that never count as the admin being active (so never extend the session).
 PASSIVE_ENDPOINTS = {"admin.session_info"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+# Never framed. Referrer same-origin, not none: Flask-WTF checks it on HTTPS form posts.
+add_security_headers(
+    bp, frame_ancestors="'none'", referrer_policy="same-origin", extra={"X-Frame-Options": "DENY"}
+)
 
 
 def form_text(name: str) -> str:
@@ -83,22 +80,15 @@ def guard():
         csrf.protect()
 
 
-@bp.after_request
-def security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
-
-
 @bp.context_processor
 def template_helpers() -> dict:
     admin = current_admin()
     return {
         "admin": admin,
-        "review_count": services.open_review_count() if admin else 0,
-        "pretty_body": services.pretty_body,
-        "local_time": services.local_time,
-        "duration_text": services.duration_text,
+        "review_count": queries.open_review_count() if admin else 0,
+        "pretty_body": presenters.pretty_body,
+        "local_time": presenters.local_time,
+        "duration_text": presenters.duration_text,
         "mask_phone": mask_phone,
         "kes": lambda amount: f"KES {amount:,}",
         "idle_timeout_s": current_app.config["ADMIN_IDLE_TIMEOUT_S"],
@@ -153,9 +143,9 @@ def logout():
 @bp.get("")
 def index():
     """Orders: filters, totals, and a table that updates live."""
-    filters = services.parse_filters(request.args)
-    totals = services.order_totals(filters)
-    orders, page, page_count = services.orders_page(filters, totals["count"])
+    filters = queries.parse_filters(request.args)
+    totals = queries.order_totals(filters)
+    orders, page, page_count = queries.orders_page(filters, totals["count"])
     return render_template(
         "admin/orders.html",
         filters=filters,
@@ -163,28 +153,28 @@ def index():
         orders=orders,
         page=page,
         page_count=page_count,
-        order_phone=services.order_phone,
+        order_phone=presenters.order_phone,
     )
 
 
 @bp.get("/orders.csv")
 def orders_csv():
     """The filtered orders as CSV (phones masked, formula-safe cells), streamed."""
-    filters = services.parse_filters(request.args)
+    filters = queries.parse_filters(request.args)
 
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(services.CSV_HEADER)
-        for order in services.iter_orders(filters):
-            writer.writerow(services.csv_row(order))
+        writer.writerow(presenters.CSV_HEADER)
+        for order in queries.iter_orders(filters):
+            writer.writerow(presenters.csv_row(order))
             if buffer.tell() > 16_384:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
 
-    name = f"orders-{services.local_time(datetime.now(UTC))[:10]}.csv"
+    name = f"orders-{presenters.local_time(datetime.now(UTC))[:10]}.csv"
     return Response(
         stream_with_context(rows()),
         mimetype="text/csv",
@@ -195,24 +185,24 @@ def orders_csv():
 @bp.get("/orders/<order_id>")
 def order_detail(order_id: str):
     """One order: its payments and the timeline of callbacks and status changes."""
-    order = services.get_order(order_id)
+    order = get_order(order_id)
     return render_template(
         "admin/order.html",
         order=order,
-        timeline=services.order_timeline(order),
-        order_phone=services.order_phone(order),
+        timeline=presenters.order_timeline(*queries.order_history(order)),
+        order_phone=presenters.order_phone(order),
     )
 
 
 @bp.get("/review")
 def review():
     """Payments and callbacks a person has to look at."""
-    payments, unknown = services.open_reviews()
+    payments, unknown = queries.open_reviews()
     return render_template(
         "admin/review.html",
         payments=payments,
         unknown=unknown,
-        resolved=services.recently_resolved(),
+        resolved=queries.recently_resolved(),
     )
 
 
@@ -230,7 +220,7 @@ def resolve_payment(payment_id: str):
 def resolve_callback(record_id: int):
     """Close a callback for an unknown checkout id with a note."""
     return _act(
-        lambda: services.resolve_unknown_callback(record_id, form_text("note"), _actor()),
+        lambda: resolve_unknown_callback(record_id, form_text("note"), _actor()),
         "Marked as resolved.",
         url_for("admin.review"),
     )
@@ -239,7 +229,7 @@ def resolve_callback(record_id: int):
 @bp.post("/payments/<payment_id>/check")
 def check_payment(payment_id: str):
     """Run an STK Query now for a pending payment and show what M-Pesa said."""
-    payment = services.get_payment(payment_id)
+    payment = queries.get_payment(payment_id)
     return _act(
         lambda: payments.check_payment_now(payment.id, _actor()),
         None,
@@ -250,9 +240,9 @@ def check_payment(payment_id: str):
 @bp.post("/orders/<order_id>/cancel")
 def cancel(order_id: str):
     """Cancel an unpaid order with no prompt in flight."""
-    order = services.get_order(order_id)
+    order = get_order(order_id)
     return _act(
-        lambda: payments.cancel_order(order.id, _actor()),
+        lambda: cancel_order(order.id, _actor()),
         f"Order {order.number} is cancelled.",
         url_for("admin.order_detail", order_id=order.id),
     )

@@ -1,4 +1,5 @@
-"""`POST /callbacks/stk/<token>`: Daraja's STK result. Answer fast, never lose it."""
+"""`POST /callbacks/<kind>/<token>`: every kind of Daraja callback. Answer fast, never
+lose one: the checks here, then `pipeline.receive` (store raw → parse → apply)."""
 
 import hmac
 import ipaddress
@@ -7,22 +8,13 @@ import logging
 from flask import current_app, jsonify, request
 
 from ..errors import ApiError, Forbidden, NotFound
-from ..extensions import db
-from ..faults import fault_point
-from . import bp
-from .services import (
-    MalformedCallback,
-    apply_callback,
-    mark_malformed,
-    note_apply_failure,
-    parse_callback,
-    store_callback,
-)
+from ..logs import log_event
+from . import bp, stk  # noqa: F401  (kinds register themselves on import)
+from .pipeline import kind_at, receive
 
 log = logging.getLogger(__name__)
 
 MAX_CALLBACK_BYTES = 16 * 1024  # real callbacks are well under 2 KiB
-ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 
 
 def client_ip() -> str | None:
@@ -58,18 +50,20 @@ def token_matches(token: str) -> bool:
     return matched
 
 
-@bp.post("/stk/<token>")
-def stk(token: str):
-    """Store the callback, apply it once, and always answer Daraja's Accepted."""
-    if not token_matches(token):
+@bp.post("/<path:kind_path>/<token>")
+def callback(kind_path: str, token: str):
+    """Check token, address and size; store, apply and answer Daraja."""
+    kind = kind_at(kind_path)
+    if kind is None or not token_matches(token):
         raise NotFound("Nothing lives at this address.", code="not_found")
     ip = client_ip()
     if not ip_allowed(ip):
-        log.warning(
-            "callback refused from %s (not in MPESA_CALLBACK_ALLOWED_IPS) | "
-            "event=callback.forbidden ip=%s",
-            ip,
-            ip,
+        log_event(
+            log,
+            "callback.forbidden",
+            f"{kind.name} callback refused from {ip} (not in MPESA_CALLBACK_ALLOWED_IPS)",
+            level=logging.WARNING,
+            ip=ip,
         )
         raise Forbidden("This address may not post callbacks.", code="ip_not_allowed")
     if (request.content_length or 0) > MAX_CALLBACK_BYTES:
@@ -77,24 +71,4 @@ def stk(token: str):
     body = request.get_data(cache=False)
     if len(body) > MAX_CALLBACK_BYTES:
         raise ApiError("Callback body too large.", code="payload_too_large", status=413)
-
-    try:
-        record = store_callback(body, ip)
-    except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
-        db.session.rollback()
-        log.exception("callback could not be stored | event=callback.store_failed")
-        raise ApiError(
-            "The callback could not be stored; try again.", code="unavailable", status=503
-        ) from None
-    fault_point("callback.after_store")
-    try:
-        result = parse_callback(body)
-    except MalformedCallback as exc:
-        mark_malformed(record, str(exc))
-        raise ApiError(f"Not an STK callback: {exc}.", code="malformed_callback") from None
-    try:
-        apply_callback(record, result)
-    except Exception:  # noqa: BLE001 - the body is on disk; the reconciler retries it
-        db.session.rollback()
-        note_apply_failure(record.id)
-    return jsonify(ACCEPTED)
+    return jsonify(receive(kind, body, ip))

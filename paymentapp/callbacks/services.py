@@ -1,305 +1,37 @@
-"""What happens when an STK callback arrives: store it raw, then apply it once.
-
-The raw body is committed before anything else, so no callback is ever lost, even a
-malformed one or one that fails to apply. Applying takes a row lock on the payment, so
-ten concurrent copies of the same callback give exactly one transition.
-"""
+"""What an admin does with a stored callback: close one that matched no payment."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from sqlalchemy import select
-
+from ..errors import Conflict, NotFound
 from ..extensions import db
-from ..faults import fault_point
-from ..locking import for_update
 from ..logs import log_event
-from ..models import CallbackRecord, Payment, PaymentStatus, utcnow
-from ..mpesa.client import EAT
-from ..payments.services import AMOUNT_FROM_CALLBACK, apply_result
-from ..phones import mask_phone
-from ..realtime.emit import emit_order_update
+from ..models import CallbackOutcome, CallbackRecord, utcnow
+from ..payments.services import review_note
 
 log = logging.getLogger(__name__)
 
-ORPHAN_MATCH_WINDOW = timedelta(minutes=10)
-MAX_APPLY_ATTEMPTS = 5
 
-
-class MalformedCallback(ValueError):
-    """The body is not a Daraja STK callback; the message says what is wrong."""
-
-
-# Largest value the integer columns hold on every database (PostgreSQL INTEGER).
-MAX_DB_INT = 2**31 - 1
-# ResultCode as Daraja writes it: an integer, or its canonical decimal string. "-0", "00"
-# and fullwidth digits are not zero: only exactly 0 or "0" is a success.
-RESULT_CODE_TEXT = re.compile(r"0|-?[1-9][0-9]{0,9}")
-AMOUNT_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
-CHECKOUT_ID = re.compile(r"[\x21-\x7e]{1,64}")
-MAX_JSON_DEPTH = 32
-
-
-@dataclass(frozen=True)
-class StkResult:
-    merchant_request_id: str | None
-    checkout_request_id: str
-    result_code: int
-    result_desc: str
-    # A positive whole number of shillings, or None when the callback had none usable
-    # (then `amount_problem` says why: a success without one completes nothing).
-    amount: int | None = None
-    amount_problem: str | None = None
-    receipt: str | None = None
-    phone: str | None = None
-    transaction_date: datetime | None = None
-
-
-def clean_text(value, limit: int) -> str | None:
-    """Text for a column: scalars only; NUL dropped and lone surrogates replaced
-    (PostgreSQL and UTF-8 hold neither)."""
-    if value is None or value == "" or isinstance(value, (bool, dict, list)):
-        return None
-    text = value if isinstance(value, str) else str(value)
-    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return text[:limit] or None
-
-
-def _result_code(value) -> int:
-    if isinstance(value, bool):
-        raise MalformedCallback("ResultCode is not a whole number")
-    if isinstance(value, str) and RESULT_CODE_TEXT.fullmatch(value):
-        value = int(value)
-    if not isinstance(value, int):
-        raise MalformedCallback("ResultCode is not a whole number")
-    if abs(value) > MAX_DB_INT:
-        raise MalformedCallback("ResultCode is out of range")
-    return value
-
-
-def _parse_amount(value) -> tuple[int | None, str | None]:
-    """Daraja sends `1.00` or `1`: a positive whole number of shillings, or (None, why)."""
-    if value is None:
-        return None, "no Amount"
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None, "Amount is not a number"
-    if isinstance(value, str):
-        if not AMOUNT_TEXT.fullmatch(value):
-            return None, "Amount is not a number"
-        number = Decimal(value)
-    elif isinstance(value, float) and not math.isfinite(value):
-        return None, "Amount is not finite"
-    else:
-        number = Decimal(value)
-    if number <= 0:
-        return None, "Amount is not positive"
-    if number != number.to_integral_value():
-        return None, "Amount is not a whole number of shillings"
-    if number > MAX_DB_INT:
-        return None, "Amount is out of range"
-    return int(number), None
-
-
-def _parse_date(value) -> datetime | None:
-    """`TransactionDate` 20191219102115 is East Africa Time; stored as UTC."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    text = str(value)
-    if not (len(text) == 14 and text.isascii() and text.isdigit()):
-        return None
-    try:
-        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=EAT).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _json_depth_ok(data, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when `data` nests no deeper than `limit` (checked without recursion)."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > limit:
-                return False
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return True
-
-
-def load_json(body: bytes):
-    """JSON from a callback body; anything unparseable is a MalformedCallback."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedCallback("body is not JSON") from None
-    if not _json_depth_ok(data):
-        raise MalformedCallback("body is nested too deeply")
-    return data
-
-
-def parse_callback(body: bytes) -> StkResult:
-    """Parse Daraja's STK callback body, tolerating its known variations."""
-    data = load_json(body)
-    envelope = data.get("Body") if isinstance(data, dict) else None
-    callback = envelope.get("stkCallback") if isinstance(envelope, dict) else None
-    if not isinstance(callback, dict):
-        raise MalformedCallback("no Body.stkCallback object")
-    checkout_id = callback.get("CheckoutRequestID")
-    if not isinstance(checkout_id, str) or not CHECKOUT_ID.fullmatch(checkout_id.strip()):
-        raise MalformedCallback("CheckoutRequestID missing or invalid")
-    if "ResultCode" not in callback:
-        raise MalformedCallback("ResultCode missing")
-    result_code = _result_code(callback["ResultCode"])
-    items = {}
-    metadata = callback.get("CallbackMetadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("Item"), list):
-        for item in metadata["Item"]:
-            if isinstance(item, dict) and isinstance(item.get("Name"), str):
-                items[item["Name"]] = item.get("Value")
-    amount, amount_problem = _parse_amount(items.get("Amount"))
-    return StkResult(
-        merchant_request_id=clean_text(callback.get("MerchantRequestID"), 64),
-        checkout_request_id=checkout_id.strip(),
-        result_code=result_code,
-        result_desc=clean_text(callback.get("ResultDesc"), 255) or "",
-        amount=amount,
-        amount_problem=amount_problem,
-        receipt=clean_text(items.get("MpesaReceiptNumber"), 32),
-        phone=clean_text(items.get("PhoneNumber"), 12),
-        transaction_date=_parse_date(items.get("TransactionDate")),
-    )
-
-
-def store_callback(body: bytes, remote_addr: str | None) -> CallbackRecord:
-    """Commit the raw body first: whatever happens next, the callback is on record."""
-    record = CallbackRecord(
-        # PostgreSQL text cannot hold NUL; keep the rest byte-for-byte readable
-        body=body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
-        remote_addr=remote_addr,
-        outcome="received",
-    )
-    db.session.add(record)
-    db.session.commit()
-    return record
-
-
-def _find_orphan(result: StkResult) -> Payment | None:
-    """A pending payment whose push got no answer (no checkout id) but matches this success."""
-    if result.result_code != 0 or not result.phone or not isinstance(result.amount, int):
-        return None
-    candidates = list(
-        db.session.scalars(
-            for_update(
-                select(Payment).where(
-                    Payment.checkout_request_id.is_(None),
-                    Payment.status == PaymentStatus.PENDING,
-                    Payment.phone == result.phone,
-                    Payment.amount == result.amount,
-                    Payment.created_at > utcnow() - ORPHAN_MATCH_WINDOW,
-                )
-            )
-        )
-    )
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def apply_callback(record: CallbackRecord, result: StkResult) -> str:
-    """Apply a parsed callback under a row lock; commit; then emit the order's snapshot."""
-    record = db.session.get(CallbackRecord, record.id)
-    fault_point("callback.apply", key=result.checkout_request_id)
-    record.checkout_request_id = result.checkout_request_id
-    payment = db.session.scalar(
-        for_update(select(Payment).where(Payment.checkout_request_id == result.checkout_request_id))
-    )
-    if payment is None and (payment := _find_orphan(result)) is not None:
-        payment.checkout_request_id = result.checkout_request_id
-        payment.merchant_request_id = result.merchant_request_id
-    if payment is None:
-        record.outcome = "unknown"
-        record.detail = "no payment has this CheckoutRequestID"
-        db.session.commit()
-        log.warning(
-            "callback for unknown checkout id %s recorded | event=callback.unknown "
-            "record=%s result_code=%s",
-            result.checkout_request_id,
-            record.id,
-            result.result_code,
-        )
-        return "unknown"
-    outcome = apply_result(
-        payment,
-        result_code=result.result_code,
-        result_desc=result.result_desc,
-        source="callback",
-        amount_from=AMOUNT_FROM_CALLBACK,
-        receipt=result.receipt,
-        paid_amount=result.amount,
-        amount_problem=result.amount_problem,
-        paid_phone=result.phone,
-        paid_at=result.transaction_date,
-    )
-    record.payment_id = payment.id
-    record.outcome = outcome
-    record.detail = f"payment {payment.status}"
-    order = payment.order
+def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> CallbackRecord:
+    """Close a callback for an unknown checkout id; the note goes into its `detail`."""
+    note = review_note(note)
+    record = db.session.get(CallbackRecord, record_id)
+    if record is None or record.outcome not in (
+        CallbackOutcome.UNKNOWN,
+        CallbackOutcome.UNKNOWN_RESOLVED,
+    ):
+        raise NotFound("No unknown callback with this id.", code="review_not_found")
+    if record.outcome == CallbackOutcome.UNKNOWN_RESOLVED:
+        raise Conflict("This callback was already resolved.", code="already_resolved")
+    record.outcome = CallbackOutcome.UNKNOWN_RESOLVED
+    record.detail = f"resolved by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
     db.session.commit()
     log_event(
         log,
-        "callback." + outcome,
-        f"callback for order {order.number}: {outcome}, payment {payment.status}",
-        order=order.number,
-        payment=payment.id,
-        record=record.id,
-        result_code=result.result_code,
-        receipt=result.receipt,
-        phone=mask_phone(result.phone),
-    )
-    fault_point("callback.after_commit")
-    # A duplicate re-sends the current snapshot too: the worker that applied the first copy
-    # may have died between its commit and its emit (clients drop versions they have).
-    emit_order_update(order)
-    return outcome
-
-
-def note_apply_failure(record_id: int) -> CallbackRecord:
-    """Applying a stored callback failed unexpectedly: count it, give up after a few.
-
-    The record stays `received` (the reconciler retries it) until MAX_APPLY_ATTEMPTS,
-    then becomes `failed` for an admin to look at. Logged without the request path.
-    """
-    record = db.session.get(CallbackRecord, record_id)
-    record.attempts += 1
-    if record.attempts >= MAX_APPLY_ATTEMPTS:
-        record.outcome = "failed"
-        record.detail = f"gave up after {record.attempts} failed attempts to apply it"
-    db.session.commit()
-    log.exception(
-        "applying callback %s failed (attempt %s) | event=callback.apply_failed record=%s "
-        "attempts=%s outcome=%s",
-        record.id,
-        record.attempts,
-        record.id,
-        record.attempts,
-        record.outcome,
+        "admin.review_resolved",
+        f"unknown callback {record.id} resolved by {actor}",
+        callback_id=record.id,
+        admin=actor,
     )
     return record
-
-
-def mark_malformed(record: CallbackRecord, reason: str) -> None:
-    record = db.session.get(CallbackRecord, record.id)
-    record.outcome = "malformed"
-    record.detail = reason[:255]
-    db.session.commit()
-    log.warning(
-        "malformed callback %s: %s | event=callback.malformed record=%s",
-        record.id,
-        reason,
-        record.id,
-    )

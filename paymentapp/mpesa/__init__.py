@@ -1,1 +1,1 @@
-"""M-Pesa: the Daraja client and the built-in Daraja simulator."""
+"""M-Pesa: the Daraja client (the built-in simulator is `paymentapp/simulator/`)."""

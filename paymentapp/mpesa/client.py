@@ -1,6 +1,6 @@
 """Daraja API client: OAuth token, STK Push and STK Query on one shared `requests` session.
 
-Quirks handled here (see DARAJA.md):
+Quirks handled here (see docs/daraja.md):
 - Each token request invalidates the previous token, so the deployment shares ONE token
   (Redis when configured, with a lock so one process refreshes) and refreshes it early.
 - `404.001.03 Invalid Access Token` → refresh once and retry once.
@@ -112,7 +112,7 @@ def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
 
 
 def _error_from_body(status: int, body: dict) -> DarajaError:
-    """Map a Daraja error answer to the right exception (DARAJA.md's table)."""
+    """Map a Daraja error answer to the right exception (table in docs/daraja.md)."""
     code = str(body.get("errorCode") or body.get("ResponseCode") or "")
     message = str(
         body.get("errorMessage")

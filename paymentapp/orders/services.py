@@ -1,4 +1,4 @@
-"""Order rules: numbering, creation with idempotency, listing, lookup."""
+"""Order rules: numbering, creation with idempotency, listing, lookup, cancelling."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from datetime import UTC, datetime
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..effects import order_created
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
+from ..locking import lock_order
 from ..logs import log_event
-from ..models import ApiKey, Order, OrderEvent, OrderNumberCounter, OrderStatus, order_number_seq
+from ..models import (
+    ApiKey,
+    Order,
+    OrderEvent,
+    OrderNumberCounter,
+    OrderStatus,
+    PaymentStatus,
+    order_number_seq,
+)
+from ..payments.states import transition
 from ..phones import mask_phone
-from ..realtime.emit import emit_order_created
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +118,7 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
             detail=f"amount {order.amount} KES",
         )
     )
+    order_created(db.session, order)
     try:
         db.session.commit()
     except IntegrityError:
@@ -126,8 +137,32 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
         api_key=api_key.name,
         phone=mask_phone(order.customer_phone),
     )
-    emit_order_created(order)
     return order, True
+
+
+def cancel_order(order_id: str, actor: str) -> Order:
+    """Cancel an unpaid order with no prompt in flight."""
+    order = lock_order(order_id)
+    if order.status == OrderStatus.PAID:
+        raise Conflict("A paid order cannot be cancelled.", code="order_paid")
+    if order.status == OrderStatus.CANCELLED:
+        db.session.rollback()
+        return order
+    if any(p.status == PaymentStatus.PENDING for p in order.payments):
+        raise Conflict(
+            "A payment prompt is still open; check its status first.", code="payment_pending"
+        )
+    transition(
+        order,
+        "order_cancelled",
+        f"cancelled by {actor}",
+        order_to=OrderStatus.CANCELLED,
+        actor=actor,
+        message=f"order {order.number} cancelled by {actor}",
+        actor_name=actor,
+    )
+    db.session.commit()
+    return order
 
 
 def get_order(order_id: str) -> Order:
@@ -163,10 +198,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def list_orders(
     *,
     status: str | None = None,
@@ -194,12 +225,12 @@ def list_orders(
     if status:
         stmt = stmt.where(Order.status == status)
     if q and q.strip():
-        like = _escape_like(q.strip())
+        text = q.strip()
         stmt = stmt.where(
             or_(
-                Order.number.ilike(f"{like}%", escape="\\"),
-                Order.reference == q.strip(),
-                Order.description.ilike(f"%{like}%", escape="\\"),
+                Order.number.istartswith(text, autoescape=True),
+                Order.reference == text,
+                Order.description.icontains(text, autoescape=True),
             )
         )
     if cursor:

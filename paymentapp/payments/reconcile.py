@@ -19,7 +19,8 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import CallbackRecord, Payment, PaymentStatus, utcnow
+from ..logs import log_event
+from ..models import Payment, PaymentStatus, utcnow
 from ..mpesa.client import DarajaBusy, DarajaError, get_client
 from .services import expire_pending, settle_from_query
 
@@ -106,13 +107,13 @@ def check_payment(payment: Payment, report: PassReport, client) -> None:
             return
         except DarajaError as exc:
             report.errors += 1
-            log.warning(
-                "STK query for payment %s failed: %s | event=reconcile.query_error "
-                "payment=%s code=%s",
-                payment.id,
-                exc.message,
-                payment.id,
-                exc.code,
+            log_event(
+                log,
+                "reconcile.query_error",
+                f"STK query for payment {payment.id} failed: {exc.message}",
+                level=logging.WARNING,
+                payment=payment.id,
+                code=exc.code,
             )
             result = None
         if result is not None and not result.pending:
@@ -129,40 +130,13 @@ def check_payment(payment: Payment, report: PassReport, client) -> None:
 
 
 def retry_stored_callbacks(report: PassReport) -> None:
-    """Callbacks stored but never applied (a crash between store and apply).
+    """Callbacks stored but never applied (a crash between store and apply), each on its
+    own: one that keeps failing never stops the others (`callbacks/pipeline.py`)."""
+    from ..callbacks.pipeline import retry_stored
 
-    Each record is retried on its own: one that keeps failing is counted, marked
-    `failed` after a few attempts, and never stops the others.
-    """
-    from ..callbacks.services import (
-        MalformedCallback,
-        apply_callback,
-        mark_malformed,
-        note_apply_failure,
-        parse_callback,
-    )
-
-    stale = utcnow() - timedelta(seconds=30)
-    record_ids = list(
-        db.session.scalars(
-            select(CallbackRecord.id)
-            .where(CallbackRecord.outcome == "received", CallbackRecord.received_at < stale)
-            .order_by(CallbackRecord.id)
-            .limit(BATCH)
-        )
-    )
-    db.session.commit()
-    for record_id in record_ids:
-        report.callbacks_retried += 1
-        record = db.session.get(CallbackRecord, record_id)
-        try:
-            apply_callback(record, parse_callback(record.body.encode()))
-        except MalformedCallback as exc:
-            mark_malformed(record, str(exc))
-        except Exception:  # noqa: BLE001 - one bad record must not block the rest
-            db.session.rollback()
-            report.callback_errors += 1
-            note_apply_failure(record_id)
+    retried, failed = retry_stored(BATCH)
+    report.callbacks_retried += retried
+    report.callback_errors += failed
 
 
 def reconcile_once() -> PassReport:
@@ -191,13 +165,13 @@ def reconcile_once() -> PassReport:
             log.exception("reconciling payment %s failed", payment_id)
     retry_stored_callbacks(report)
     if report.queried or report.expired or report.resolved or report.callbacks_retried:
-        log.info("reconcile pass: %s | event=reconcile.pass %s", report, report)
+        log_event(log, "reconcile.pass", f"reconcile pass: {report}")
     return report
 
 
 def run_loop(app, interval: float = 5.0, stop=None) -> None:
     """Reconcile forever (its own process in production, a greenlet under `make run`)."""
-    log.info("reconciler started, every %.0fs | event=reconcile.start", interval)
+    log_event(log, "reconcile.start", f"reconciler started, every {interval:.0f}s")
     while stop is None or not stop():
         with app.app_context():
             try:

@@ -3,8 +3,8 @@
 import click
 from flask import current_app
 
-from ..extensions import db
-from ..models import Order
+from ..errors import NotFound
+from ..orders.services import get_order
 from .emit import emit_order_update, use_write_only_emitter
 
 realtime_cli = click.Group("realtime", help="Real-time updates (Socket.IO).")
@@ -19,8 +19,9 @@ def resend(order_ids: tuple[str, ...]) -> None:
     # Automatic inside a click command; called here to show how other processes do it.
     use_write_only_emitter(current_app)
     for order_id in order_ids:
-        order = db.session.get(Order, order_id) if len(order_id) <= 32 else None
-        if order is None:
-            raise click.ClickException(f"No order with id {order_id!r}.")
+        try:
+            order = get_order(order_id)
+        except NotFound:
+            raise click.ClickException(f"No order with id {order_id!r}.") from None
         emit_order_update(order)
         click.echo(f"Sent {order.number} version {order.version} ({order.status}).")

@@ -1,4 +1,5 @@
-"""The one place that emits: services call these after their commit.
+"""The one place that emits. State changes never call it directly: `effects.py` prepares
+the payloads before a commit and calls `send` after it.
 
 Which emitter is used:
 
@@ -76,23 +77,34 @@ def _safe_emit(event: str, payload: dict, *, to: str | None = None, namespace: s
         return False
 
 
-def emit_order_update(order) -> None:
-    """Send the order's snapshot to its room and to admins (after commit)."""
+def order_update_payload(order) -> dict:
+    """The `payment_update` payload: the order's snapshot (built before commit)."""
     from ..orders.schemas import status_snapshot
 
-    payload = status_snapshot(order)
-    _safe_emit("payment_update", payload, to=order_room(order.id))
-    _safe_emit("payment_update", payload, namespace=ADMIN_NAMESPACE)
+    return status_snapshot(order)
 
 
-def emit_order_created(order) -> None:
-    """Tell admin dashboards about a new order (after commit)."""
+def order_created_payload(order) -> dict:
+    """The `order_created` payload for admin browsers, with the phone masked."""
     from ..orders.schemas import order_json
     from ..phones import mask_phone
 
     payload = order_json(order)
     payload["customer_phone"] = mask_phone(payload["customer_phone"])  # browsers see masks
-    _safe_emit("order_created", payload, namespace=ADMIN_NAMESPACE)
+    return payload
+
+
+def send(event: str, payload: dict) -> None:
+    """Deliver a prepared payload: `payment_update` to its order's room and to admins,
+    `order_created` to admins. Called by `effects.py` after the commit."""
+    if event == "payment_update":
+        _safe_emit(event, payload, to=order_room(payload["order_id"]))
+    _safe_emit(event, payload, namespace=ADMIN_NAMESPACE)
+
+
+def emit_order_update(order) -> None:
+    """Send the order's current snapshot now, outside any change (`realtime resend`)."""
+    send("payment_update", order_update_payload(order))
 
 
 def resend_local_snapshots(app: Flask, manager) -> int:

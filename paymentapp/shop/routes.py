@@ -11,36 +11,22 @@ from ..extensions import limiter
 from ..orders.schemas import status_snapshot
 from ..orders.services import get_order
 from ..security import check_client_token, make_client_token
+from ..security_headers import add_security_headers
 from . import bp
 from .services import PRODUCTS, buy
 
-# The pages load only our own scripts and styles; the socket is same-origin.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
-)
-
-
-def _page(html: str, status: int = 200):
-    """A page response that never leaks the payment token (no referrer, no caching)."""
-    response = current_app.make_response((html, status))
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+# The payment page's URL holds the order's token: never send it on as a referrer.
+add_security_headers(bp, frame_ancestors="'self'", referrer_policy="no-referrer")
 
 
 @bp.get("/")
 def index():
     """The demo shop."""
-    return _page(
-        render_template(
-            "shop/index.html",
-            products=PRODUCTS.values(),
-            csrf_token=generate_csrf(),
-            simulator=current_app.config["MPESA_ENV"] == "simulator",
-        )
+    return render_template(
+        "shop/index.html",
+        products=PRODUCTS.values(),
+        csrf_token=generate_csrf(),
+        simulator=current_app.config["MPESA_ENV"] == "simulator",
     )
 
 
@@ -99,17 +85,14 @@ def pay(order_id: str):
         order = get_order(order_id)
     except ApiError as exc:
         title, text = ERROR_TEXT.get(exc.code, INVALID_LINK)
-        html = render_template("shop/pay_error.html", title=title, text=text)
-        return _page(html, exc.status)
-    return _page(
-        render_template(
-            "shop/pay.html",
-            order=order,
-            dialog={
-                "orderId": order.id,
-                "token": token,
-                "description": order.description,
-                "initialStatus": status_snapshot(order),
-            },
-        )
+        return render_template("shop/pay_error.html", title=title, text=text), exc.status
+    return render_template(
+        "shop/pay.html",
+        order=order,
+        dialog={
+            "orderId": order.id,
+            "token": token,
+            "description": order.description,
+            "initialStatus": status_snapshot(order),
+        },
     )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from paymentapp.admin import services
+from paymentapp.admin import presenters, queries
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
 from tests.admin.conftest import csrf_from
 from tests.conftest import stk_callback
@@ -62,7 +62,7 @@ def test_orders_page_lists_newest_first_with_masked_phones(admin_client, shop):
 
 
 def test_totals_count_paid_amount_success_rate_and_median(admin_client, shop):
-    totals = services.order_totals(services.parse_filters({}))
+    totals = queries.order_totals(queries.parse_filters({}))
     # 3 orders had an attempt (paid_a, paid_b, failed); 2 of them are paid
     assert totals == {
         "count": 5,
@@ -81,7 +81,7 @@ def test_totals_count_paid_amount_success_rate_and_median(admin_client, shop):
 def test_median_of_an_odd_number_of_payments(admin_client, shop, make_order, add_payment):
     third = make_order(10)
     add_payment(third["id"], "completed", seconds_to_pay=100)
-    assert services.order_totals(services.parse_filters({}))["median_s"] == pytest.approx(
+    assert queries.order_totals(queries.parse_filters({}))["median_s"] == pytest.approx(
         30, abs=0.01
     )
 
@@ -91,7 +91,7 @@ def test_filter_by_status(admin_client, shop):
     assert paid == [shop["paid_b"]["number"], shop["paid_a"]["number"]]
     cancelled = order_numbers(page(admin_client, "?status=cancelled"))
     assert cancelled == [shop["cancelled"]["number"]]
-    pending = services.order_totals(services.parse_filters({"status": "pending"}))
+    pending = queries.order_totals(queries.parse_filters({"status": "pending"}))
     assert pending["count"] == 2 and pending["success_rate"] == 0.0
     assert "Unknown status" in page(admin_client, "?status=evil")
 
@@ -148,7 +148,7 @@ def test_search_by_number_phone_receipt_or_reference(admin_client, shop, q, expe
 
 
 def test_pagination_keeps_filters(admin_client, make_order, monkeypatch):
-    monkeypatch.setattr(services, "PAGE_SIZE", 2)
+    monkeypatch.setattr(queries, "PAGE_SIZE", 2)
     numbers = [make_order(amount)["number"] for amount in range(1, 6)][::-1]
     first = page(admin_client, "?status=pending")
     assert order_numbers(first) == numbers[:2]
@@ -186,8 +186,8 @@ def test_csv_export_defuses_formulas(admin_client, make_order):
     assert rows["10"]["reference"] == "'+cmd|calc"
     assert rows["20"]["description"] == "'@SUM(A1)" and rows["20"]["reference"] == "'-2+3"
     assert rows["30"]["description"] == "plain text" and rows["30"]["reference"] == "a=b"
-    assert services.csv_cell("\t=1+1") == "'\t=1+1" and services.csv_cell("\r=1") == "'\r=1"
-    assert services.csv_cell(None) == "" and services.csv_cell(1500) == "1500"
+    assert presenters.csv_cell("\t=1+1") == "'\t=1+1" and presenters.csv_cell("\r=1") == "'\r=1"
+    assert presenters.csv_cell(None) == "" and presenters.csv_cell(1500) == "1500"
 
 
 def test_order_detail_shows_payments_events_and_callbacks(
@@ -342,13 +342,12 @@ def test_orders_page_marks_payments_waiting_for_review(admin_client, make_order,
 
 
 def test_local_times_use_the_dashboard_time_zone(app):
-    assert services.local_time(datetime(2026, 1, 1, 21, 0, tzinfo=UTC)) == "2026-01-02 00:00:00"
-    assert services.local_time(None) == ""
-    assert services.duration_text(None) == "—" and services.duration_text(-0.4) == "0 s"
-    assert (
-        services.duration_text(59.6) == "1 min 0 s" and services.duration_text(185) == "3 min 5 s"
-    )
-    assert services.pretty_body('{"PhoneNumber": 254712345678}') == (
+    assert presenters.local_time(datetime(2026, 1, 1, 21, 0, tzinfo=UTC)) == "2026-01-02 00:00:00"
+    assert presenters.local_time(None) == ""
+    assert presenters.duration_text(None) == "—" and presenters.duration_text(-0.4) == "0 s"
+    assert presenters.duration_text(59.6) == "1 min 0 s"
+    assert presenters.duration_text(185) == "3 min 5 s"
+    assert presenters.pretty_body('{"PhoneNumber": 254712345678}') == (
         '{\n  "PhoneNumber": 2547•••••678\n}'
     )
 
@@ -357,7 +356,7 @@ def test_median_never_goes_negative(app, make_order, add_payment):
     # TransactionDate has whole seconds, so a quick payment can predate its prompt a little
     order = make_order(10)
     add_payment(order["id"], "completed", seconds_to_pay=-0.6)
-    assert services.order_totals(services.parse_filters({}))["median_s"] == 0.0
+    assert queries.order_totals(queries.parse_filters({}))["median_s"] == 0.0
 
 
 def test_review_note_with_nul_characters_is_stored_without_them(

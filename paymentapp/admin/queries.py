@@ -1,11 +1,9 @@
-"""What the dashboard reads (filtered orders, totals, timelines, review queue) and the
-one state change it owns: closing a callback for an unknown checkout id. Payment
-actions (check now, cancel, resolve a review) live in `payments/services.py`."""
+"""What the dashboard reads from the database: the orders page and its filters, totals,
+an order's history, the review queue. Nothing here writes; `presenters.py` turns what
+these return into what people see."""
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -15,39 +13,26 @@ from flask import current_app
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from ..errors import Conflict, NotFound, ValidationError
+from ..errors import NotFound
 from ..extensions import db
-from ..logs import log_event
 from ..models import (
+    CallbackOutcome,
     CallbackRecord,
     Order,
     OrderEvent,
     OrderStatus,
     Payment,
     PaymentStatus,
-    utcnow,
 )
-from ..phones import InvalidPhone, mask_phone, normalize_phone
-
-log = logging.getLogger(__name__)
+from ..phones import InvalidPhone, normalize_phone
 
 PAGE_SIZE = 50
-MAX_NOTE = 1000
-UNKNOWN_OUTCOME = "unknown"
-UNKNOWN_RESOLVED_OUTCOME = "unknown_resolved"
-PHONE_IN_TEXT = re.compile(r"(?<!\d)254(?:7\d{8}|1[01]\d{7})(?!\d)")
 RECEIPT = re.compile(r"^[A-Za-z0-9]{8,20}$")
 
 
 def admin_tz() -> ZoneInfo:
+    """The dashboard's time zone: times are shown in it and a filter's day is a day in it."""
     return ZoneInfo(current_app.config["ADMIN_TIMEZONE"])
-
-
-def local_time(value: datetime | None) -> str:
-    """A UTC timestamp as the dashboard shows it (ADMIN_TIMEZONE)."""
-    if value is None:
-        return ""
-    return value.astimezone(admin_tz()).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -118,11 +103,10 @@ def search_clause(q: str):
     upper = q.upper()
     prefix = current_app.config["ORDER_NUMBER_PREFIX"]
     number = upper if upper.startswith(prefix) else prefix + upper
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     clauses = [
         Order.id == q,
         Order.reference == q,
-        Order.description.ilike(f"%{escaped}%", escape="\\"),
+        Order.description.icontains(q, autoescape=True),
     ]
     if re.fullmatch(rf"({re.escape(prefix)})?\d+", upper):
         clauses.append(Order.number.startswith(number, autoescape=True))
@@ -158,6 +142,7 @@ def filter_clauses(filters: OrderFilters) -> list:
 
 
 def ordered(stmt):
+    """Newest first, with the id breaking ties so pages never overlap."""
     return stmt.order_by(Order.created_at.desc(), Order.id.desc())
 
 
@@ -213,16 +198,6 @@ def median_seconds_to_pay(clauses: list) -> float | None:
     return max(0.0, sum(float(value) for value in middle) / len(middle))
 
 
-def duration_text(seconds: float | None) -> str:
-    """`42 s`, `3 min 5 s`: how long people take to pay, for the totals card."""
-    if seconds is None:
-        return "—"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    return f"{whole // 60} min {whole % 60} s"
-
-
 def order_totals(filters: OrderFilters) -> dict:
     """Count, paid amount, success rate and median time-to-pay of the filtered orders.
 
@@ -253,130 +228,38 @@ def order_totals(filters: OrderFilters) -> dict:
     }
 
 
-def order_phone(order: Order) -> str | None:
-    """The phone to show for an order: the customer's, else the latest payer's."""
-    payment = order.latest_payment
-    return order.customer_phone or (payment.phone if payment else None)
-
-
-def csv_cell(value) -> str:
-    """A CSV cell that spreadsheets will not run as a formula (= + - @ tab CR)."""
-    text = "" if value is None else str(value)
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
-
-
-CSV_HEADER = (
-    "number",
-    "order_id",
-    "created_at",
-    "amount_kes",
-    "status",
-    "latest_payment_status",
-    "receipt",
-    "phone",
-    "paid_at",
-    "description",
-    "reference",
-)
-
-
-def csv_row(order: Order) -> list[str]:
-    payment = order.latest_payment
-    values = (
-        order.number,
-        order.id,
-        local_time(order.created_at),
-        order.amount,
-        order.status,
-        payment.status if payment else "",
-        next((p.receipt for p in reversed(order.payments) if p.receipt), ""),
-        mask_phone(order_phone(order)),
-        local_time(order.paid_at),
-        order.description,
-        order.reference,
-    )
-    return [csv_cell(value) for value in values]
-
-
-def _plausible_id(value: str) -> bool:
-    """Ids are short and printable; anything else (a NUL upsets PostgreSQL) is not found."""
-    return len(value) <= 32 and value.isprintable()
-
-
-def get_order(order_id: str) -> Order:
-    order = db.session.get(Order, order_id) if _plausible_id(order_id) else None
-    if order is None:
-        raise NotFound("No order with this id.", code="order_not_found")
-    return order
-
-
 def get_payment(payment_id: str) -> Payment:
-    payment = db.session.get(Payment, payment_id) if _plausible_id(payment_id) else None
+    """The payment with this id or a 404 (ids are short; a longer one is not looked up)."""
+    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
     return payment
 
 
-def pretty_body(body: str) -> str:
-    """A callback body for people: indented JSON, phone numbers masked."""
-    try:
-        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except ValueError:
-        text = body
-    return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
-
-
-@dataclass
-class TimelineEntry:
-    at: datetime
-    kind: str  # "event" or "callback"
-    title: str
-    detail: str = ""
-    actor: str = ""
-    body: str = ""
-    meta: dict = field(default_factory=dict)
-
-
-def order_timeline(order: Order) -> list[TimelineEntry]:
-    """Every status change (OrderEvent) and callback (CallbackRecord) of the order, in order."""
-    entries = [
-        TimelineEntry(
-            e.created_at, "event", e.kind.replace("_", " "), e.detail or "", e.actor or ""
-        )
-        for e in db.session.scalars(
+def order_history(order: Order) -> tuple[list[OrderEvent], list[CallbackRecord]]:
+    """The order's status changes and the callbacks for its payments, each oldest first."""
+    events = list(
+        db.session.scalars(
             select(OrderEvent)
             .where(OrderEvent.order_id == order.id)
             .order_by(OrderEvent.created_at, OrderEvent.id)
         )
-    ]
+    )
     payment_ids = [p.id for p in order.payments]
+    if not payment_ids:
+        return events, []
     checkout_ids = [p.checkout_request_id for p in order.payments if p.checkout_request_id]
-    if payment_ids:
-        callbacks = db.session.scalars(
-            select(CallbackRecord)
-            .where(
-                or_(
-                    CallbackRecord.payment_id.in_(payment_ids),
-                    CallbackRecord.checkout_request_id.in_(checkout_ids),
-                )
+    callbacks = db.session.scalars(
+        select(CallbackRecord)
+        .where(
+            or_(
+                CallbackRecord.payment_id.in_(payment_ids),
+                CallbackRecord.checkout_request_id.in_(checkout_ids),
             )
-            .order_by(CallbackRecord.received_at, CallbackRecord.id)
         )
-        entries += [
-            TimelineEntry(
-                record.received_at,
-                "callback",
-                f"callback: {record.outcome.replace('_', ' ')}",
-                record.detail or "",
-                body=pretty_body(record.body),
-                meta={"id": record.id, "from": record.remote_addr or "?"},
-            )
-            for record in callbacks
-        ]
-    entries.sort(key=lambda entry: entry.at)
-    return entries
+        .order_by(CallbackRecord.received_at, CallbackRecord.id)
+    )
+    return events, list(callbacks)
 
 
 def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
@@ -389,7 +272,7 @@ def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
     unknown = list(
         db.session.scalars(
             select(CallbackRecord)
-            .where(CallbackRecord.outcome == UNKNOWN_OUTCOME)
+            .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
             .order_by(CallbackRecord.received_at)
             .limit(200)
         )
@@ -398,18 +281,20 @@ def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
 
 
 def open_review_count() -> int:
+    """How many things wait in the review queue (the count in the navigation bar)."""
     payments = db.session.scalar(
         select(func.count()).select_from(Payment).where(Payment.needs_review.is_(True))
     )
     unknown = db.session.scalar(
         select(func.count())
         .select_from(CallbackRecord)
-        .where(CallbackRecord.outcome == UNKNOWN_OUTCOME)
+        .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
     )
     return payments + unknown
 
 
 def recently_resolved(limit: int = 20) -> list[Payment]:
+    """The last flagged payments someone closed, newest first."""
     return list(
         db.session.scalars(
             select(Payment)
@@ -418,35 +303,3 @@ def recently_resolved(limit: int = 20) -> list[Payment]:
             .limit(limit)
         )
     )
-
-
-def _clean_note(note: str | None) -> str:
-    note = (note or "").strip()
-    if not note:
-        raise ValidationError("Write a note saying what you found.", fields={"note": "Required."})
-    if len(note) > MAX_NOTE:
-        raise ValidationError(
-            f"The note must be at most {MAX_NOTE} characters.", fields={"note": "Too long."}
-        )
-    return note
-
-
-def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> CallbackRecord:
-    """Close a callback for an unknown checkout id; the note goes into its `detail`."""
-    note = _clean_note(note)
-    record = db.session.get(CallbackRecord, record_id)
-    if record is None or record.outcome not in (UNKNOWN_OUTCOME, UNKNOWN_RESOLVED_OUTCOME):
-        raise NotFound("No unknown callback with this id.", code="review_not_found")
-    if record.outcome == UNKNOWN_RESOLVED_OUTCOME:
-        raise Conflict("This callback was already resolved.", code="already_resolved")
-    record.outcome = UNKNOWN_RESOLVED_OUTCOME
-    record.detail = f"resolved by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"[:255]
-    db.session.commit()
-    log_event(
-        log,
-        "admin.review_resolved",
-        f"unknown callback {record.id} resolved by {actor}",
-        callback_id=record.id,
-        admin=actor,
-    )
-    return record

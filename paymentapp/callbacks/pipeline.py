@@ -1,0 +1,259 @@
+"""What happens when a Daraja callback arrives, whatever its kind:
+
+    store raw → parse → match → apply transition → commit → effects
+
+The raw body is committed in a transaction of its own before anything else, so no
+callback is ever lost: not a malformed one, not one whose worker dies, not one that
+fails to apply (the reconciler retries stored-but-unapplied records, `retry_stored`).
+Applying runs in one transaction holding the matched payment's row lock, so ten
+concurrent copies of one callback make exactly one transition; the effects (socket
+emits) follow the commit (`effects.py`).
+
+A kind is a `CallbackKind`: a name, a URL path, a parser and an applier (which matches
+and transitions). STK results are the first (`stk.py`); a new kind registers itself with
+`register` and this module does not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from ..effects import announce, fault_before_effects
+from ..errors import ApiError
+from ..extensions import db
+from ..faults import fault_point
+from ..logs import log_event
+from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+MAX_APPLY_ATTEMPTS = 5
+MAX_JSON_DEPTH = 32
+RETRY_AFTER_S = 30  # a stored callback this old and still `received` is retried
+
+
+class MalformedCallback(ValueError):
+    """The body is not a callback of this kind; the message says what is wrong."""
+
+
+class CallbackKind:
+    """One kind of Daraja callback: how to read it and what it does."""
+
+    name = ""  # stored in `callback_records.kind`
+    path = ""  # the URL is /callbacks/<path>/<token>
+
+    def parse(self, body: bytes):
+        """The parsed message; raises MalformedCallback."""
+        raise NotImplementedError
+
+    def match_key(self, parsed) -> str | None:
+        """The id the message is matched by (stored on the record)."""
+        raise NotImplementedError
+
+    def apply(self, record: CallbackRecord, parsed) -> tuple[CallbackOutcome, Order | None]:
+        """Match under a row lock and transition; the pipeline commits. Returns the
+        outcome and the order to announce after the commit (None: nothing matched)."""
+        raise NotImplementedError
+
+    def answer(self, outcome: CallbackOutcome) -> dict:
+        """The body Daraja gets once the callback is stored (and applied)."""
+        return ACCEPTED
+
+
+KINDS: dict[str, CallbackKind] = {}
+
+
+def register(kind: CallbackKind) -> CallbackKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_at(path: str) -> CallbackKind | None:
+    return next((kind for kind in KINDS.values() if kind.path == path), None)
+
+
+# -- reading bodies (shared by every kind) -------------------------------------------------
+
+
+def clean_text(value, limit: int) -> str | None:
+    """Text for a column: scalars only; NUL dropped and lone surrogates replaced
+    (PostgreSQL and UTF-8 hold neither)."""
+    if value is None or value == "" or isinstance(value, (bool, dict, list)):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return text[:limit] or None
+
+
+def _json_depth_ok(data, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when `data` nests no deeper than `limit` (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return False
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def load_json(body: bytes):
+    """JSON from a callback body; anything unparseable is a MalformedCallback."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedCallback("body is not JSON") from None
+    if not _json_depth_ok(data):
+        raise MalformedCallback("body is nested too deeply")
+    return data
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+
+def receive(kind: CallbackKind, body: bytes, remote_addr: str | None) -> dict:
+    """Store, parse, apply; the answer for Daraja. Never a 5xx for what the body holds."""
+    try:
+        record_id = store(kind, body, remote_addr)
+    except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
+        db.session.rollback()
+        log_event(
+            log,
+            "callback.store_failed",
+            "callback could not be stored",
+            level=logging.ERROR,
+            exc_info=True,
+        )
+        raise ApiError(
+            "The callback could not be stored; try again.", code="unavailable", status=503
+        ) from None
+    fault_point("callback.after_store")
+    try:
+        parsed = kind.parse(body)
+    except MalformedCallback as exc:
+        mark_malformed(record_id, str(exc))
+        raise ApiError(
+            f"Not an {kind.name.upper()} callback: {exc}.", code="malformed_callback"
+        ) from None
+    try:
+        outcome = apply_stored(kind, record_id, parsed)
+    except Exception:  # noqa: BLE001 - the body is on disk; the reconciler retries it
+        db.session.rollback()
+        note_apply_failure(record_id)
+        outcome = CallbackOutcome.RECEIVED
+    return kind.answer(outcome)
+
+
+def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> int:
+    """Commit the raw body first: whatever happens next, the callback is on record."""
+    record = CallbackRecord(
+        kind=kind.name,
+        # PostgreSQL text cannot hold NUL; keep the rest byte-for-byte readable
+        body=body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
+        remote_addr=remote_addr,
+        outcome=CallbackOutcome.RECEIVED,
+    )
+    db.session.add(record)
+    db.session.flush()
+    record_id = record.id
+    db.session.commit()
+    return record_id
+
+
+def apply_stored(kind: CallbackKind, record_id: int, parsed) -> CallbackOutcome:
+    """Apply a parsed callback to its payment under a row lock, record what it did, commit.
+
+    A duplicate re-sends the order's current snapshot too: the worker that applied the
+    first copy may have died between its commit and its emit.
+    """
+    record = db.session.get(CallbackRecord, record_id)
+    key = kind.match_key(parsed)
+    fault_point("callback.apply", key=key)
+    record.checkout_request_id = key
+    outcome, order = kind.apply(record, parsed)
+    record.outcome = outcome
+    if order is not None:
+        announce(db.session, order)
+    fault_before_effects(db.session, "callback.after_commit")
+    db.session.commit()
+    return outcome
+
+
+def mark_malformed(record_id: int, reason: str) -> None:
+    record = db.session.get(CallbackRecord, record_id)
+    record.outcome = CallbackOutcome.MALFORMED
+    record.detail = reason[:255]
+    db.session.commit()
+    log_event(
+        log,
+        "callback.malformed",
+        f"malformed {record.kind} callback {record_id}: {reason}",
+        level=logging.WARNING,
+        record=record_id,
+    )
+
+
+def note_apply_failure(record_id: int) -> CallbackRecord:
+    """Applying a stored callback failed unexpectedly: count it, give up after a few.
+
+    The record stays `received` (the reconciler retries it) until MAX_APPLY_ATTEMPTS,
+    then becomes `failed` for an admin to look at. Logged without the request path.
+    """
+    record = db.session.get(CallbackRecord, record_id)
+    record.attempts += 1
+    if record.attempts >= MAX_APPLY_ATTEMPTS:
+        record.outcome = CallbackOutcome.FAILED
+        record.detail = f"gave up after {record.attempts} failed attempts to apply it"
+    db.session.commit()
+    log_event(
+        log,
+        "callback.apply_failed",
+        f"applying callback {record_id} failed (attempt {record.attempts})",
+        level=logging.ERROR,
+        exc_info=True,
+        record=record_id,
+        attempts=record.attempts,
+        outcome=record.outcome,
+    )
+    return record
+
+
+def retry_stored(limit: int) -> tuple[int, int]:
+    """Callbacks stored but never applied (a crash between store and apply), each on its
+    own: one that keeps failing is counted, marked `failed` after a few attempts, and
+    never stops the others. Returns `(retried, failed)`."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    stale = utcnow() - timedelta(seconds=RETRY_AFTER_S)
+    records = list(
+        db.session.execute(
+            select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body)
+            .where(
+                CallbackRecord.outcome == CallbackOutcome.RECEIVED,
+                CallbackRecord.received_at < stale,
+            )
+            .order_by(CallbackRecord.id)
+            .limit(limit)
+        )
+    )
+    db.session.commit()
+    failed = 0
+    for record_id, kind_name, body in records:
+        kind = KINDS.get(kind_name)
+        try:
+            if kind is None:
+                raise MalformedCallback(f"no callback kind named {kind_name!r}")
+            apply_stored(kind, record_id, kind.parse(body.encode()))
+        except MalformedCallback as exc:
+            db.session.rollback()
+            mark_malformed(record_id, str(exc))
+        except Exception:  # noqa: BLE001 - one bad record must not block the rest
+            db.session.rollback()
+            failed += 1
+            note_apply_failure(record_id)
+    return len(records), failed

@@ -1,0 +1,99 @@
+"""After commit, effects from one place.
+
+A transition says which order changed (`order_changed`), inside its transaction. Just
+before that transaction commits, the effects are prepared from the objects in memory;
+once it has committed, they are dispatched; a rollback drops them. So an emit never
+announces a state that was not committed, and nothing is read back after the commit.
+
+Today the effect is the `payment_update` emit (and `order_created` to admins). The
+`before_commit` step is where a transactional outbox writes its rows: still inside the
+transaction, so a committed change always has its outbox row and a rolled-back one never.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+CHANGED = "paymentapp.effects.changed"
+READY = "paymentapp.effects.ready"
+FAULT = "paymentapp.effects.fault"
+
+
+@dataclass
+class Pending:
+    """What this transaction changed, collected until it commits."""
+
+    orders: dict = field(default_factory=dict)  # order id → Order, to announce
+    changed: set = field(default_factory=set)  # order ids whose version was bumped
+    created: dict = field(default_factory=dict)  # order id → Order, new this transaction
+
+
+def _pending(session: Session) -> Pending:
+    return session.info.setdefault(CHANGED, Pending())
+
+
+def order_changed(session: Session, order) -> bool:
+    """Announce `order` after the commit; True the first time in this transaction (the
+    caller bumps `version` then: one committed change is one version)."""
+    pending = _pending(session)
+    pending.orders[order.id] = order
+    if order.id in pending.changed:
+        return False
+    pending.changed.add(order.id)
+    return True
+
+
+def announce(session: Session, order) -> None:
+    """Re-send `order`'s snapshot after the commit, unchanged (a duplicate callback: the
+    process that applied the first copy may have died before its emit)."""
+    _pending(session).orders[order.id] = order
+
+
+def order_created(session: Session, order) -> None:
+    """Tell admin dashboards about a new order once this transaction commits."""
+    _pending(session).created[order.id] = order
+
+
+@event.listens_for(Session, "before_commit")
+def _prepare(session: Session) -> None:
+    """Build the payloads while the transaction is open (the outbox hook point)."""
+    pending = session.info.pop(CHANGED, None)
+    if not pending:
+        return
+    session.flush()  # defaults such as created_at are filled in by the flush
+    from .realtime.emit import order_created_payload, order_update_payload
+
+    session.info[READY] = [
+        ("order_created", order_created_payload(order)) for order in pending.created.values()
+    ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]
+
+
+def fault_before_effects(session: Session, point: str) -> None:
+    """Tests only: reach fault point `point` between this transaction's commit and its
+    effects (`faults.py`), to kill a process exactly there."""
+    session.info[FAULT] = point
+
+
+@event.listens_for(Session, "after_commit")
+def _dispatch(session: Session) -> None:
+    point = session.info.pop(FAULT, None)
+    ready = session.info.pop(READY, None)
+    if not ready:
+        return
+    if point:
+        from .faults import fault_point
+
+        fault_point(point)
+    from .realtime.emit import send
+
+    for name, payload in ready:
+        send(name, payload)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop(session: Session) -> None:
+    for key in (CHANGED, READY, FAULT):
+        session.info.pop(key, None)

@@ -1,0 +1,322 @@
+"""Every payment and order transition, and the money rules that decide them.
+
+The tables below are the only statement of which status may follow which;
+`transition()` is the only code that changes a status. It runs inside the caller's
+transaction, holding the row lock: it checks the move against the table, sets the new
+status, bumps the order's `version` (once per transaction), writes the audit `OrderEvent`
+and the structured log line together, and queues the order for the after-commit effects
+(`effects.py`), so the caller only commits.
+
+Money rules (docs/payments.md, "The money rules"):
+
+- A payment counts toward its order when it is `completed` and its amount is trusted: the
+  amount paid equals the amount asked for (a callback's Amount, or a prompt confirmed by
+  STK Query, which cannot be paid with another amount), or an admin resolved its review.
+- An order is paid, exactly once, when the payments that count sum to at least its
+  amount. A success for a different amount is recorded and flagged, and does not count
+  until resolved; an overpayment pays and is flagged; a payment arriving on a paid or
+  cancelled order is recorded and flagged, and changes nothing else.
+- `completed` is never downgraded; a later success overrides failed, cancelled or
+  timeout (the money moved). A success with no usable amount completes nothing: it is
+  flagged and STK Query decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from ..effects import order_changed
+from ..extensions import db
+from ..logs import log_event
+from ..models import Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
+from ..phones import mask_phone
+
+log = logging.getLogger(__name__)
+
+P = PaymentStatus
+PAYMENT_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    P.PENDING: frozenset({P.COMPLETED, P.FAILED, P.CANCELLED, P.TIMEOUT}),
+    # a later authoritative success: the money moved after all
+    P.FAILED: frozenset({P.COMPLETED}),
+    P.CANCELLED: frozenset({P.COMPLETED}),
+    P.TIMEOUT: frozenset({P.COMPLETED}),
+    P.COMPLETED: frozenset(),  # never downgraded
+}
+ORDER_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset(),  # paid once
+    OrderStatus.CANCELLED: frozenset(),  # a later payment is flagged, never un-cancels
+}
+
+# Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
+RESULT_STATUS = {
+    0: P.COMPLETED,
+    1032: P.CANCELLED,
+    1037: P.TIMEOUT,
+    1019: P.TIMEOUT,
+}
+
+# Where a completed payment's `paid_amount` came from.
+AMOUNT_FROM_CALLBACK = "callback"
+AMOUNT_FROM_QUERY = "query"
+
+
+class IllegalTransition(RuntimeError):
+    """A move the tables do not allow: a bug in the caller, never a client's fault."""
+
+
+def status_for_result(result_code: int) -> PaymentStatus:
+    return RESULT_STATUS.get(result_code, P.FAILED)
+
+
+def can_move(payment: Payment, to: PaymentStatus) -> bool:
+    return to in PAYMENT_MOVES[PaymentStatus(payment.status)]
+
+
+def transition(
+    order: Order,
+    kind: str,
+    detail: str,
+    *,
+    payment: Payment | None = None,
+    payment_to: PaymentStatus | None = None,
+    order_to: OrderStatus | None = None,
+    message: str | None = None,
+    actor: str | None = None,
+    level: int = logging.INFO,
+    **log_fields,
+) -> None:
+    """The one way to change a payment or an order (call it holding the row lock).
+
+    `kind` names the audit event (`order_paid`, `payment_failed`, …; its log event is
+    `order.paid`, `payment.failed`, …); `detail` is the timeline text; `message`, when
+    given, is the log line's human part (default: `order ORD-… <detail>`).
+    """
+    now = utcnow()
+    if payment_to is not None:
+        if not can_move(payment, payment_to):
+            raise IllegalTransition(f"payment {payment.id}: {payment.status} → {payment_to}")
+        payment.status = payment_to
+        if payment_to in PaymentStatus.FINAL:
+            payment.next_query_at = None
+    if order_to is not None:
+        if order_to not in ORDER_MOVES[OrderStatus(order.status)]:
+            raise IllegalTransition(f"order {order.number}: {order.status} → {order_to}")
+        order.status = order_to
+    if payment is not None:
+        payment.updated_at = now
+    if order_changed(db.session, order):
+        order.touch()  # once per transaction: one committed change is one version
+    db.session.add(
+        OrderEvent(
+            order_id=order.id,
+            payment_id=payment.id if payment else None,
+            kind=kind,
+            detail=detail[:255],
+            actor=actor,
+        )
+    )
+    log_event(
+        log,
+        kind.replace("_", ".", 1),
+        message or f"order {order.number} {detail}",
+        level=level,
+        order=order.number,
+        payment=payment.id if payment else None,
+        **log_fields,
+    )
+
+
+def flag(order: Order, payment: Payment, reason: str, *, source: str, **log_fields) -> None:
+    """Mark a payment for an admin's review, with the reason; changes no status."""
+    payment.needs_review = True
+    payment.review_reason = reason[:255]
+    transition(
+        order,
+        "payment_review",
+        f"{reason} (via {source})",
+        payment=payment,
+        message=f"order {order.number} payment flagged for review: {reason}",
+        level=logging.WARNING,
+        **log_fields,
+    )
+
+
+# -- the money rules ---------------------------------------------------------------------
+
+
+def counts(payment: Payment) -> bool:
+    """Does this payment's money count toward its order (see the module docstring)?"""
+    return payment.status == P.COMPLETED and (
+        payment.paid_amount == payment.amount or payment.reviewed_at is not None
+    )
+
+
+def amount_paid(order: Order) -> int:
+    return sum(p.paid_amount or 0 for p in order.payments if counts(p))
+
+
+def apply_result(
+    payment: Payment,
+    *,
+    result_code: int,
+    result_desc: str,
+    source: str,
+    amount_from: str,
+    receipt: str | None = None,
+    paid_amount: int | None = None,
+    amount_problem: str | None = None,
+    paid_phone: str | None = None,
+    paid_at: datetime | None = None,
+) -> str:
+    """Apply a final Daraja result to a LOCKED payment; returns `applied`, `duplicate`
+    or `ignored`. The caller commits; the effects follow the commit."""
+    new_status = status_for_result(result_code)
+    order = payment.order
+
+    if payment.status == P.COMPLETED:
+        if new_status == P.COMPLETED and receipt and not payment.receipt:
+            payment.receipt = receipt  # e.g. the query settled it first, without a receipt
+            transition(order, "receipt_added", f"receipt {receipt} via {source}", payment=payment)
+            return "applied"
+        return "duplicate" if new_status == P.COMPLETED else "ignored"
+    if new_status != P.COMPLETED:
+        if payment.status != P.PENDING:
+            return "duplicate" if payment.result_code == result_code else "ignored"
+        payment.result_code = result_code
+        payment.result_desc = (result_desc or "")[:255]
+        transition(
+            order,
+            f"payment_{new_status}",
+            f"{result_code}: {payment.result_desc} (via {source})",
+            payment=payment,
+            payment_to=new_status,
+            message=f"order {order.number} payment {new_status}: {payment.result_desc}",
+            result_code=result_code,
+            source=source,
+            phone=mask_phone(payment.phone),
+        )
+        return "applied"
+    if amount_from == AMOUNT_FROM_CALLBACK and paid_amount is None:
+        return _success_without_amount(payment, amount_problem, receipt, source)
+    complete_payment(
+        payment,
+        result_code=result_code,
+        result_desc=result_desc,
+        source=source,
+        amount_from=amount_from,
+        paid_amount=paid_amount if amount_from == AMOUNT_FROM_CALLBACK else payment.amount,
+        receipt=receipt,
+        paid_phone=paid_phone,
+        paid_at=paid_at,
+    )
+    return "applied"
+
+
+def _success_without_amount(
+    payment: Payment, problem: str | None, receipt: str | None, source: str
+) -> str:
+    """A success callback with no usable Amount: flag it, pay nothing, let STK Query decide
+    (the reconciler queries it next; never inside the callback request)."""
+    reason = f"success callback without a usable amount ({problem or 'no Amount'})"
+    if payment.status == P.PENDING:
+        reason += "; checking with STK Query"
+        payment.next_query_at = utcnow()
+    if payment.needs_review and payment.review_reason == reason[:255]:
+        return "duplicate"
+    flag(payment.order, payment, reason, source=f"{source}, receipt {receipt or 'n/a'}")
+    return "applied"
+
+
+def complete_payment(
+    payment: Payment,
+    *,
+    result_code: int | None,
+    result_desc: str,
+    source: str,
+    amount_from: str,
+    paid_amount: int,
+    receipt: str | None = None,
+    paid_phone: str | None = None,
+    paid_at: datetime | None = None,
+) -> None:
+    """Record a success with the amount it brought, then settle the order."""
+    order = payment.order
+    previous = payment.status
+    now = utcnow()
+    payment.result_code = result_code
+    payment.result_desc = (result_desc or "")[:255]
+    payment.receipt = receipt or payment.receipt
+    payment.paid_amount = paid_amount
+    payment.amount_source = amount_from
+    payment.paid_phone = paid_phone
+    payment.paid_at = paid_at or now
+    if amount_from == AMOUNT_FROM_QUERY and payment.needs_review:
+        # flagged while pending (a success without a usable amount), now confirmed
+        payment.needs_review = False
+        payment.review_note = f"confirmed by STK Query ({source})"
+        payment.reviewed_at = now
+    late = f" (late success after {previous})" if previous != P.PENDING else ""
+    via = f"via {source}"
+    if amount_from == AMOUNT_FROM_QUERY:  # "confirmed by query", or "… by query by admin:x"
+        via = "confirmed by " + ("query" if source == "query" else source)
+    transition(
+        order,
+        "payment_completed",
+        f"paid {paid_amount} KES, receipt {payment.receipt or 'n/a'} {via}{late}",
+        payment=payment,
+        payment_to=P.COMPLETED,
+        receipt=payment.receipt,
+        amount=paid_amount,
+        amount_from=amount_from,
+        source=source,
+        phone=mask_phone(payment.phone),
+    )
+    settle_order(order, payment, source=source, via=via, late=late)
+
+
+def settle_order(order: Order, payment: Payment, *, source: str, via: str, late: str = "") -> None:
+    """After a payment completed: pay the order if what counts covers it, else flag why."""
+    if payment.paid_amount != payment.amount and not counts(payment):
+        flag(
+            order,
+            payment,
+            f"amount mismatch: paid {payment.paid_amount} KES, expected {payment.amount} KES",
+            source=source,
+            receipt=payment.receipt,
+        )
+        return
+    if order.status == OrderStatus.CANCELLED:
+        flag(order, payment, "paid after the order was cancelled", source=source)
+        return
+    if order.status == OrderStatus.PAID:
+        reason = f"order already paid; second payment {payment.receipt or ''}".strip()
+        flag(order, payment, reason, source=source, receipt=payment.receipt)
+        return
+    pay_if_covered(order, payment, source=source, via=via, late=late)
+
+
+def pay_if_covered(
+    order: Order, payment: Payment, *, source: str, via: str, late: str = ""
+) -> None:
+    """Pay a pending order whose counting payments now cover it (exactly once); an
+    overpayment pays and is flagged."""
+    paid = amount_paid(order)
+    if order.status != OrderStatus.PENDING or paid < order.amount:
+        return
+    order.paid_at = payment.paid_at
+    transition(
+        order,
+        "order_paid",
+        f"receipt {payment.receipt or 'n/a'} {via}{late}",
+        payment=payment,
+        order_to=OrderStatus.PAID,
+        message=f"order {order.number} marked paid, receipt {payment.receipt or 'n/a'}{late}",
+        receipt=payment.receipt,
+        amount=payment.paid_amount,
+        source=source,
+        phone=mask_phone(payment.phone),
+    )
+    if paid > order.amount:
+        flag(order, payment, f"overpaid by {paid - order.amount} KES", source=source)

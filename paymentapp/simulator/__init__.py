@@ -1,0 +1,21 @@
+"""Built-in Daraja simulator, served at `/_simulator` in simulator mode only.
+
+It speaks Daraja's protocol over real HTTP, so the real client code runs end to end
+(docs/payments.md, "The Daraja simulator"). Its state lives in the app database, so it
+works across workers.
+
+- models.py: the `sim_*` tables, and the rule that they are disposable (no migration).
+- daraja.py: OAuth, STK Push, STK Query, queued faults; and the hooks guarding every URL.
+- callbacks.py: how a prompt ends, and the callback posted to its CallBackURL.
+- phone.py: the simulated handset page and the JSON test API.
+"""
+
+from flask import Blueprint
+
+bp = Blueprint("simulator", __name__, url_prefix="/_simulator")
+
+from . import daraja, phone  # noqa: E402,F401
+from .callbacks import answer_prompt, callback_body  # noqa: E402
+from .models import get_prompt, reset_state  # noqa: E402
+
+__all__ = ["bp", "answer_prompt", "callback_body", "get_prompt", "reset_state"]

@@ -1,0 +1,115 @@
+"""The simulator's own tables, and the one rule for them: they are disposable.
+
+Simulator state (tokens, open prompts, queued faults) lives in the app database so that
+every worker sees it, but it belongs to no migration:
+
+- Every table here is named `sim_*`, and `migrations/env.py` (`include_object`) leaves
+  such tables out of autogenerate, so no revision creates, changes or drops them.
+- `ensure_tables` creates them on first use, once per process and database: the
+  blueprint's `before_request` hook (daraja.py) calls it before every simulator URL, and
+  `reset_state` calls it too.
+- If a `sim_*` table in the database has other column names than declared below (an
+  older layout), all of them are dropped and created anew, losing their rows.
+- `reset_state` empties them (tests).
+
+So a change to a table below needs no migration: edit it, and the next process rebuilds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    inspect,
+    select,
+)
+
+from ..extensions import db
+from ..models import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+sim_metadata = MetaData()
+sim_tokens = Table(
+    "sim_tokens",
+    sim_metadata,
+    Column("token", String(64), primary_key=True),
+    Column("consumer_key", String(128), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+sim_prompts = Table(
+    "sim_prompts",
+    sim_metadata,
+    Column("checkout_request_id", String(64), primary_key=True),
+    Column("merchant_request_id", String(64), nullable=False),
+    Column("phone", String(12), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("account_reference", String(12), nullable=False),
+    Column("transaction_desc", String(13), nullable=False),
+    Column("callback_url", Text, nullable=False),
+    Column("transaction_type", String(32), nullable=False),
+    Column("party_b", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # open | answered
+    Column("result_code", Integer),
+    Column("result_desc", String(255)),
+    Column("receipt", String(16)),
+    Column("send_callback", Boolean, nullable=False, default=True),
+    Column("callback_status", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("answered_at", UTCDateTime),
+)
+sim_faults = Table(
+    "sim_faults",
+    sim_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("delay_s", Float, nullable=False, default=0),
+)
+_ready_engines: set[str] = set()
+
+
+def ensure_tables() -> None:
+    """Create the tables on first use, rebuilding them if an older layout is found."""
+    key = str(db.engine.url)
+    if key in _ready_engines:
+        return
+    inspector = inspect(db.engine)
+    stale = any(
+        inspector.has_table(table.name)
+        and {c["name"] for c in inspector.get_columns(table.name)} != set(table.columns.keys())
+        for table in sim_metadata.sorted_tables
+    )
+    if stale:
+        log.info("simulator: rebuilding its sim_* tables for a newer layout")
+        sim_metadata.drop_all(db.engine, checkfirst=True)
+    sim_metadata.create_all(db.engine, checkfirst=True)
+    _ready_engines.add(key)
+
+
+def reset_state() -> None:
+    """Forget all tokens, prompts and faults (tests)."""
+    ensure_tables()
+    for table in (sim_tokens, sim_prompts, sim_faults):
+        db.session.execute(delete(table))
+    db.session.commit()
+
+
+def get_prompt(checkout_id: str):
+    """The prompt row for a CheckoutRequestID, or None."""
+    return db.session.execute(
+        select(sim_prompts).where(sim_prompts.c.checkout_request_id == checkout_id)
+    ).first()
