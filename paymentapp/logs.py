@@ -1,6 +1,7 @@
 """Structured, readable log lines: `event key=value ...` with a human message first.
 
-Secrets never go through here; phone numbers are masked by the caller (`mask_phone`).
+Secrets never go through here, and a field named `phone` (or `…_phone`) is always
+masked (`2547•••••678`), whoever logs it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import logging
 import os
 import re
 import sys
+
+from .phones import mask_phone
 
 SECRET_WORDS = ("password", "secret", "token", "passkey", "authorization", "consumer_key")
 
@@ -96,7 +99,7 @@ def log_event(
 ) -> None:
     """Log `message` plus `event=... k=v` pairs; refuses to print secret-looking fields."""
     pairs = " ".join(
-        f"{k}={_fmt(v)}"
+        f"{k}={_fmt(mask_phone(str(v)) if k.endswith('phone') else v)}"
         for k, v in fields.items()
         if v is not None and not any(word in k.lower() for word in SECRET_WORDS)
     )

@@ -23,7 +23,6 @@ from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.client import EAT
 from ..payments.states import AMOUNT_FROM_CALLBACK, apply_result
-from ..phones import mask_phone
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
 log = logging.getLogger(__name__)
@@ -212,7 +211,7 @@ class StkKind(CallbackKind):
             record=record.id,
             result_code=result.result_code,
             receipt=result.receipt,
-            phone=mask_phone(result.phone),
+            phone=result.phone,
         )
         return CallbackOutcome(outcome), order
 

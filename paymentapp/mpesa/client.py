@@ -26,7 +26,6 @@ import requests
 from flask import current_app
 
 from ..logs import log_event
-from ..phones import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +386,7 @@ class DarajaClient:
                 "daraja.stk_push",
                 f"STK push accepted for {reference}",
                 order=reference,
-                phone=mask_phone(phone),
+                phone=phone,
                 amount=amount,
                 checkout_request_id=body["CheckoutRequestID"],
                 ms=elapsed_ms,
@@ -405,7 +404,7 @@ class DarajaClient:
             "daraja.stk_push_refused",
             f"STK push refused for {reference}",
             order=reference,
-            phone=mask_phone(phone),
+            phone=phone,
             code=error.code,
             reason=error.message,
             ms=elapsed_ms,

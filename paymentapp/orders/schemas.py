@@ -40,6 +40,17 @@ def parse_amount(value) -> int:
     return value
 
 
+def _text(value, limit: int, *, non_empty: bool) -> str | None:
+    """Optional text, stripped; None when absent. Raises ValueError saying what is wrong."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or (non_empty and not value.strip()):
+        raise ValueError("must be non-empty text." if non_empty else "must be text.")
+    if len(value.strip()) > limit:
+        raise ValueError(f"must be at most {limit} characters.")
+    return value.strip()
+
+
 def validate_order_create(data: dict) -> dict:
     """Check a `POST /api/orders` body; every problem is reported in `fields`."""
     fields: dict[str, str] = {}
@@ -53,23 +64,18 @@ def validate_order_create(data: dict) -> dict:
             clean["amount"] = parse_amount(data["amount"])
         except ValueError as exc:
             fields["amount"] = str(exc)
-    description = data.get("description", "")
-    if description is None:
-        description = ""
-    if not isinstance(description, str):
-        fields["description"] = "Description must be text."
-    elif len(description.strip()) > MAX_DESCRIPTION:
-        fields["description"] = f"Description must be at most {MAX_DESCRIPTION} characters."
-    else:
-        clean["description"] = description.strip()
-    reference = data.get("reference")
-    if reference is not None:
-        if not isinstance(reference, str) or not reference.strip():
-            fields["reference"] = "Reference must be non-empty text."
-        elif len(reference.strip()) > MAX_REFERENCE:
-            fields["reference"] = f"Reference must be at most {MAX_REFERENCE} characters."
-        else:
-            clean["reference"] = reference.strip()
+    for name, limit, required in (
+        ("description", MAX_DESCRIPTION, False),
+        ("reference", MAX_REFERENCE, True),
+    ):
+        try:
+            value = _text(data.get(name), limit, non_empty=required)
+        except ValueError as exc:
+            fields[name] = f"{name.capitalize()} {exc}"
+            continue
+        if value is not None:
+            clean[name] = value
+    clean.setdefault("description", "")
     phone = data.get("customer_phone")
     if phone is not None:
         try:

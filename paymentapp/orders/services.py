@@ -26,7 +26,6 @@ from ..models import (
     order_number_seq,
 )
 from ..payments.states import transition
-from ..phones import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
         order_id=order.id,
         amount=order.amount,
         api_key=api_key.name,
-        phone=mask_phone(order.customer_phone),
+        phone=order.customer_phone,
     )
     return order, True
 

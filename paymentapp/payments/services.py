@@ -128,7 +128,7 @@ def start_payment(order_id: str, phone: str) -> Payment:
         f"STK push to {mask_phone(phone)}",
         payment=payment,
         message=f"order {order.number} payment started",
-        phone=mask_phone(phone),
+        phone=phone,
         amount=payment.amount,
     )
     db.session.commit()

@@ -30,7 +30,6 @@ from ..effects import order_changed
 from ..extensions import db
 from ..logs import log_event
 from ..models import Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
-from ..phones import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ def apply_result(
             message=f"order {order.number} payment {new_status}: {payment.result_desc}",
             result_code=result_code,
             source=source,
-            phone=mask_phone(payment.phone),
+            phone=payment.phone,
         )
         return "applied"
     if amount_from == AMOUNT_FROM_CALLBACK and paid_amount is None:
@@ -271,7 +270,7 @@ def complete_payment(
         amount=paid_amount,
         amount_from=amount_from,
         source=source,
-        phone=mask_phone(payment.phone),
+        phone=payment.phone,
     )
     settle_order(order, payment, source=source, via=via, late=late)
 
@@ -316,7 +315,7 @@ def pay_if_covered(
         receipt=payment.receipt,
         amount=payment.paid_amount,
         source=source,
-        phone=mask_phone(payment.phone),
+        phone=payment.phone,
     )
     if paid > order.amount:
         flag(order, payment, f"overpaid by {paid - order.amount} KES", source=source)
