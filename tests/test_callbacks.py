@@ -10,9 +10,8 @@ from sqlalchemy import func, select, update
 
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
 from paymentapp.payments.reconcile import reconcile_once
-from tests.conftest import TEST_CALLBACK_TOKEN, stk_callback, wait_for
-from tests.test_orders_api import assert_error
-from tests.test_payments import pay
+from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, pay, stk_callback
+from tests.services import wait_for
 
 URL = f"/callbacks/stk/{TEST_CALLBACK_TOKEN}"
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
@@ -374,7 +373,11 @@ def test_simulator_callback_reaches_the_app_end_to_end(client, live_server, make
     assert pay(client, order, "0712345678").status_code == 202
     prompt = live_server.prompt_for(order["number"])
     answered = live_server.press(prompt["checkout_request_id"], "accept")
-    stored = wait_for(lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o)
+    stored = wait_for(
+        lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o,
+        "the order to be paid",
+        before=db.session.expire_all,
+    )
     payment = stored.payments[0]
     assert payment.receipt == answered["receipt"] and payment.paid_amount == 250
     assert records(db)[0].outcome == "applied"
@@ -462,3 +465,28 @@ def test_a_callback_that_fails_to_apply_is_stored_and_accepted_without_a_token_l
     err = log_output.getvalue()
     assert "event=callback.apply_failed" in err and "InjectedFault" in err
     assert TEST_CALLBACK_TOKEN not in err
+
+
+def test_a_later_success_with_the_amount_answers_the_flag(client, make_order, make_payment, db):
+    """Found by the fuzz: the no-amount flag stayed on a payment a later callback paid."""
+    order = make_order(100)
+    payment = make_payment(order)
+    post(client, stk_callback(payment.checkout_request_id, amount="abc", receipt="R1AAAAAAAA"))
+    post(client, stk_callback(payment.checkout_request_id, amount=100, receipt="R1AAAAAAAA"))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and not payment.needs_review
+    assert "later success callback said 100 KES" in payment.review_note
+    assert payment.order.status == "paid"
+
+
+def test_a_later_success_with_a_wrong_amount_stays_flagged(client, make_order, make_payment, db):
+    order = make_order(100)
+    payment = make_payment(order)
+    post(client, stk_callback(payment.checkout_request_id, amount=None))
+    post(client, stk_callback(payment.checkout_request_id, amount=150))
+    db.session.expire_all()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.status == "completed" and payment.needs_review
+    assert "amount mismatch" in payment.review_reason
+    assert payment.order.status == "pending"

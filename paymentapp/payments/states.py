@@ -56,6 +56,8 @@ RESULT_STATUS = {
     1019: P.TIMEOUT,
 }
 
+NO_AMOUNT = "success callback without a usable amount"
+
 # Where a completed payment's `paid_amount` came from.
 AMOUNT_FROM_CALLBACK = "callback"
 AMOUNT_FROM_QUERY = "query"
@@ -218,7 +220,7 @@ def _success_without_amount(
 ) -> str:
     """A success callback with no usable Amount: flag it, pay nothing, let STK Query decide
     (the reconciler queries it next; never inside the callback request)."""
-    reason = f"success callback without a usable amount ({problem or 'no Amount'})"
+    reason = f"{NO_AMOUNT} ({problem or 'no Amount'})"
     if payment.status == P.PENDING:
         reason += "; checking with STK Query"
         payment.next_query_at = utcnow()
@@ -251,15 +253,21 @@ def complete_payment(
     payment.amount_source = amount_from
     payment.paid_phone = paid_phone
     payment.paid_at = paid_at or now
-    if amount_from == AMOUNT_FROM_QUERY and payment.needs_review:
-        # flagged while pending (a success without a usable amount), now confirmed
-        payment.needs_review = False
-        payment.review_note = f"confirmed by STK Query ({source})"
-        payment.reviewed_at = now
     late = f" (late success after {previous})" if previous != P.PENDING else ""
     via = f"via {source}"
     if amount_from == AMOUNT_FROM_QUERY:  # "confirmed by query", or "… by query by admin:x"
         via = "confirmed by " + ("query" if source == "query" else source)
+    trusted = amount_from == AMOUNT_FROM_QUERY or paid_amount == payment.amount
+    if trusted and payment.needs_review and (payment.review_reason or "").startswith(NO_AMOUNT):
+        # flagged for a success without a usable amount; this one says how much (or the
+        # query confirmed the prompt): the question is answered
+        payment.needs_review = False
+        payment.review_note = (
+            f"confirmed by STK Query ({source})"
+            if amount_from == AMOUNT_FROM_QUERY
+            else f"a later success callback said {paid_amount} KES"
+        )
+        payment.reviewed_at = now
     transition(
         order,
         "payment_completed",

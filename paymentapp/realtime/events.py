@@ -142,7 +142,7 @@ def _order_rooms() -> list[str]:
 
 @socketio.on("subscribe")
 @socket_event
-def subscribe(data=None):
+def subscribe(data=None, *_extra):
     """Join `order:<id>` if the token allows it; the ack carries the current snapshot."""
     data = _payload(data)
     order_id = _text(data, "order_id", MAX_ORDER_ID)
@@ -168,7 +168,7 @@ def subscribe(data=None):
 
 @socketio.on("unsubscribe")
 @socket_event
-def unsubscribe(data=None):
+def unsubscribe(data=None, *_extra):
     """Leave `order:<id>`; leaving a room one is not in is fine."""
     order_id = _text(_payload(data), "order_id", MAX_ORDER_ID)
     leave_room(order_room(order_id))
@@ -177,7 +177,7 @@ def unsubscribe(data=None):
 
 @socketio.on("whoami")
 @socket_event
-def whoami(data=None):
+def whoami(data=None, *_extra):
     """Which server process holds this connection (diagnostics; tests of multi-worker)."""
     return {"ok": True, "pid": os.getpid()}
 
