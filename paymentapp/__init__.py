@@ -33,7 +33,19 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
     register_errorhandlers(app)
     register_commands(app)
     register_cors(app)
+    register_proxy_fix(app)
     return app
+
+
+def register_proxy_fix(app: Flask) -> None:
+    """Behind `TRUSTED_PROXY_HOPS` reverse proxies, believe that many `X-Forwarded-For`
+    and `X-Forwarded-Proto` entries, once, for everything: rate limits, login lockout,
+    the callback IP allowlist and the logs all see the real client address."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def register_extensions(app: Flask) -> None:

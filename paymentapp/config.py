@@ -40,8 +40,13 @@ class ConfigError(Exception):
     """A setting is missing or contradictory; the message names the variable."""
 
 
+# The project's own folder: `instance/` and `.env` are found here whatever the working
+# directory (a `flask` command run elsewhere must not make a second database and secret).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _instance_path() -> Path:
-    return Path(os.environ.get("PAYMENTAPP_INSTANCE_PATH") or Path.cwd() / "instance")
+    return Path(os.environ.get("PAYMENTAPP_INSTANCE_PATH") or PROJECT_ROOT / "instance")
 
 
 def _dev_secret(name: str) -> str:
@@ -66,6 +71,19 @@ def _int(env, name: str, default: int, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _local_url(env) -> str:
+    """Where `make run` serves (HOST/PORT as gunicorn.conf.py binds), for a browser here."""
+    host = (env.get("HOST") or "127.0.0.1").strip()
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    port = (env.get("PORT") or "5000").strip()
+    return f"http://{host}:{port}"
+
+
+def _flag(env, name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in ("1", "true", "yes")
 
 
 def _list(raw: str | None) -> list[str]:
@@ -98,7 +116,7 @@ def load_config(env=None) -> dict:
     if env is None:
         from dotenv import load_dotenv
 
-        load_dotenv(Path.cwd() / ".env", override=False)
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
         env = os.environ
 
     mpesa_env = (env.get("MPESA_ENV") or "simulator").strip().lower()
@@ -138,7 +156,7 @@ def load_config(env=None) -> dict:
                 + " (Daraja rejects such callback URLs)"
             )
 
-    public_base_url = (env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000").rstrip("/")
+    public_base_url = (env.get("PUBLIC_BASE_URL") or _local_url(env)).rstrip("/")
     parts = urlsplit(public_base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
@@ -163,7 +181,24 @@ def load_config(env=None) -> dict:
     if transaction_type == "CustomerBuyGoodsOnline" and not party_b:
         raise ConfigError("MPESA_PARTY_B (the till number) is required with CustomerBuyGoodsOnline")
 
+    if live and not env.get("DATABASE_URL"):
+        raise ConfigError(
+            f"DATABASE_URL is required when MPESA_ENV={mpesa_env} (PostgreSQL: "
+            "postgresql+psycopg://user:password@host/db)"
+        )
     database_url = env.get("DATABASE_URL") or f"sqlite:///{_instance_path() / 'paymentapp.db'}"
+    if live and database_url.startswith("sqlite") and not _flag(env, "ALLOW_SQLITE_IN_PRODUCTION"):
+        raise ConfigError(
+            f"DATABASE_URL is SQLite, refused when MPESA_ENV={mpesa_env}: use PostgreSQL, "
+            "or set ALLOW_SQLITE_IN_PRODUCTION=1 for a single-process trial"
+        )
+    # A reconciler or webhook process is another process even with one web worker: they
+    # share the Daraja token and reach the browsers only through Redis.
+    if live and not env.get("REDIS_URL"):
+        raise ConfigError(
+            f"REDIS_URL is required when MPESA_ENV={mpesa_env} (the Daraja token and the "
+            "Socket.IO messages are shared through it)"
+        )
     if database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
@@ -177,6 +212,15 @@ def load_config(env=None) -> dict:
     expire_after = _int(env, "PAYMENT_EXPIRE_AFTER_S", 180, minimum=1)
     if expire_after <= query_after:
         raise ConfigError("PAYMENT_EXPIRE_AFTER_S must be greater than PAYMENT_QUERY_AFTER_S")
+
+    # The demo shop lets any visitor send M-Pesa prompts to any phone: simulator mode
+    # only, unless asked for (sandbox demos); never in production.
+    demo_shop = mpesa_env == "simulator" or _flag(env, "DEMO_SHOP")
+    if _flag(env, "DEMO_SHOP") and mpesa_env == "production":
+        raise ConfigError("DEMO_SHOP=1 is refused when MPESA_ENV=production (it is for demos)")
+    home_url = (env.get("HOME_URL") or "").strip() or None
+    if home_url and urlsplit(home_url).scheme not in ("http", "https"):
+        raise ConfigError(f"HOME_URL must be an http(s) URL, got {home_url!r}")
 
     faults = parse_faults(env.get("PAYMENTAPP_FAULTS"))
     if faults and live:
@@ -230,6 +274,8 @@ def load_config(env=None) -> dict:
         "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "FAULTS": faults,
+        "DEMO_SHOP": demo_shop,
+        "HOME_URL": home_url,
         "FAULT_DIR": env.get("PAYMENTAPP_FAULT_DIR") or None,
         "CORS_ALLOWED_ORIGINS": cors,
         "PAYMENT_QUERY_AFTER_S": query_after,

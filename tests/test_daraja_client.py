@@ -103,11 +103,17 @@ def test_read_timeout_on_push_is_maybe_sent(app, live_server, app_config):
     assert info.value.maybe_sent is True
 
 
-def test_unreachable_daraja_is_unavailable_not_sent(app):
-    config = {**app.config, "MPESA_BASE_URL": f"http://127.0.0.1:{services.free_port()}"}
+def test_unreachable_daraja_is_unavailable_not_sent(app, log_output):
+    port = services.free_port()
+    config = {**app.config, "MPESA_BASE_URL": f"http://127.0.0.1:{port}"}
     with pytest.raises(daraja.DarajaUnavailable) as info:
         daraja.DarajaClient(config).access_token()
     assert info.value.maybe_sent is False
+    # issue 11: the log says why, without secrets
+    line = next(li for li in log_output.getvalue().splitlines() if "daraja.unreachable" in li)
+    assert "ConnectionError" in line and f"host=127.0.0.1:{port}" in line
+    assert "refused" in line.lower() and "connect_timeout_s=" in line
+    assert app.config["MPESA_CONSUMER_SECRET"] not in log_output.getvalue()
 
 
 def test_query_being_processed_then_final(app, live_server):

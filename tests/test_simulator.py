@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from paymentapp.models import Order, Payment
 from paymentapp.mpesa.client import DarajaClient, eat_timestamp, stk_password
-from tests.conftest import wait_for
-from tests.test_payments import pay
+from tests.helpers import pay
+from tests.services import wait_for
 
 SHORTCODE = "174379"
 
@@ -141,10 +141,15 @@ def test_each_button_sends_its_callback(client, live_server, make_order, db, act
     order = make_order()
     assert pay(client, order, "0712345678").status_code == 202
     live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], action)
-    payment = wait_for(lambda: (p := db.session.scalar(select(Payment))).status != "pending" and p)
+    payment = wait_for(
+        lambda: (p := db.session.scalar(select(Payment))).status != "pending" and p,
+        "the payment to settle",
+        before=db.session.expire_all,
+    )
     assert payment.status == status and payment.result_code == code
     prompt = wait_for(
-        lambda: (p := live_server.prompt_for(order["number"]))["callback_status"] and p
+        lambda: (p := live_server.prompt_for(order["number"]))["callback_status"] and p,
+        "the simulator to post its callback",
     )
     assert prompt["callback_status"] == "sent: HTTP 200"
 
@@ -161,7 +166,7 @@ def test_ignored_prompt_expires_with_1037(client, live_server, make_order, db, a
         payment = db.session.scalar(select(Payment))
         return payment.status != "pending" and payment
 
-    payment = wait_for(settled)
+    payment = wait_for(settled, "the prompt to expire", before=db.session.expire_all)
     assert payment.status == "timeout" and payment.result_code == 1037
 
 
@@ -171,7 +176,11 @@ def test_ignored_prompt_expires_with_1037(client, live_server, make_order, db, a
 def test_auto_mode_pays_unattended(client, live_server, make_order, db, app_config):
     order = make_order()
     assert pay(client, order, "0712345678").status_code == 202
-    wait_for(lambda: db.session.get(Order, order["id"]).status == "paid")
+    wait_for(
+        lambda: db.session.get(Order, order["id"]).status == "paid",
+        "the order to be paid",
+        before=db.session.expire_all,
+    )
 
 
 def test_duplicate_callback_resend_is_idempotent(client, live_server, make_order, db):
@@ -179,7 +188,11 @@ def test_duplicate_callback_resend_is_idempotent(client, live_server, make_order
     assert pay(client, order, "0712345678").status_code == 202
     checkout = live_server.prompt_for(order["number"])["checkout_request_id"]
     live_server.press(checkout, "accept")
-    stored = wait_for(lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o)
+    stored = wait_for(
+        lambda: (o := db.session.get(Order, order["id"])).status == "paid" and o,
+        "the order to be paid",
+        before=db.session.expire_all,
+    )
     version = stored.version
     requests.post(
         f"{live_server.url}/_simulator/api/prompts/{checkout}/resend-callback", timeout=10
@@ -190,12 +203,16 @@ def test_duplicate_callback_resend_is_idempotent(client, live_server, make_order
 
 def test_simulator_is_not_served_outside_simulator_mode(database_url):
     from paymentapp import create_app
-    from tests.conftest import base_env
-    from tests.test_config import LIVE
+    from tests.helpers import LIVE, base_env
 
     app = create_app(
         {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
-        env={**base_env(database_url), **LIVE, "MPESA_ENV": "sandbox"},
+        env={
+            **LIVE,
+            **base_env(database_url),
+            "MPESA_ENV": "sandbox",
+            "ALLOW_SQLITE_IN_PRODUCTION": "1",
+        },
     )
     client = app.test_client()
     assert client.get("/_simulator/phone").status_code == 404

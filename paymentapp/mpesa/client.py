@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
@@ -266,18 +267,9 @@ class DarajaClient:
         url = self.base_url + path
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.ConnectionError as exc:
-            if isinstance(exc, requests.ConnectTimeout) or "refused" in str(exc).lower():
-                raise DarajaUnavailable("M-Pesa could not be reached.") from None
-            raise DarajaUnavailable(
-                "M-Pesa could not be reached.", maybe_sent=maybe_sent_on_timeout
-            ) from None
-        except requests.Timeout:
-            raise DarajaUnavailable(
-                "M-Pesa did not answer in time.", maybe_sent=maybe_sent_on_timeout
-            ) from None
-        except requests.RequestException:
-            raise DarajaUnavailable("M-Pesa could not be reached.") from None
+        except requests.RequestException as exc:
+            self._log_transport_error(exc, method, path)
+            self._raise_unavailable(exc, maybe_sent_on_timeout)
         try:
             body = response.json()
         except ValueError:
@@ -291,6 +283,35 @@ class DarajaClient:
                 maybe_sent=maybe_sent_on_timeout and response.status_code < 500,
             )
         return response.status_code, body
+
+    def _log_transport_error(self, exc: requests.RequestException, method: str, path: str):
+        """Say why Daraja could not be reached: the exception, host and timeouts, never a
+        secret (no headers, no body, no query string)."""
+        log_event(
+            log,
+            "daraja.unreachable",
+            f"Daraja request {method} {path} failed: {type(exc).__name__}",
+            level=logging.WARNING,
+            host=urlsplit(self.base_url).netloc,
+            error=type(exc).__name__,
+            cause=_cause(exc),
+            connect_timeout_s=self.timeout[0],
+            read_timeout_s=self.timeout[1],
+        )
+
+    @staticmethod
+    def _raise_unavailable(exc: requests.RequestException, maybe_sent_on_timeout: bool):
+        if isinstance(exc, requests.ConnectionError):
+            if isinstance(exc, requests.ConnectTimeout) or "refused" in str(exc).lower():
+                raise DarajaUnavailable("M-Pesa could not be reached.") from None
+            raise DarajaUnavailable(
+                "M-Pesa could not be reached.", maybe_sent=maybe_sent_on_timeout
+            ) from None
+        if isinstance(exc, requests.Timeout):
+            raise DarajaUnavailable(
+                "M-Pesa did not answer in time.", maybe_sent=maybe_sent_on_timeout
+            ) from None
+        raise DarajaUnavailable("M-Pesa could not be reached.") from None
 
     # -- token -------------------------------------------------------------------------
 
@@ -440,3 +461,11 @@ def get_client() -> DarajaClient:
     from ..health import redis_client
 
     return DarajaClient(current_app.config, redis_client())
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a requests error (e.g. "Connection refused"), short."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc)
+    return (text.rsplit(":", 1)[-1].strip() or type(exc).__name__)[:120]

@@ -6,7 +6,7 @@ from flask import current_app, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError as CsrfInvalid
 
-from ..errors import ApiError, Forbidden
+from ..errors import ApiError, Forbidden, NotFound
 from ..extensions import limiter
 from ..orders.schemas import status_snapshot
 from ..orders.services import get_order
@@ -19,9 +19,17 @@ from .services import PRODUCTS, buy
 add_security_headers(bp, frame_ancestors="'self'", referrer_policy="no-referrer")
 
 
+def demo_shop_enabled() -> bool:
+    return current_app.config["DEMO_SHOP"]
+
+
 @bp.get("/")
 def index():
-    """The demo shop."""
+    """The demo shop, where it is enabled; elsewhere a neutral page (or `HOME_URL`)."""
+    if not demo_shop_enabled():
+        if current_app.config.get("HOME_URL"):
+            return redirect(current_app.config["HOME_URL"], code=302)
+        return render_template("shop/home.html")
     return render_template(
         "shop/index.html",
         products=PRODUCTS.values(),
@@ -38,6 +46,8 @@ def buy_product():
     Guarded by a CSRF token tied to the session (SameSite=Lax cookie), so another site
     cannot make a visitor's browser create orders; rate-limited per address besides.
     """
+    if not demo_shop_enabled():
+        raise NotFound("Nothing lives at this address.", code="not_found")
     try:
         validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
     except (CsrfInvalid, CSRFError):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from paymentapp.admin.auth import LOGIN_AT_KEY, SEEN_KEY, SESSION_KEY
 from paymentapp.models import AdminUser, Order, utcnow
-from tests.admin.conftest import PASSWORD, USERNAME, csrf_from, login, session_cookie
+from tests.helpers import LIVE, PASSWORD, USERNAME, csrf_from, login, session_cookie
 
 GENERIC = "Invalid username or password."
 
@@ -46,18 +46,7 @@ def test_session_cookie_is_secure_outside_simulator_mode(app):
     assert app.config["SESSION_COOKIE_SECURE"] is False
     from paymentapp.config import load_config
 
-    live = load_config(
-        {
-            "MPESA_ENV": "sandbox",
-            "SECRET_KEY": "s",
-            "MPESA_CALLBACK_TOKEN": "cbtoken-0123456789abc",
-            "PUBLIC_BASE_URL": "https://pay.example.com",
-            "MPESA_CONSUMER_KEY": "k",
-            "MPESA_CONSUMER_SECRET": "s",
-            "MPESA_SHORTCODE": "174379",
-            "MPESA_PASSKEY": "p",
-        }
-    )
+    live = load_config({**LIVE, "MPESA_ENV": "sandbox"})
     assert live["SESSION_COOKIE_SECURE"] is True and live["SESSION_COOKIE_HTTPONLY"] is True
 
 

@@ -1,0 +1,198 @@
+"""Helpers shared by test modules: the test environment, request and Daraja-body builders,
+the contract's error shape, the simulator's test API and admin sign-in.
+
+Fixtures live in the `conftest.py` files; polling and real processes in `tests/services.py`;
+the end-to-end stack in `tests/e2e.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import requests
+from flask import g
+
+from tests.services import wait_for
+
+TEST_SECRET = "test-secret-key"
+TEST_CALLBACK_TOKEN = "cbtoken-test-0123456789"
+
+# A complete production configuration (no simulator, no development defaults).
+LIVE = {
+    "MPESA_ENV": "production",
+    "SECRET_KEY": "s" * 32,
+    "MPESA_CALLBACK_TOKEN": "cb" + "t" * 30,
+    "MPESA_CONSUMER_KEY": "ck",
+    "MPESA_CONSUMER_SECRET": "cs",
+    "MPESA_SHORTCODE": "600000",
+    "MPESA_PASSKEY": "pk",
+    "PUBLIC_BASE_URL": "https://pay.example.com",
+    "DATABASE_URL": "postgresql+psycopg://pay@db.example/pay",
+    "REDIS_URL": "redis://cache.example:6379/0",
+}
+
+
+def base_env(database_url: str, **extra) -> dict:
+    """The environment a test app is configured from (never the developer's .env)."""
+    return {
+        "SECRET_KEY": TEST_SECRET,
+        "MPESA_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
+        "DATABASE_URL": database_url,
+        "MPESA_ENV": "simulator",
+        **extra,
+    }
+
+
+# -- the HTTP API ----------------------------------------------------------------------------
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """`response` is the contract's error with this status (and code); returns the error."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+def pay(client, order, phone="0712 345 678", token=None):
+    """`POST /api/orders/<id>/payments` as the customer's browser (the order's client token)."""
+    return client.post(
+        f"/api/orders/{order['id']}/payments",
+        json={"phone": phone},
+        headers={"X-Order-Token": token or order["client_token"]},
+    )
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_in(html: str) -> str:
+    """The CSRF token of the first form in a page."""
+    match = CSRF_FIELD.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+# -- M-Pesa ------------------------------------------------------------------------------------
+
+
+def stk_callback(
+    checkout_id: str,
+    result_code=0,
+    *,
+    amount=100,
+    receipt="NLJ7RT61SV",
+    phone=254712345678,
+    desc=None,
+    metadata=True,
+) -> dict:
+    """A Daraja STK callback body (success carries CallbackMetadata)."""
+    callback = {
+        "MerchantRequestID": "29115-34620561-1",
+        "CheckoutRequestID": checkout_id,
+        "ResultCode": result_code,
+        "ResultDesc": desc
+        or (
+            "The service request is processed successfully."
+            if result_code in (0, "0")
+            else "Request cancelled by user"
+        ),
+    }
+    if metadata and result_code in (0, "0"):
+        callback["CallbackMetadata"] = {
+            "Item": [
+                {"Name": "Amount", "Value": amount},
+                {"Name": "MpesaReceiptNumber", "Value": receipt},
+                {"Name": "Balance"},
+                {"Name": "TransactionDate", "Value": 20191219102115},
+                {"Name": "PhoneNumber", "Value": phone},
+            ]
+        }
+    return {"Body": {"stkCallback": callback}}
+
+
+class Simulator:
+    """The simulated Daraja's test API (`/_simulator/api`) of an app served at `url`.
+
+    `http` is `requests` or a `requests.Session` (whose keep-alive connections the
+    caller closes).
+    """
+
+    def __init__(self, url: str, http=requests):
+        self.url = url
+        self.http = http
+
+    def prompts(self, **params) -> list[dict]:
+        response = self.http.get(f"{self.url}/_simulator/api/prompts", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()["prompts"]
+
+    def prompt_for(self, order_number: str) -> dict:
+        """The first prompt sent for this order, whatever its state."""
+        prompts = self.prompts(account_reference=order_number)
+        assert prompts, f"no prompt for {order_number}"
+        return prompts[0]
+
+    def open_prompt(self, order_number: str, timeout: float = 30.0) -> dict:
+        """The prompt waiting on the phone for this order (waits for it to arrive)."""
+
+        def find():
+            prompts = self.prompts(account_reference=order_number)
+            return next((p for p in prompts if p["state"] == "open"), None)
+
+        return wait_for(find, f"an open STK prompt for {order_number}", timeout, interval=0.2)
+
+    def press(self, checkout_id: str, action: str) -> dict:
+        """Press a button on the phone: accept, cancel, insufficient, lose_callback, …"""
+        response = self.http.post(
+            f"{self.url}/_simulator/api/prompts/{checkout_id}/{action}", timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def answer(self, order_number: str, action: str) -> dict:
+        """Press a button on this order's open prompt."""
+        return self.press(self.open_prompt(order_number)["checkout_request_id"], action)
+
+    def fault(self, endpoint: str, status: int = 500, body=None, delay_s: float = 0) -> None:
+        """Make the simulator's next answer on `endpoint` this status and body."""
+        response = self.http.post(
+            f"{self.url}/_simulator/api/faults",
+            json={"endpoint": endpoint, "status": status, "body": body or {}, "delay_s": delay_s},
+            timeout=10,
+        )
+        assert response.status_code == 201
+
+
+# -- the admin dashboard ---------------------------------------------------------------------
+
+USERNAME = "alice"
+PASSWORD = "correct horse battery"
+
+
+def csrf_from(client, path: str = "/admin/login") -> str:
+    """The CSRF token a page hands out (the session cookie it belongs to stays in `client`)."""
+    # The `app` fixture keeps one app context for the whole test, so `g` (where Flask-WTF
+    # caches the token) outlives requests; a real server starts every request afresh.
+    g.pop("csrf_token", None)
+    page = client.get(path)
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} ({page.status_code})"
+    return match.group(1)
+
+
+def login(client, username: str = USERNAME, password: str = PASSWORD, **extra):
+    return client.post(
+        "/admin/login",
+        data={"username": username, "password": password, "csrf_token": csrf_from(client), **extra},
+    )
+
+
+def session_cookie(client) -> str:
+    cookie = client.get_cookie("session")
+    return cookie.value if cookie else ""
