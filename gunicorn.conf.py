@@ -5,15 +5,22 @@ ssl, socket or redis, and gunicorn's gevent worker patches at worker start, befo
 loads `wsgi:app`. Nothing from `paymentapp` is imported here (this runs in the master).
 """
 
+import logging
 import os
 import re
 
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from gunicorn.glogging import Logger
+from gunicorn.workers.ggevent import PyWSGIHandler
 
 _CALLBACK_TOKEN = re.compile(r"(/callbacks/stk/)[^/?\s\"]+")
 _QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s\"]+")
+
+
+# Polled over and over by the simulated phone page (`make run`): a successful poll is
+# not worth an access-log line. Errors on it, and every other request, are still logged.
+QUIET_ACCESS = frozenset({("GET", "/_simulator/api/prompts")})
 
 
 def redact(line: str) -> str:
@@ -21,11 +28,30 @@ def redact(line: str) -> str:
     return _QUERY_TOKEN.sub(r"\1<token>", _CALLBACK_TOKEN.sub(r"\1<token>", line))
 
 
+def quiet(environ: dict, status) -> bool:
+    """Is this a request the access log leaves out (a successful poll, see QUIET_ACCESS)?"""
+    request = (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+    return request in QUIET_ACCESS and str(status).startswith("200")
+
+
 class RedactingWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler: redacted access lines, cross-origin upgrades refused."""
 
     def format_request(self):
         return redact(super().format_request())
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ.setdefault("RAW_URI", self.path)  # as gunicorn's handler; its log needs it
+        return environ
+
+    def log_request(self):
+        # gevent-websocket prints through the root logger (a second timestamp on every
+        # line, and ACCESS_LOG ignored); write gunicorn's access line instead, through
+        # RedactingLogger, as gunicorn's own gevent handler does. Upgrades stay unlogged.
+        if "101" in str(self.status):
+            return
+        PyWSGIHandler.log_request(self)
 
     def upgrade_websocket(self):
         # gevent-websocket answers 101 before the app runs, so engine.io's own origin
@@ -35,6 +61,14 @@ class RedactingWebSocketHandler(WebSocketHandler):
         allowed = getattr(self.application, "config", {}).get("CORS_ALLOWED_ORIGINS") or []
         upgrading = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
         if upgrading and origin and "*" not in allowed and origin not in allowed:
+            # the one clue a wrong PUBLIC_BASE_URL / CORS_ALLOWED_ORIGINS leaves: say so
+            logging.getLogger("paymentapp.realtime").warning(
+                "websocket refused for origin %s (allowed: %s; set PUBLIC_BASE_URL or "
+                "CORS_ALLOWED_ORIGINS) | event=socket.origin_refused origin=%s",
+                origin,
+                ", ".join(allowed) or "none",
+                origin,
+            )
             self.start_response("403 Forbidden", [("Content-Type", "text/plain")])
             return [b"This origin may not open a WebSocket here."]
         return super().upgrade_websocket()
@@ -47,7 +81,13 @@ class Worker(GeventWebSocketWorker):
 
 
 class RedactingLogger(Logger):
-    """gunicorn's access log without secrets in the path or query."""
+    """gunicorn's access log without secrets in the path or query, and without the
+    simulated phone's successful polls."""
+
+    def access(self, resp, req, environ, request_time):
+        if quiet(environ, resp.status):
+            return
+        super().access(resp, req, environ, request_time)
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)

@@ -100,17 +100,13 @@ def test_a_command_line_process_emits_to_clients_on_every_worker(stack, watchers
         assert watcher.subscribe(order)["ok"]
     checkout = start_payment(stack, order)
     # The customer pays but the callback is lost: only STK Query can find out.
-    lost = stack.http.post(
-        f"{stack.url}/_simulator/api/prompts/{checkout}/lose_callback", timeout=10
-    )
-    assert lost.status_code == 200, lost.text
-    deadline = time.monotonic() + WAIT_S
-    while True:  # the payment becomes due for a query PAYMENT_QUERY_AFTER_S (1 s) after start
-        report = services.flask_cli(stack.env, "mpesa", "reconcile")
-        if "resolved=1" in report or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert "resolved=1" in report, report
+    stack.simulator.press(checkout, "lose_callback")
+
+    def resolved() -> bool:
+        return "resolved=1" in services.flask_cli(stack.env, "mpesa", "reconcile")
+
+    # the payment becomes due for a query PAYMENT_QUERY_AFTER_S (1 s) after start
+    services.wait_for(resolved, "a reconcile pass to resolve the payment", WAIT_S, interval=0.5)
     for watcher in group:
         watcher.wait_for(order["id"], order_status="paid", status="completed")
 
@@ -151,6 +147,10 @@ def test_only_websocket_from_allowed_origins(stack):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(ws_url, origin="https://evil.example", timeout=10)
     assert refused.value.status_code == 403
+    # issue 11: the refusal names the origin and what is allowed
+    assert f"websocket refused for origin https://evil.example (allowed: {stack.url}" in (
+        stack.server.log()
+    )
     allowed = websocket.create_connection(ws_url, origin=stack.url, timeout=10)
     try:
         assert allowed.recv().startswith("0{")  # engine.io "open" packet
