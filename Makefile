@@ -25,7 +25,8 @@ install: $(STAMP) $(NPM_STAMP)
 
 run: install
 	$(VENV)/bin/flask --app wsgi db upgrade
-	RECONCILER_IN_PROCESS=$${RECONCILER_IN_PROCESS:-1} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} \
+	RECONCILER_IN_PROCESS=$${RECONCILER_IN_PROCESS:-1} WEBHOOKS_IN_PROCESS=$${WEBHOOKS_IN_PROCESS:-1} \
+		WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} \
 		$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: install

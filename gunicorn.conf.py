@@ -119,11 +119,17 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):
-    """`make run` (one worker): run the reconciler as a greenlet of the web worker.
+    """`make run` (one worker): run the reconciler and the webhook delivery worker as
+    greenlets of the web worker.
 
-    In production run `flask --app wsgi mpesa reconcile --loop` as its own process.
+    In production run `flask --app wsgi mpesa reconcile --loop` and
+    `flask --app wsgi webhooks deliver --loop` as processes of their own.
     """
     if os.environ.get("RECONCILER_IN_PROCESS", "").lower() in ("1", "true", "yes"):
         from paymentapp.payments.reconcile import start_background_reconciler
 
         start_background_reconciler(worker.wsgi, float(os.environ.get("RECONCILE_INTERVAL_S", "5")))
+    if os.environ.get("WEBHOOKS_IN_PROCESS", "").lower() in ("1", "true", "yes"):
+        from paymentapp.webhooks.delivery import start_background_delivery
+
+        start_background_delivery(worker.wsgi, float(os.environ.get("WEBHOOK_INTERVAL_S", "1")))

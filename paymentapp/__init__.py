@@ -59,7 +59,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, callbacks, health, orders, payments, shop, vendor
+    from . import admin, callbacks, favicon, health, orders, payments, shop, vendor, webhooks
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
 
     for blueprint in (
@@ -70,6 +70,8 @@ def register_blueprints(app: Flask) -> None:
         admin.bp,
         shop.bp,
         vendor.bp,
+        favicon.bp,
+        webhooks.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":

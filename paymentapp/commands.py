@@ -1,4 +1,5 @@
-"""CLI: `flask --app wsgi admin create USERNAME`, `apikey create NAME`, `realtime resend`."""
+"""CLI: `flask --app wsgi admin create USERNAME`, `apikey create|list|revoke NAME`,
+`mpesa reconcile`, `realtime resend`."""
 
 import click
 from flask import Flask
@@ -8,7 +9,8 @@ from werkzeug.security import generate_password_hash
 from .extensions import db
 from .models import AdminUser
 from .realtime.commands import realtime_cli
-from .security import create_api_key
+from .security import create_api_key, list_api_keys, revoke_api_keys
+from .webhooks.commands import webhooks_cli
 
 admin_cli = click.Group("admin", help="Dashboard users.")
 apikey_cli = click.Group("apikey", help="Merchant API keys.")
@@ -52,6 +54,53 @@ def apikey_create(name: str) -> None:
     click.echo(plain)
 
 
+@apikey_cli.command("list")
+def apikey_list() -> None:
+    """List the keys: name, prefix, when created and revoked (active ones first)."""
+    keys = list_api_keys()
+    if not keys:
+        click.echo("No API keys. Create one with: flask --app wsgi apikey create NAME")
+        return
+    rows = [
+        (
+            key.name,
+            key.prefix + "…",
+            _utc(key.created_at),
+            _utc(key.revoked_at) if key.revoked_at else "active",
+        )
+        for key in keys
+    ]
+    header = ("NAME", "PREFIX", "CREATED (UTC)", "REVOKED (UTC)")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        click.echo("  ".join(cells).rstrip())
+
+
+@apikey_cli.command("revoke")
+@click.argument("name")
+def apikey_revoke(name: str) -> None:
+    """Revoke every active key named NAME: requests with it get 401 from then on."""
+    revoked = revoke_api_keys("cli", name=name.strip())
+    if not revoked:
+        active_names = sorted({key.name for key in list_api_keys() if key.revoked_at is None})
+        hint = ", ".join(repr(n) for n in active_names) or "none"
+        raise click.ClickException(
+            f"No active API key is named {name.strip()!r} (active keys: {hint}). "
+            "See: flask --app wsgi apikey list"
+        )
+    prefixes = ", ".join(key.prefix + "…" for key in revoked)
+    count = len(revoked)
+    click.echo(
+        f"Revoked {count} API key{'' if count == 1 else 's'} named {name.strip()!r} "
+        f"({prefixes}); requests with {'it' if count == 1 else 'them'} now get 401."
+    )
+
+
+def _utc(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
 @mpesa_cli.command("reconcile")
 @click.option("--loop", is_flag=True, help="Keep running (a process of its own in production).")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
@@ -72,3 +121,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(apikey_cli)
     app.cli.add_command(mpesa_cli)
     app.cli.add_command(realtime_cli)
+    app.cli.add_command(webhooks_cli)

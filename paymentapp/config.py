@@ -275,6 +275,8 @@ def load_config(env=None) -> dict:
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "FAULTS": faults,
         "DEMO_SHOP": demo_shop,
+        "WEBHOOK_ALLOW_PRIVATE": _flag(env, "WEBHOOK_ALLOW_PRIVATE"),
+        "WEBHOOKS_IN_PROCESS": _flag(env, "WEBHOOKS_IN_PROCESS"),
         "HOME_URL": home_url,
         "FAULT_DIR": env.get("PAYMENTAPP_FAULT_DIR") or None,
         "CORS_ALLOWED_ORIGINS": cors,

@@ -5,9 +5,10 @@ before that transaction commits, the effects are prepared from the objects in me
 once it has committed, they are dispatched; a rollback drops them. So an emit never
 announces a state that was not committed, and nothing is read back after the commit.
 
-Today the effect is the `payment_update` emit (and `order_created` to admins). The
-`before_commit` step is where a transactional outbox writes its rows: still inside the
-transaction, so a committed change always has its outbox row and a rolled-back one never.
+The effects: the `payment_update` emit (and `order_created` to admins) after the commit,
+and the merchant webhooks' outbox rows (`webhooks/events.py`), written in `before_commit`:
+still inside the transaction, so a committed change always has its events and a
+rolled-back one never.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Pending:
     orders: dict = field(default_factory=dict)  # order id → Order, to announce
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
+    transitions: list = field(default_factory=list)  # (order, audit kind, payment or None)
 
 
 def _pending(session: Session) -> Pending:
@@ -46,6 +48,11 @@ def order_changed(session: Session, order) -> bool:
     return True
 
 
+def transitioned(session: Session, order, kind: str, payment=None) -> None:
+    """Record what a transition did (its audit kind), for the webhook outbox."""
+    _pending(session).transitions.append((order, kind, payment))
+
+
 def announce(session: Session, order) -> None:
     """Re-send `order`'s snapshot after the commit, unchanged (a duplicate callback: the
     process that applied the first copy may have died before its emit)."""
@@ -59,13 +66,17 @@ def order_created(session: Session, order) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _prepare(session: Session) -> None:
-    """Build the payloads while the transaction is open (the outbox hook point)."""
+    """Inside the transaction: write the webhook outbox rows and build the emit payloads."""
     pending = session.info.pop(CHANGED, None)
     if not pending:
         return
     session.flush()  # defaults such as created_at are filled in by the flush
     from .realtime.emit import order_created_payload, order_update_payload
+    from .webhooks.events import webhook_events, write_outbox
 
+    events = webhook_events(pending.created.values(), pending.transitions)
+    if events:
+        write_outbox(session, events)
     session.info[READY] = [
         ("order_created", order_created_payload(order)) for order in pending.created.values()
     ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]

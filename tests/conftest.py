@@ -17,6 +17,7 @@ from paymentapp import create_app
 from paymentapp.extensions import db as _db
 from paymentapp.models import OrderNumberCounter
 from tests import services
+from tests.helpers import Simulator, base_env
 
 # Hypothesis profiles: `ci` (the default) is reproducible and quick; `long` explores far more
 # cases for local runs: `pytest tests/test_properties*.py --hypothesis-profile=long --timeout=0`.
@@ -39,9 +40,6 @@ settings.register_profile(
 # hypothesis' pytest plugin loads `--hypothesis-profile=NAME` after this runs
 settings.load_profile("ci")
 
-TEST_SECRET = "test-secret-key"
-TEST_CALLBACK_TOKEN = "cbtoken-test-0123456789"
-
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
@@ -52,17 +50,6 @@ def database_url(tmp_path_factory):
         services.drop_pg_database(url)
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-
-
-def base_env(database_url: str, **extra) -> dict:
-    """The environment a test app is configured from (never the developer's .env)."""
-    return {
-        "SECRET_KEY": TEST_SECRET,
-        "MPESA_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
-        "DATABASE_URL": database_url,
-        "MPESA_ENV": "simulator",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="session")
@@ -152,43 +139,12 @@ def socket_client(app):
             socket.disconnect()
 
 
-class LiveServer:
+class LiveServer(Simulator):
     """The app under test served over real HTTP (its simulator is the fake Daraja)."""
 
     def __init__(self, url: str, app):
-        self.url = url
+        super().__init__(url)
         self.app = app
-
-    def prompts(self, **params) -> list[dict]:
-        import requests
-
-        response = requests.get(f"{self.url}/_simulator/api/prompts", params=params, timeout=5)
-        response.raise_for_status()
-        return response.json()["prompts"]
-
-    def prompt_for(self, order_number: str) -> dict:
-        prompts = self.prompts(account_reference=order_number)
-        assert prompts, f"no prompt for {order_number}"
-        return prompts[0]
-
-    def press(self, checkout_id: str, action: str) -> dict:
-        import requests
-
-        response = requests.post(
-            f"{self.url}/_simulator/api/prompts/{checkout_id}/{action}", timeout=5
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def fault(self, endpoint: str, status: int = 500, body=None, delay_s: float = 0) -> None:
-        import requests
-
-        response = requests.post(
-            f"{self.url}/_simulator/api/faults",
-            json={"endpoint": endpoint, "status": status, "body": body or {}, "delay_s": delay_s},
-            timeout=5,
-        )
-        assert response.status_code == 201
 
 
 @pytest.fixture
@@ -237,21 +193,25 @@ def live_server(app, live_port):
             task.join(15)
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until `predicate()` is truthy (bounded); returns its value."""
-    import time
-
-    from paymentapp.extensions import db as sqla
-
-    deadline = time.monotonic() + timeout
-    while True:
-        sqla.session.expire_all()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+@pytest.fixture(scope="module")
+def browser():
+    """Real Chromium (headless), driven by Playwright; one per test module."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        services.unavailable("playwright is not installed")
+    services.require_chromium()
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
+            )
+        except Error as exc:
+            services.unavailable(f"Chromium did not start: {exc}")
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -278,41 +238,6 @@ def make_payment(app):
     return make
 
 
-def stk_callback(
-    checkout_id: str,
-    result_code=0,
-    *,
-    amount=100,
-    receipt="NLJ7RT61SV",
-    phone=254712345678,
-    desc=None,
-    metadata=True,
-) -> dict:
-    """A Daraja STK callback body (success carries CallbackMetadata)."""
-    callback = {
-        "MerchantRequestID": "29115-34620561-1",
-        "CheckoutRequestID": checkout_id,
-        "ResultCode": result_code,
-        "ResultDesc": desc
-        or (
-            "The service request is processed successfully."
-            if result_code in (0, "0")
-            else "Request cancelled by user"
-        ),
-    }
-    if metadata and result_code in (0, "0"):
-        callback["CallbackMetadata"] = {
-            "Item": [
-                {"Name": "Amount", "Value": amount},
-                {"Name": "MpesaReceiptNumber", "Value": receipt},
-                {"Name": "Balance"},
-                {"Name": "TransactionDate", "Value": 20191219102115},
-                {"Name": "PhoneNumber", "Value": phone},
-            ]
-        }
-    return {"Body": {"stkCallback": callback}}
-
-
 @pytest.fixture
 def log_output(app):
     """What the app's own log handler writes (the real, redacting one), as a StringIO."""
@@ -332,3 +257,25 @@ def log_output(app):
     yield buffer
     for handler, stream in zip(handlers, previous, strict=True):
         handler.setStream(stream)
+
+
+@pytest.fixture
+def make_app(_schema, database_url):
+    """Factory: another app on the test database with env overrides (its pool closed after)."""
+    from tests.helpers import base_env
+
+    made = []
+
+    def make(env: dict):
+        other = create_app(
+            {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
+            env={**base_env(database_url), **env},
+        )
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        with other.app_context():
+            _db.session.remove()
+            _db.engine.dispose()

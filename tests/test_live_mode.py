@@ -2,9 +2,8 @@
 
 import pytest
 
-from paymentapp import create_app
 from paymentapp.config import ConfigError, load_config
-from tests.helpers import LIVE, base_env
+from tests.helpers import LIVE
 
 
 @pytest.mark.parametrize("mode", ["sandbox", "production"])
@@ -51,11 +50,10 @@ def test_simulator_mode_derives_its_public_url_from_host_and_port():
     assert wide["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
 
 
-def shop_app(database_url, **env):
-    return create_app(
-        {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
-        env={**LIVE, **base_env(database_url), "ALLOW_SQLITE_IN_PRODUCTION": "1", **env},
-    )
+def shop_app(make_app, **env):
+    live = {**LIVE, "ALLOW_SQLITE_IN_PRODUCTION": "1", **env}
+    live.pop("DATABASE_URL")
+    return make_app(live)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +65,8 @@ def shop_app(database_url, **env):
         ({"MPESA_ENV": "production"}, False),
     ],
 )
-def test_the_demo_shop_is_served_only_where_enabled(_schema, database_url, env, shop):
-    client = shop_app(database_url, **env).test_client()
+def test_the_demo_shop_is_served_only_where_enabled(make_app, env, shop):
+    client = shop_app(make_app, **env).test_client()
     home = client.get("/")
     assert home.status_code == 200
     assert ("Duka" in home.get_data(as_text=True)) is shop
@@ -84,9 +82,7 @@ def test_demo_shop_is_refused_in_production():
         load_config({**LIVE, "DEMO_SHOP": "1"})
 
 
-def test_live_home_can_redirect_to_the_merchant(_schema, database_url):
-    client = shop_app(
-        database_url, MPESA_ENV="sandbox", HOME_URL="https://shop.example"
-    ).test_client()
+def test_live_home_can_redirect_to_the_merchant(make_app):
+    client = shop_app(make_app, MPESA_ENV="sandbox", HOME_URL="https://shop.example").test_client()
     response = client.get("/")
     assert response.status_code == 302 and response.headers["Location"] == "https://shop.example"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..effects import order_changed
+from ..effects import order_changed, transitioned
 from ..extensions import db
 from ..logs import log_event
 from ..models import Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
@@ -109,6 +109,7 @@ def transition(
         payment.updated_at = now
     if order_changed(db.session, order):
         order.touch()  # once per transaction: one committed change is one version
+    transitioned(db.session, order, kind, payment)
     db.session.add(
         OrderEvent(
             order_id=order.id,

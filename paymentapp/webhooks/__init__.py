@@ -1,0 +1,13 @@
+"""Merchant webhooks: signed, retried, at-least-once order events to the merchant's server.
+
+`events.py` is the catalogue and the outbox writer (called inside the transaction of each
+change, from `effects.py`), `endpoints.py` registers URLs (with SSRF checks),
+`delivery.py` claims and sends deliveries with back-off, `signing.py` is the signature
+both sides compute, `routes.py` the merchant API and `commands.py` the CLI.
+"""
+
+from flask import Blueprint
+
+bp = Blueprint("webhooks", __name__, url_prefix="/api/webhook-endpoints")
+
+from . import routes  # noqa: E402,F401

@@ -1,0 +1,65 @@
+"""`/api/webhook-endpoints`: the merchant registers, lists, rotates and removes endpoints."""
+
+from flask import jsonify
+
+from ..orders.schemas import json_body
+from ..security import authenticate_api_key
+from . import bp
+from .endpoints import (
+    create_endpoint,
+    delete_endpoint,
+    endpoint_json,
+    get_endpoint,
+    live_endpoints,
+    rotate_secret,
+    set_enabled,
+)
+
+
+@bp.post("")
+def create():
+    """Register an endpoint; the answer carries its signing secret, shown this once."""
+    api_key = authenticate_api_key()
+    data = json_body()
+    endpoint = create_endpoint(
+        data.get("url"), data.get("events"), data.get("description"), api_key_id=api_key.id
+    )
+    return jsonify(endpoint_json(endpoint, with_secret=True)), 201
+
+
+@bp.get("")
+def index():
+    authenticate_api_key()
+    return jsonify(endpoints=[endpoint_json(e) for e in live_endpoints()])
+
+
+@bp.get("/<endpoint_id>")
+def show(endpoint_id: str):
+    authenticate_api_key()
+    return jsonify(endpoint_json(get_endpoint(endpoint_id)))
+
+
+@bp.delete("/<endpoint_id>")
+def delete(endpoint_id: str):
+    """Stop sending to it; deliveries still pending are cancelled."""
+    authenticate_api_key()
+    return jsonify({**endpoint_json(delete_endpoint(endpoint_id)), "deleted": True})
+
+
+@bp.post("/<endpoint_id>/rotate-secret")
+def rotate(endpoint_id: str):
+    """A new secret; the old one keeps working for 24 hours (both signatures are sent)."""
+    authenticate_api_key()
+    return jsonify(endpoint_json(rotate_secret(endpoint_id), with_secret=True))
+
+
+@bp.post("/<endpoint_id>/disable")
+def disable(endpoint_id: str):
+    authenticate_api_key()
+    return jsonify(endpoint_json(set_enabled(endpoint_id, False)))
+
+
+@bp.post("/<endpoint_id>/enable")
+def enable(endpoint_id: str):
+    authenticate_api_key()
+    return jsonify(endpoint_json(set_enabled(endpoint_id, True)))
