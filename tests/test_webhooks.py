@@ -378,3 +378,14 @@ def test_payment_flows_keep_the_money_invariant(
     assert types.count("order.paid") == 1 and "payment.needs_review" in types
     assert_money_invariant(db)
     assert db.session.scalar(select(func.count()).select_from(Payment)) == 2
+
+
+def test_a_test_event_reaches_one_endpoint(client, auth, db, receiver):
+    endpoint = register(client, auth, receiver.url, events=["order.paid"])
+    queued = client.post(f"{URL}/{endpoint['id']}/test", headers=auth)
+    assert queued.status_code == 202
+    deliver_due()
+    [got] = receiver.received
+    body = json.loads(got.body)
+    assert body["type"] == "endpoint.test" and body["data"]["endpoint_id"] == endpoint["id"]
+    assert signing.verify(got.headers["Paymentapp-Signature"], got.body, endpoint["secret"])

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -49,7 +51,8 @@ CONNECT_TIMEOUT_S = 3.0
 TOTAL_TIMEOUT_S = 10.0
 MAX_BODY_READ = 64 * 1024
 KEEP_BODY = 1000
-BATCH = 20
+BATCH = 50
+CONCURRENCY = 8  # deliveries in flight per worker (greenlets under gevent)
 
 
 @dataclass
@@ -93,20 +96,7 @@ def post(url: str, body: bytes, headers: dict, addresses: list[str]) -> Answer:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     total = current_app.config.get("WEBHOOK_TIMEOUT_S", TOTAL_TIMEOUT_S)
-    timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_S, total), read=total, total=total)
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            addresses[0],
-            port,
-            timeout=timeout,
-            retries=False,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(addresses[0], port, timeout=timeout, retries=False)
+    pool = _pool(parts.scheme, addresses[0], port, host, total)
     started = time.monotonic()
     try:
         response = pool.urlopen(
@@ -125,13 +115,49 @@ def post(url: str, body: bytes, headers: dict, addresses: list[str]) -> Answer:
             size += len(chunk)
             if size >= MAX_BODY_READ or time.monotonic() > deadline:
                 break
-        response.release_conn()
+        if size >= MAX_BODY_READ:
+            response.close()  # the rest of a huge body is not read: drop the connection
+        else:
+            response.release_conn()  # kept alive for the next delivery to this address
         text = b"".join(chunks)[: KEEP_BODY * 4].decode("utf-8", "replace")[:KEEP_BODY]
         return Answer(response.status, _ms(started), body=text)
     except urllib3.exceptions.HTTPError as exc:
         return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}"[:255])
-    finally:
-        pool.close()
+
+
+_POOLS: dict[tuple, urllib3.HTTPConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(scheme: str, address: str, port: int, host: str, total: float):
+    """A keep-alive connection pool per checked address (and the host name TLS checks)."""
+    key = (scheme, address, port, host, total)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            timeout = urllib3.Timeout(
+                connect=min(CONNECT_TIMEOUT_S, total), read=total, total=total
+            )
+            if scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    address,
+                    port,
+                    timeout=timeout,
+                    retries=False,
+                    maxsize=4,
+                    server_hostname=host,
+                    assert_hostname=host,
+                    cert_reqs="CERT_REQUIRED",
+                    ca_certs=certifi.where(),
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(
+                    address, port, timeout=timeout, retries=False, maxsize=4
+                )
+            if len(_POOLS) > 256:
+                _POOLS.clear()
+            _POOLS[key] = pool
+        return pool
 
 
 def _ms(started: float) -> int:
@@ -262,27 +288,48 @@ def _finish(delivery_id: int, status: DeliveryStatus, error: str) -> DeliverySta
     return status
 
 
-def deliver_due(now: datetime | None = None, send=post, rng=None, limit: int = BATCH) -> Report:
-    """One pass: claim what is due and send it; safe with any number of workers."""
+def deliver_due(
+    now: datetime | None = None, send=post, rng=None, limit: int = BATCH, concurrency: int = 1
+) -> Report:
+    """One pass: claim what is due and send it (`concurrency` at a time, each with its own
+    database session); safe with any number of workers."""
     report = Report()
     now = now or utcnow()
-    for delivery_id in claim_due(now, limit):
-        report.sent += 1
-        try:
-            status = attempt(delivery_id, now, send, rng)
-        except Exception:  # noqa: BLE001 - one bad delivery must not stop the others
-            db.session.rollback()
-            log.exception("webhook delivery %s failed unexpectedly", delivery_id)
-            continue
+    claimed = claim_due(now, limit)
+    report.sent = len(claimed)
+    if concurrency > 1 and len(claimed) > 1:
+        app = current_app._get_current_object()
+
+        def one(delivery_id: int):
+            with app.app_context():
+                try:
+                    return _attempt_safely(delivery_id, now, send, rng)
+                finally:
+                    db.session.remove()
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            statuses = list(pool.map(one, claimed))
+    else:
+        statuses = [_attempt_safely(d, now, send, rng) for d in claimed]
+    for status in statuses:
         if status == DeliveryStatus.SUCCEEDED:
             report.succeeded += 1
         elif status == DeliveryStatus.PENDING:
             report.retrying += 1
         elif status == DeliveryStatus.FAILED:
             report.failed += 1
-        else:
+        elif status == DeliveryStatus.CANCELLED:
             report.cancelled += 1
     return report
+
+
+def _attempt_safely(delivery_id: int, now, send, rng) -> DeliveryStatus | None:
+    try:
+        return attempt(delivery_id, now, send, rng)
+    except Exception:  # noqa: BLE001 - one bad delivery must not stop the others
+        db.session.rollback()
+        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
+        return None
 
 
 def resend(event_id: str) -> int:
@@ -317,7 +364,7 @@ def run_loop(app, interval: float = 1.0, stop=None) -> None:
     while stop is None or not stop():
         with app.app_context():
             try:
-                report = deliver_due()
+                report = deliver_due(concurrency=CONCURRENCY)
                 if report.sent:
                     log_event(log, "webhook.pass", f"webhook pass: {report}")
             except Exception:  # noqa: BLE001 - keep delivering after a database hiccup

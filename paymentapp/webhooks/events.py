@@ -120,3 +120,35 @@ def write_outbox(session: Session, events: list[tuple[Order, str, dict]]) -> lis
                 )
         written.append(event)
     return written
+
+
+TEST_EVENT = "endpoint.test"
+
+
+def send_test_event(endpoint: WebhookEndpoint, session: Session) -> WebhookEvent:
+    """An `endpoint.test` event for this endpoint alone (the dashboard's "send test")."""
+    now = utcnow()
+    event_id = new_id("evt")
+    body = {
+        "id": event_id,
+        "type": TEST_EVENT,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "data": {"endpoint_id": endpoint.id},
+    }
+    event = WebhookEvent(
+        id=event_id,
+        type=TEST_EVENT,
+        payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
+        created_at=now,
+    )
+    session.add(event)
+    session.add(
+        WebhookDelivery(
+            event=event,
+            endpoint_id=endpoint.id,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now,
+        )
+    )
+    session.commit()
+    return event

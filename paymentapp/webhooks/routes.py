@@ -63,3 +63,14 @@ def disable(endpoint_id: str):
 def enable(endpoint_id: str):
     authenticate_api_key()
     return jsonify(endpoint_json(set_enabled(endpoint_id, True)))
+
+
+@bp.post("/<endpoint_id>/test")
+def test_event(endpoint_id: str):
+    """Queue an `endpoint.test` event for this endpoint (delivered like any other)."""
+    from ..extensions import db
+    from .events import send_test_event
+
+    authenticate_api_key()
+    event = send_test_event(get_endpoint(endpoint_id), db.session)
+    return jsonify(id=event.id, type=event.type), 202
