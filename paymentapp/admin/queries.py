@@ -1,6 +1,6 @@
 """What the dashboard reads from the database: the orders page and its filters, totals,
-an order's history, the review queue. Nothing here writes; `presenters.py` turns what
-these return into what people see."""
+an order's history, the review queue, API keys. Nothing here writes; `presenters.py`
+turns what these return into what people see."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from ..errors import NotFound
 from ..extensions import db
 from ..models import (
+    ApiKey,
     CallbackOutcome,
     CallbackRecord,
     Order,
@@ -226,6 +227,14 @@ def order_totals(filters: OrderFilters) -> dict:
         "success_rate": paid_attempted / attempted_count if attempted_count else None,
         "median_s": median_seconds_to_pay(clauses),
     }
+
+
+def get_api_key(key_id: int) -> ApiKey:
+    """The API key with this id or a 404."""
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound("No API key with this id.", code="api_key_not_found")
+    return key
 
 
 def get_payment(payment_id: str) -> Payment:

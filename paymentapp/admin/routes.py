@@ -28,6 +28,7 @@ from ..orders.schemas import iso
 from ..orders.services import cancel_order, get_order
 from ..payments import services as payments
 from ..phones import mask_phone
+from ..security import create_api_key, list_api_keys, revoke_api_keys
 from ..security_headers import add_security_headers
 from . import bp, presenters, queries
 from .auth import (
@@ -44,6 +45,7 @@ from .auth import (
 )
 
 PUBLIC_ENDPOINTS = {"admin.login"}
+API_KEY_NAME_MAX = 80  # the column's size
 # Requests that never count as the admin being active (so never extend the session).
 PASSIVE_ENDPOINTS = {"admin.session_info"}
 # Never framed. Referrer same-origin, not none: Flask-WTF checks it on HTTPS form posts.
@@ -226,15 +228,32 @@ def resolve_callback(record_id: int):
     )
 
 
+# What "Check status now" found → the flash message's style.
+CHECK_STYLE = {
+    "paid": "ok",
+    "review": "warn",
+    "waiting": "info",
+    "failed": "warn",
+    "no_answer": "error",
+    "not_checked": "info",
+}
+
+
 @bp.post("/payments/<payment_id>/check")
 def check_payment(payment_id: str):
     """Run an STK Query now for a pending payment and show what M-Pesa said."""
     payment = queries.get_payment(payment_id)
-    return _act(
-        lambda: payments.check_payment_now(payment.id, _actor()),
-        None,
-        url_for("admin.order_detail", order_id=payment.order_id),
-    )
+    back = url_for("admin.order_detail", order_id=payment.order_id)
+    try:
+        found, sentence = payments.check_payment_now(payment.id, _actor())
+    except ApiError as exc:
+        if exc.status == 404:
+            raise
+        found, sentence = "no_answer", exc.message
+    # The style says what the query found (only money received is green); admin.js
+    # removes the message once the order changes after it was shown.
+    flash(sentence, CHECK_STYLE.get(found, "info"))
+    return redirect(back)
 
 
 @bp.post("/orders/<order_id>/cancel")
@@ -246,6 +265,41 @@ def cancel(order_id: str):
         f"Order {order.number} is cancelled.",
         url_for("admin.order_detail", order_id=order.id),
     )
+
+
+@bp.route("/api-keys", methods=["GET", "POST"])
+def api_keys():
+    """Merchant API keys: the list, and a form that creates one (shown once, here)."""
+    created = error = None
+    name = ""
+    status = 200
+    if request.method == "POST":
+        name = form_text("name").strip()
+        if not name or len(name) > API_KEY_NAME_MAX:
+            error, status = f"Name the key (1 to {API_KEY_NAME_MAX} characters).", 422
+        else:
+            record, plain = create_api_key(name)
+            created, name, status = {"name": record.name, "key": plain}, "", 201
+    return render_template(
+        "admin/api_keys.html", keys=list_api_keys(), created=created, error=error, name=name
+    ), status
+
+
+@bp.route("/api-keys/<int:key_id>/revoke", methods=["GET", "POST"])
+def revoke_api_key(key_id: int):
+    """Revoke one key, after a confirm step (GET shows it, POST does it)."""
+    key = queries.get_api_key(key_id)
+    if request.method == "GET":
+        return render_template("admin/api_key_revoke.html", key=key)
+    if key.revoked_at is not None:
+        flash(f"API key {key.name!r} ({key.prefix}…) was already revoked.", "info")
+    else:
+        revoke_api_keys(_actor(), key_id=key.id)
+        flash(
+            f"API key {key.name!r} ({key.prefix}…) is revoked: requests with it now get 401.",
+            "ok",
+        )
+    return redirect(url_for("admin.api_keys"))
 
 
 def _actor() -> str:

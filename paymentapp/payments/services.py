@@ -246,23 +246,77 @@ def expire_pending(payment_id: str, reason: str) -> tuple[Payment, str]:
 # -- admin actions ----------------------------------------------------------------------------
 
 
-def check_payment_now(payment_id: str, actor: str) -> str:
-    """Run an STK Query for a pending payment now; returns a sentence for the admin."""
+def check_payment_now(payment_id: str, actor: str) -> tuple[str, str]:
+    """Run an STK Query for a pending payment now, for an admin.
+
+    Returns `(found, sentence)`: what the query found (`paid`, `review` (paid, but flagged),
+    `waiting`, `failed` (failed, cancelled or timed out), `no_answer` (M-Pesa did not
+    answer), or `not_checked` (nothing was asked)) and a sentence for the admin. Every
+    query sent leaves a `status_checked` event on the order's timeline, written in the
+    same transaction as whatever the answer changed.
+    """
     payment = db.session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
     if payment.status != PaymentStatus.PENDING:
-        return f"Payment is already {payment.status}."
-    if not payment.checkout_request_id:
-        return "M-Pesa never confirmed this prompt, so it cannot be queried."
+        return "not_checked", f"Payment is already {payment.status}; nothing to check."
+    checkout_id = payment.checkout_request_id
+    if not checkout_id:
+        return "not_checked", "M-Pesa never confirmed this prompt, so it cannot be queried."
+    db.session.rollback()  # hold no transaction while waiting for M-Pesa; reload after
     try:
-        result = get_client().stk_query(payment.checkout_request_id)
+        result = get_client().stk_query(checkout_id)
     except DarajaError as exc:
-        return f"M-Pesa did not answer the query: {exc.message}"
-    if result.pending:
-        return "M-Pesa says the customer has not answered yet."
-    payment, _ = settle_from_query(payment_id, result, source=f"query by {actor}")
-    return f"M-Pesa says: {result.result_code} {result.result_desc} → payment {payment.status}."
+        result, problem = None, exc.message or "no reason given"
+    payment = lock_payment(payment_id)
+    order = payment.order
+    level = logging.INFO
+    if result is None:
+        found = "no_answer"
+        detail = f"M-Pesa did not answer the query: {problem}"
+        sentence = f"M-Pesa did not answer the query: {problem} Nothing changed; try again."
+        level = logging.WARNING
+    elif result.pending:
+        found = "waiting"
+        detail = "M-Pesa says the customer has not answered yet"
+        sentence = "M-Pesa says the customer has not answered yet."
+    else:
+        apply_result(
+            payment,
+            result_code=result.result_code,
+            result_desc=result.result_desc or "",
+            source=f"query by {actor}",
+            amount_from=AMOUNT_FROM_QUERY,
+        )
+        answer = f"{result.result_code}: {result.result_desc or 'no description'}"
+        detail = f"M-Pesa says {answer} (payment {payment.status})"
+        if payment.status != PaymentStatus.COMPLETED:
+            found = "failed"
+            sentence = (
+                f"M-Pesa says the payment did not go through ({answer}); "
+                f"the payment is {payment.status}."
+            )
+        elif order.status == OrderStatus.PAID and not payment.needs_review:
+            found = "paid"
+            sentence = f"M-Pesa says the customer paid ({answer}); order {order.number} is paid."
+        else:
+            found = "review"
+            sentence = (
+                f"M-Pesa says the customer paid ({answer}), but the payment needs review: "
+                f"{payment.review_reason or 'see the review queue'}."
+            )
+    transition(
+        order,
+        "status_checked",
+        detail,
+        payment=payment,
+        actor=actor,
+        message=f"order {order.number} status checked by {actor}: {detail}",
+        level=level,
+        found=found,
+    )
+    db.session.commit()
+    return found, sentence
 
 
 def resolve_review(payment_id: str, note: str, actor: str) -> Payment:

@@ -87,6 +87,11 @@ async function refresh() {
   const fresh = doc.getElementById("live");
   if (!fresh) return;
   const before = versions(live);
+  // A message about this order ("Check status now" found …) is out of date once the
+  // order has changed after it was shown: remove it rather than leave it contradicting.
+  if (live.dataset.live === "order" && Number(fresh.dataset.version) > Number(live.dataset.version)) {
+    for (const message of document.querySelectorAll("main > .flash")) message.remove();
+  }
   const open = [...live.querySelectorAll("details[open]")].map((d) => d.id).filter(Boolean);
   live.replaceChildren(...fresh.childNodes);
   Object.assign(live.dataset, fresh.dataset);
