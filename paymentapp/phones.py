@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import re
 
-SAFARICOM_MOBILE = re.compile(r"^254(7\d{8}|1[01]\d{7})$")
+# Any Kenyan mobile number (07…, 010…/011…): Safaricom's, Airtel's and Telkom's ranges
+# alike, because numbers are ported between networks and a ported number keeps its
+# prefix. `network_of` says whose range a number is in, for a hint only. The browser
+# twin is paymentapp/static/js/paymentapp-client.js (KENYAN_MOBILE, networkOf); the
+# parity tests keep the two in step.
+KENYAN_MOBILE = re.compile(r"^254(7\d{8}|1[01]\d{7})$")
 ACCEPTED_EXAMPLE = "0712 345 678, 0112 345 678, +254 712 345 678 or 254712345678"
+
+# The Communications Authority's allocations, by the three digits after 0/254
+# (inclusive ranges, as commonly listed). Ranges not here (e.g. 0760) have no network.
+NETWORK_RANGES: tuple[tuple[int, int, str], ...] = (
+    (700, 729, "Safaricom"),
+    (740, 743, "Safaricom"),
+    (745, 746, "Safaricom"),
+    (748, 748, "Safaricom"),
+    (757, 759, "Safaricom"),
+    (768, 769, "Safaricom"),
+    (790, 799, "Safaricom"),
+    (110, 115, "Safaricom"),
+    (730, 739, "Airtel"),
+    (750, 756, "Airtel"),
+    (762, 762, "Airtel"),
+    (780, 789, "Airtel"),
+    (100, 102, "Airtel"),
+    (770, 779, "Telkom"),
+)
 
 
 class InvalidPhone(ValueError):
-    """The text is not a Safaricom-range mobile number."""
+    """The text is not a Kenyan mobile number."""
 
 
 def normalize_phone(raw) -> str:
@@ -28,11 +52,21 @@ def normalize_phone(raw) -> str:
         compact = "254" + compact[1:]
     elif len(compact) == 9 and compact[0] in "71":
         compact = "254" + compact
-    if not SAFARICOM_MOBILE.match(compact):
-        raise InvalidPhone(
-            f"{text!r} is not a Safaricom mobile number. Use e.g. {ACCEPTED_EXAMPLE}."
-        )
+    if not KENYAN_MOBILE.match(compact):
+        raise InvalidPhone(f"{text!r} is not a Kenyan mobile number. Use e.g. {ACCEPTED_EXAMPLE}.")
     return compact
+
+
+def network_of(phone) -> str | None:
+    """`"Safaricom"`, `"Airtel"` or `"Telkom"`: whose range the number's prefix is in, or
+    None (not a mobile number, or a range not allocated to these three). Only a hint: a
+    number ported to Safaricom keeps its Airtel prefix and takes M-Pesa prompts."""
+    try:
+        normalized = normalize_phone(phone)
+    except InvalidPhone:
+        return None
+    prefix = int(normalized[3:6])
+    return next((name for low, high, name in NETWORK_RANGES if low <= prefix <= high), None)
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 
 from flask import current_app, request
@@ -12,7 +13,10 @@ from sqlalchemy import select
 
 from .errors import Forbidden, Unauthorized
 from .extensions import db
-from .models import ApiKey
+from .logs import log_event
+from .models import ApiKey, utcnow
+
+log = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "pk_"
 CLIENT_TOKEN_SALT = "paymentapp.order-client-token"
@@ -29,6 +33,47 @@ def create_api_key(name: str) -> tuple[ApiKey, str]:
     db.session.add(record)
     db.session.commit()
     return record, plain
+
+
+def list_api_keys() -> list[ApiKey]:
+    """Every key, active ones first, newest first within each group."""
+    return list(
+        db.session.scalars(
+            select(ApiKey).order_by(
+                ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc(), ApiKey.id.desc()
+            )
+        )
+    )
+
+
+def revoke_api_keys(
+    actor: str, *, name: str | None = None, key_id: int | None = None
+) -> list[ApiKey]:
+    """Revoke the active keys with this name (all of them) or this id; returns those revoked.
+
+    The key is looked up in the database on every request (`authenticate_api_key`), so a
+    revoked key is refused from the next request on, by every worker and host.
+    """
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
+    if key_id is not None:
+        query = query.where(ApiKey.id == key_id)
+    else:
+        query = query.where(ApiKey.name == name)
+    keys = list(db.session.scalars(query.with_for_update()))
+    now = utcnow()
+    for key in keys:
+        key.revoked_at = now
+    db.session.commit()
+    for key in keys:
+        log_event(
+            log,
+            "apikey.revoked",
+            f"API key {key.name!r} ({key.prefix}…) revoked by {actor}",
+            key_id=key.id,
+            prefix=key.prefix,
+            actor=actor,
+        )
+    return keys
 
 
 def authenticate_api_key() -> ApiKey:

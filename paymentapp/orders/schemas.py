@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import request
+from datetime import timedelta
+
+from flask import current_app, has_app_context, request
 
 from ..errors import ApiError, ValidationError
 from ..models import Order, Payment
@@ -91,6 +93,16 @@ def iso(dt) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt else None
 
 
+def retry_at(payment: Payment):
+    """When this payment's phone may get another prompt (the per-phone cooldown after a
+    prompt reached it, PAYMENT_PHONE_COOLDOWN_S), or None when no wait applies. The
+    dialog disables *Try again* until then instead of running into the 429."""
+    cooldown = current_app.config.get("PAYMENT_PHONE_COOLDOWN_S", 10) if has_app_context() else 0
+    if not cooldown or not payment.checkout_request_id or payment.created_at is None:
+        return None
+    return payment.created_at + timedelta(seconds=cooldown)
+
+
 def payment_json(payment: Payment, *, full: bool = False) -> dict:
     """A payment as the customer may see it (phone masked); `full` adds merchant fields."""
     data = {
@@ -104,6 +116,7 @@ def payment_json(payment: Payment, *, full: bool = False) -> dict:
         "needs_review": payment.needs_review,
         "created_at": iso(payment.created_at),
         "paid_at": iso(payment.paid_at),
+        "retry_at": iso(retry_at(payment)),
     }
     if full:
         data.update(

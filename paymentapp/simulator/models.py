@@ -18,6 +18,7 @@ So a change to a table below needs no migration: edit it, and the next process r
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import (
     Boolean,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     inspect,
     select,
 )
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from ..extensions import db
 from ..models import UTCDateTime
@@ -83,10 +85,27 @@ _ready_engines: set[str] = set()
 
 
 def ensure_tables() -> None:
-    """Create the tables on first use, rebuilding them if an older layout is found."""
+    """Create the tables on first use, rebuilding them if an older layout is found.
+
+    On a fresh database the first requests race to create them (the phone page polls
+    while the first STK Push arrives, on any worker): the loser's CREATE fails on a
+    duplicate, and it simply looks again.
+    """
     key = str(db.engine.url)
     if key in _ready_engines:
         return
+    for attempt in range(3):
+        try:
+            _create_tables()
+            break
+        except (IntegrityError, ProgrammingError):
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+    _ready_engines.add(key)
+
+
+def _create_tables() -> None:
     inspector = inspect(db.engine)
     stale = any(
         inspector.has_table(table.name)
@@ -97,7 +116,6 @@ def ensure_tables() -> None:
         log.info("simulator: rebuilding its sim_* tables for a newer layout")
         sim_metadata.drop_all(db.engine, checkfirst=True)
     sim_metadata.create_all(db.engine, checkfirst=True)
-    _ready_engines.add(key)
 
 
 def reset_state() -> None:

@@ -17,6 +17,8 @@ import {
   DEFAULT_BASE_URL,
   PaymentClient,
   formatKes,
+  maskPhone,
+  networkOf,
   phoneProblem,
   normalizePhone,
 } from "./paymentapp-client.js";
@@ -49,8 +51,8 @@ const FAILURES = {
     text: "The M-Pesa prompt timed out before it was answered. Nothing was charged.",
   },
   17: {
-    title: "Please wait 2 minutes",
-    text: "M-Pesa blocks a repeat payment of the same amount within 2 minutes. Wait a little, then try again.",
+    title: "Too soon to pay again",
+    text: "M-Pesa blocks a repeat payment of the same amount within 2 minutes. Nothing was charged.",
     wait: CODE17_WAIT_S,
   },
   1001: {
@@ -71,6 +73,14 @@ const FAILURES = {
   },
 };
 const TIMEOUT_FAILURE = FAILURES[1037];
+// The push itself failed (no result code): the prompt never reached the phone. The
+// payment's result_desc is then our server's own note, never something M-Pesa said.
+const PUSH_FAILURE = {
+  title: "The prompt was not sent",
+  text: "We could not send the M-Pesa prompt to your phone, so nothing was charged. Please try again.",
+};
+// Why Pay is disabled for a few seconds after a prompt reached this phone.
+const PHONE_COOLDOWN_NOTE = "M-Pesa needs a few seconds between prompts to the same phone.";
 
 const CONNECTION_LABELS = {
   [ConnectionState.CONNECTING]: ["Connecting", "Connecting to the payment server…"],
@@ -130,11 +140,12 @@ const TEMPLATE = `
           <span class="pa-prefix" aria-hidden="true">${ICONS.flag}<span>KE</span></span>
           <input id="pa-phone" name="phone" type="tel" inputmode="tel" autocomplete="tel"
                  placeholder="0712 345 678" maxlength="20" required
-                 aria-describedby="pa-phone-hint pa-phone-error">
+                 aria-describedby="pa-phone-hint pa-phone-network pa-phone-error">
           <span class="pa-valid" aria-hidden="true">${ICONS.check}</span>
         </div>
         <div class="pa-help">
           <p class="pa-hint" id="pa-phone-hint">Starts with 07…, 01…, +254… or 254…</p>
+          <p class="pa-network" id="pa-phone-network" aria-live="polite"></p>
           <p class="pa-field-error" id="pa-phone-error" aria-live="polite"></p>
         </div>
         <p class="pa-form-error" role="alert"></p>
@@ -177,7 +188,6 @@ const TEMPLATE = `
       <h2 class="pa-title" tabindex="-1" data-field="failure-title">Payment failed</h2>
       <p class="pa-text" data-field="failure-text"></p>
       <button type="button" class="pa-button pa-retry">Try again</button>
-      <p class="pa-muted pa-retry-wait" data-field="retry-wait"></p>
     </section>
 
     <section class="pa-view" data-view="review">
@@ -193,8 +203,8 @@ const TEMPLATE = `
     </section>
   </div>
   <footer class="pa-footer">${ICONS.lock}<span>Secure M-Pesa checkout</span></footer>
-  <div class="pa-toasts" role="status" aria-live="polite" aria-atomic="false"></div>
-</div>`;
+</div>
+<div class="pa-toasts" role="status" aria-live="polite" aria-atomic="false"></div>`;
 
 /** Where the status says the dialog should be. */
 function viewFor(status, retryingPaymentId) {
@@ -211,16 +221,44 @@ function viewFor(status, retryingPaymentId) {
 
 function failureFor(payment) {
   const code = payment.result_code;
-  if (code !== null && code !== undefined && FAILURES[code]) return FAILURES[code];
+  const fromMpesa = code !== null && code !== undefined; // a callback's or STK Query's result
+  if (fromMpesa && FAILURES[code]) return FAILURES[code];
   if (payment.status === "timeout") return TIMEOUT_FAILURE;
   if (payment.status === "cancelled") return FAILURES[1032];
+  if (!fromMpesa) return PUSH_FAILURE;
+  // A result code we have no plain words for: quote Daraja's own ResultDesc, as is (its
+  // punctuation stays inside the quotes; nothing is added after them).
+  const said = String(payment.result_desc || "").trim();
   return {
     title: "Payment failed",
-    text: payment.result_desc
-      ? `M-Pesa said: “${payment.result_desc}”.`
+    text: said
+      ? `The payment did not go through. M-Pesa said: “${said}”`
       : "M-Pesa could not complete the payment.",
   };
 }
+
+/** When this payment's phone may get the next prompt (ms), from the server's `retry_at`;
+ * never further off than the cooldown itself, whatever this browser's clock says. */
+function retryUntil(payment) {
+  const at = Date.parse((payment && payment.retry_at) || "");
+  if (!at) return 0;
+  const created = Date.parse(payment.created_at || "");
+  const length = created && at > created ? at - created : 0;
+  return Math.min(at, Date.now() + length);
+}
+
+/** The sentences of a server message that carry no number (the countdown is ours). */
+function withoutCountdown(message) {
+  return String(message || "")
+    .split(/(?<=[.!?])\s+/)
+    .filter((sentence) => sentence && !/\d/.test(sentence))
+    .join(" ");
+}
+
+const COOLDOWN_REASONS = {
+  phone_busy: "A prompt was just sent to this phone.",
+  mpesa_busy: "M-Pesa is busy right now.",
+};
 
 /** "M-Pesa" never splits across lines (a non-breaking hyphen). */
 function nobreak(text) {
@@ -249,6 +287,9 @@ export class PaymentDialog {
     this.o = { mode: "modal", autoCloseMs: AUTO_CLOSE_MS, ...o };
     this.view = null;
     this.retrying = null;
+    this.cooldown = null; // {until, phoneMasked, reason, tone}: Pay waits until then
+    this.busy = false;
+    this.payText = "Pay";
     this.paidFired = false;
     this.pendingSince = new Map();
     this.timers = {};
@@ -321,7 +362,9 @@ export class PaymentDialog {
     this.form = this.$(".pa-form");
     this.input = this.$("#pa-phone");
     this.payButton = this.$(".pa-pay");
+    this.payLabel = this.$(".pa-pay-label");
     this.fieldError = this.$(".pa-field-error");
+    this.networkHint = this.$(".pa-network");
     this.formError = this.$(".pa-form-error");
     this.$(".pa-close").addEventListener("click", () => this.close());
     this.$(".pa-done").addEventListener("click", () => this.close());
@@ -330,7 +373,10 @@ export class PaymentDialog {
       e.preventDefault();
       this._submit();
     });
-    this.input.addEventListener("input", () => this._validate(false));
+    this.input.addEventListener("input", () => {
+      this._validate(false);
+      if (this.cooldown) this._tickCooldown(); // a different number need not wait
+    });
     this.input.addEventListener("blur", () => this.input.value && this._validate(true));
     if (this.o.mode === "inline") {
       this.$(".pa-close").hidden = true;
@@ -368,6 +414,10 @@ export class PaymentDialog {
     }
   }
 
+  _clearToasts() {
+    this.$(".pa-toasts").replaceChildren();
+  }
+
   _toast(text, tone = "info") {
     const box = this.$(".pa-toasts");
     const toast = document.createElement("div");
@@ -384,13 +434,15 @@ export class PaymentDialog {
   _onStatus({ status, previous }) {
     this._fill("number", status.order_number);
     this._fill("amount", formatKes(status.amount));
-    this.$(".pa-pay-label").textContent = `Pay ${formatKes(status.amount)}`;
+    this.payText = `Pay ${formatKes(status.amount)}`;
+    if (!this.cooldown) this.payLabel.textContent = this.payText;
     const payment = status.payment;
     if (payment && payment.phone_masked) this._fill("phone", payment.phone_masked);
     const view = viewFor(status, this.retrying);
     if (payment && payment.id !== this.retrying) this.retrying = null;
     clearInterval(this.timers.countdown);
     clearInterval(this.timers.retryWait);
+    if (view !== "failed") this._setRetryLabel("");
 
     if (view === "pending") this._startCountdown(payment);
     if (view === "success") this._paid(status);
@@ -486,19 +538,24 @@ export class PaymentDialog {
     this._fill("failure-text", failure.text);
     const retry = this.$(".pa-retry");
     retry.disabled = false;
-    this._fill("retry-wait", "");
+    this._setRetryLabel("");
     if (failure.wait) {
+      // One countdown, on the button itself: "Try again in 1:54".
       const since = Date.parse(payment.updated_at || payment.created_at || "") || Date.now();
       const until = Math.min(since, Date.now()) + failure.wait * 1000;
       const tick = () => {
         const left = (until - Date.now()) / 1000;
         retry.disabled = left > 0;
-        this._fill("retry-wait", left > 0 ? `You can try again in ${formatClock(left)}` : "");
+        this._setRetryLabel(left > 0 ? formatClock(left) : "");
         if (left <= 0) clearInterval(this.timers.retryWait);
       };
       tick();
       this.timers.retryWait = setInterval(tick, 1000);
     }
+  }
+
+  _setRetryLabel(clock) {
+    this.$(".pa-retry").textContent = clock ? `Try again in ${clock}` : "Try again";
   }
 
   _onConnection({ state, previous }) {
@@ -548,11 +605,24 @@ export class PaymentDialog {
     const problem = phoneProblem(value);
     const complete = !problem;
     this.input.closest(".pa-input").classList.toggle("is-valid", complete);
+    this._networkHint(complete ? networkOf(value) : null);
     // While typing, only complain once it cannot become valid or the user left the field.
     const tooLong = value.replace(/\D/g, "").length > 12;
     const show = problem && (showAll || tooLong || /[^\d\s\-().+]/.test(value));
     this._fieldError(show ? problem : "");
     return complete;
+  }
+
+  /** A gentle hint, never a refusal: ported numbers keep their old prefix. */
+  _networkHint(network) {
+    const other = network && network !== "Safaricom";
+    const article = other && /^[AEIOU]/.test(network) ? "an" : "a";
+    const text = other
+      ? `This looks like ${article} ${network} number; the M-Pesa prompt needs a Safaricom line.`
+      : "";
+    if (this.networkHint.textContent !== nobreak(text)) this.networkHint.textContent = nobreak(text);
+    this.$(".pa-help").classList.toggle("has-network", Boolean(text));
+    this.host.dataset.network = network || "";
   }
 
   _fieldError(text) {
@@ -565,31 +635,37 @@ export class PaymentDialog {
 
   async _submit() {
     this._userActed = true;
-    this.formError.textContent = "";
+    this._clearToasts();
     if (!this._validate(true)) {
       this.input.focus();
       return;
     }
+    if (this._coolingDown()) return; // Pay is disabled; Enter in the field lands here
+    this.formError.textContent = "";
+    this.formError.classList.remove("is-note");
     this.form.classList.add("is-busy");
+    this.busy = true;
     this.payButton.disabled = true;
     this.input.readOnly = true;
+    const phone = normalizePhone(this.input.value);
     try {
-      await this.client.pay(normalizePhone(this.input.value));
+      await this.client.pay(phone);
       this.retrying = null;
       // The live update (or the refresh in `pay`) switches to "check your phone".
       if (this.client.status && this.view === "form") {
         this.client.refresh().catch(() => {});
       }
     } catch (err) {
-      this._payError(err);
+      this._payError(err, phone);
     } finally {
       this.form.classList.remove("is-busy");
+      this.busy = false;
       this.input.readOnly = false;
-      if (!this.timers.cooldown) this.payButton.disabled = false;
+      this._tickCooldown();
     }
   }
 
-  _payError(err) {
+  _payError(err, phone) {
     if (err.httpStatus === 422) {
       this._fieldError((err.fields && err.fields.phone) || err.message || phoneProblem(""));
       this.input.focus();
@@ -597,9 +673,18 @@ export class PaymentDialog {
       this.retrying = null;
       this.formError.textContent = err.message;
     } else if (err.httpStatus === 429) {
-      this._cooldown(err.message || "Too many attempts.", err.retryAfter || 10);
+      const reason =
+        withoutCountdown(err.message) || COOLDOWN_REASONS[err.code] || "Too many attempts.";
+      const until = Date.now() + (err.retryAfter || 10) * 1000;
+      this._setCooldown(until, maskPhone(phone), reason, "error");
     } else if (err.httpStatus === 502) {
-      this.formError.textContent = `M-Pesa could not start the payment: ${err.message}`;
+      // Our server's own sentence ("M-Pesa could not be reached. Please try again."), or
+      // M-Pesa's refusal, quoted as theirs.
+      this.formError.textContent = nobreak(
+        err.code === "mpesa_refused"
+          ? `M-Pesa refused the request: “${String(err.message || "").trim()}”`
+          : err.message || PUSH_FAILURE.text,
+      );
     } else if (err.httpStatus === 0) {
       this.formError.textContent = "Could not reach the payment server. Check your connection and try again.";
     } else {
@@ -607,30 +692,63 @@ export class PaymentDialog {
     }
   }
 
-  _cooldown(message, seconds) {
-    // The server asks us to wait (a prompt was just sent to this phone): count it down.
+  /**
+   * Hold Pay until `until` (ms) for this (masked) phone: the button itself counts down
+   * ("Pay in 0:07"), `reason` says why, once, with no second countdown in it.
+   */
+  _setCooldown(until, phoneMasked, reason, tone) {
     clearInterval(this.timers.cooldown);
-    const until = Date.now() + seconds * 1000;
-    const tick = () => {
-      const left = (until - Date.now()) / 1000;
-      this.payButton.disabled = left > 0;
-      this.formError.textContent =
-        left > 0 ? `${message} Try again in ${formatClock(left)}.` : "";
-      if (left <= 0) {
-        clearInterval(this.timers.cooldown);
-        this.timers.cooldown = null;
-      }
-    };
-    tick();
-    this.timers.cooldown = setInterval(tick, 500);
+    this.cooldown = { until, phoneMasked, reason, tone };
+    this._tickCooldown();
+    if (this.cooldown) this.timers.cooldown = setInterval(() => this._tickCooldown(), 250);
+  }
+
+  _coolingDown() {
+    const c = this.cooldown;
+    if (!c || c.until <= Date.now()) return false;
+    const typed = normalizePhone(this.input.value);
+    return !c.phoneMasked || !typed || maskPhone(typed) === c.phoneMasked;
+  }
+
+  _tickCooldown() {
+    const c = this.cooldown;
+    if (c && c.until <= Date.now()) {
+      clearInterval(this.timers.cooldown);
+      this.timers.cooldown = null;
+      this.cooldown = null;
+      if (this.formError.dataset.cooldown) this.formError.textContent = "";
+    }
+    const waiting = this._coolingDown();
+    this.payButton.disabled = this.busy || waiting;
+    const label = waiting ? `Pay in ${formatClock((c.until - Date.now()) / 1000)}` : this.payText;
+    if (this.payLabel.textContent !== label) this.payLabel.textContent = label;
+    const reason = waiting ? nobreak(c.reason) : "";
+    if (waiting && this.formError.textContent !== reason) {
+      this.formError.textContent = reason;
+      this.formError.classList.toggle("is-note", c.tone === "note");
+    } else if (!waiting && this.formError.dataset.cooldown) {
+      this.formError.textContent = "";
+      this.formError.classList.remove("is-note");
+    }
+    if (waiting) this.formError.dataset.cooldown = "1";
+    else delete this.formError.dataset.cooldown;
   }
 
   _retry() {
     this._userActed = true;
+    this._clearToasts(); // the failure's toast is old news now
     const payment = this.client.status && this.client.status.payment;
     this.retrying = payment ? payment.id : null;
     clearInterval(this.timers.retryWait);
     this.formError.textContent = "";
+    this.formError.classList.remove("is-note");
+    delete this.formError.dataset.cooldown;
+    // A prompt reached this phone seconds ago: M-Pesa (and our server) want a pause
+    // before the next one. Count it down on Pay instead of running into a 429.
+    const until = retryUntil(payment);
+    if (until > Date.now()) {
+      this._setCooldown(until, payment.phone_masked, PHONE_COOLDOWN_NOTE, "note");
+    }
     this._show("form");
   }
 

@@ -39,9 +39,30 @@ const DEFAULTS = {
 };
 
 // Same rules as paymentapp/phones.py: 07…, 01…, +254…, 254… (spaces, dashes allowed).
-const SAFARICOM_MOBILE = /^254(7\d{8}|1[01]\d{7})$/;
+// Any Kenyan mobile range passes (numbers are ported between networks, so an Airtel or
+// Telkom prefix may still be an M-Pesa line); `networkOf` only drives a gentle hint.
+const KENYAN_MOBILE = /^254(7\d{8}|1[01]\d{7})$/;
 export const PHONE_EXAMPLE = "0712 345 678";
 export const PHONE_FORMATS = ["07…", "01…", "+254…", "254…"];
+
+// The Communications Authority's allocations, by the three digits after 0/254 (inclusive
+// ranges); the same table as NETWORK_RANGES in paymentapp/phones.py.
+export const NETWORK_RANGES = [
+  [700, 729, "Safaricom"],
+  [740, 743, "Safaricom"],
+  [745, 746, "Safaricom"],
+  [748, 748, "Safaricom"],
+  [757, 759, "Safaricom"],
+  [768, 769, "Safaricom"],
+  [790, 799, "Safaricom"],
+  [110, 115, "Safaricom"],
+  [730, 739, "Airtel"],
+  [750, 756, "Airtel"],
+  [762, 762, "Airtel"],
+  [780, 789, "Airtel"],
+  [100, 102, "Airtel"],
+  [770, 779, "Telkom"],
+];
 
 /** Normalise what a customer typed to `2547XXXXXXXX`, or return null. */
 export function normalizePhone(raw) {
@@ -51,7 +72,20 @@ export function normalizePhone(raw) {
   if (!/^\d+$/.test(compact)) return null;
   if (compact.startsWith("0") && compact.length === 10) compact = "254" + compact.slice(1);
   else if (compact.length === 9 && "71".includes(compact[0])) compact = "254" + compact;
-  return SAFARICOM_MOBILE.test(compact) ? compact : null;
+  return KENYAN_MOBILE.test(compact) ? compact : null;
+}
+
+/**
+ * The network a number's prefix was allocated to: "Safaricom", "Airtel", "Telkom", or
+ * null (not a mobile number, or a range not in the table). A ported number keeps its
+ * prefix, so this is a hint, never a reason to refuse.
+ */
+export function networkOf(phone) {
+  const normalized = normalizePhone(typeof phone === "string" ? phone : String(phone ?? ""));
+  if (!normalized) return null;
+  const prefix = Number(normalized.slice(3, 6));
+  const range = NETWORK_RANGES.find(([low, high]) => low <= prefix && prefix <= high);
+  return range ? range[2] : null;
 }
 
 /** A short human reason why `raw` is not a phone number (yet), or "" when it is one. */
@@ -66,7 +100,7 @@ export function phoneProblem(raw) {
   let digits = text.replace(/\D/g, "");
   if (digits.startsWith("254")) digits = digits.slice(3);
   else if (digits.startsWith("0")) digits = digits.slice(1);
-  if (!/^(7|1[01])/.test(digits)) return "Use a Safaricom number: 07…, 01…, +254… or 254….";
+  if (!/^(7|1[01])/.test(digits)) return "Use a Kenyan mobile number: 07…, 01…, +254… or 254….";
   if (digits.length < 9) return `Too short: a number has 10 digits, e.g. ${PHONE_EXAMPLE}.`;
   return `Too long: a number has 10 digits, e.g. ${PHONE_EXAMPLE}.`;
 }
