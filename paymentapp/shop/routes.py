@@ -8,12 +8,13 @@ from wtforms import ValidationError as CsrfInvalid
 
 from ..errors import ApiError, Forbidden, NotFound
 from ..extensions import limiter
-from ..orders.schemas import status_snapshot
+from ..orders.schemas import iso, status_snapshot
 from ..orders.services import get_order
 from ..security import check_client_token, make_client_token
 from ..security_headers import add_security_headers
+from ..webhooks import signing
 from . import bp
-from .services import PRODUCTS, buy
+from .services import PRODUCTS, buy, from_demo_shop, fulfilment, receive_webhook
 
 # The payment page's URL holds the order's token: never send it on as a referrer.
 add_security_headers(bp, frame_ancestors="'self'", referrer_policy="no-referrer")
@@ -69,6 +70,25 @@ def buy_product():
     return redirect(payment_path, code=303)
 
 
+@bp.post("/shop/webhooks")
+def webhook():
+    """The shop's own webhook receiver: fulfils an order on a verified `order.paid`."""
+    if not demo_shop_enabled():
+        raise NotFound("Nothing lives at this address.", code="not_found")
+    outcome = receive_webhook(request.get_data(), request.headers.get(signing.HEADER))
+    return jsonify(received=outcome)
+
+
+@bp.get("/shop/orders/<order_id>/fulfilment")
+def order_fulfilment(order_id: str):
+    """Has the shop fulfilled this order yet (the pay page asks until it has)?"""
+    check_client_token(order_id, request.args.get("token") or request.headers.get("X-Order-Token"))
+    done = fulfilment(get_order(order_id).id)
+    return jsonify(
+        fulfilled=done is not None, fulfilled_at=iso(done.fulfilled_at) if done else None
+    )
+
+
 ERROR_TEXT = {
     "token_expired": (
         "This payment link has expired",
@@ -99,6 +119,8 @@ def pay(order_id: str):
     return render_template(
         "shop/pay.html",
         order=order,
+        shop_order=demo_shop_enabled() and from_demo_shop(order),
+        token=token,
         dialog={
             "orderId": order.id,
             "token": token,
