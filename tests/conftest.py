@@ -215,6 +215,23 @@ def browser():
 
 
 @pytest.fixture
+def context(browser, request):
+    """A browser context (desktop, or the viewport an indirect parameter gives); the test
+    fails on any JavaScript error in its pages."""
+    from tests.browser_app import DESKTOP, new_context
+
+    context = new_context(browser, getattr(request, "param", None) or DESKTOP)
+    yield context
+    context.close()
+    assert context.page_errors == [], f"JavaScript errors in the page: {context.page_errors}"
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+@pytest.fixture
 def make_payment(app):
     """Factory: a pending payment with a checkout id, as if Daraja accepted the push."""
     import secrets

@@ -14,7 +14,7 @@ import requests
 import socketio
 
 from tests import services
-from tests.conftest import base_env
+from tests.helpers import Simulator, base_env, stk_callback
 
 WAIT_S = 15  # bound for any single event to arrive
 _phones = itertools.count(100)
@@ -39,6 +39,10 @@ class Stack:
     @property
     def auth(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def simulator(self) -> Simulator:
+        return Simulator(self.url, self.http)
 
 
 @contextlib.contextmanager
@@ -161,26 +165,14 @@ def start_payment(stack: Stack, order: dict) -> str:
 
 
 def callback_body(checkout_id: str, result_code: int, amount: int = 0) -> dict:
-    """A Daraja-format STK callback (DARAJA.md), as Safaricom would post it."""
-    callback = {
-        "MerchantRequestID": f"29115-{uuid.uuid4().hex[:8]}-1",
-        "CheckoutRequestID": checkout_id,
-        "ResultCode": result_code,
-        "ResultDesc": "The service request is processed successfully."
-        if result_code == 0
-        else "Request cancelled by user",
-    }
-    if result_code == 0:
-        callback["CallbackMetadata"] = {
-            "Item": [
-                {"Name": "Amount", "Value": float(amount)},
-                {"Name": "MpesaReceiptNumber", "Value": f"SIM{uuid.uuid4().hex[:7].upper()}"},
-                {"Name": "Balance"},
-                {"Name": "TransactionDate", "Value": 20250101120000},
-                {"Name": "PhoneNumber", "Value": 254708374149},
-            ]
-        }
-    return {"Body": {"stkCallback": callback}}
+    """A Daraja STK callback as Safaricom would post it, with a receipt of its own."""
+    return stk_callback(
+        checkout_id,
+        result_code,
+        amount=float(amount),
+        receipt=f"SIM{uuid.uuid4().hex[:7].upper()}",
+        phone=254708374149,
+    )
 
 
 def callback_url(stack: Stack) -> str:

@@ -1,4 +1,5 @@
-"""Real services for tests: PostgreSQL, Redis, free ports, and a gunicorn runner.
+"""Real services for tests: PostgreSQL, Redis, free ports, a gunicorn runner, and `wait_for`,
+the one bounded polling loop of the suite.
 
 With PAYMENTAPP_REQUIRE_SERVICES=1 (CI) a missing service fails the test instead of
 skipping it, so a green run always means the real thing was exercised.
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -25,6 +28,7 @@ PG_SERVER_URL = os.environ.get(
     "PAYMENTAPP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("PAYMENTAPP_REDIS_URL", "redis://127.0.0.1:6379/0")
+T = TypeVar("T")
 
 
 def unavailable(reason: str):
@@ -92,17 +96,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_for(
+    predicate: Callable[[], T],
+    what: str = "the condition",
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    before: Callable[[], object] | None = None,
+) -> T:
+    """Call `predicate()` until it returns something truthy, and return that; fail the test
+    after `timeout` seconds. The one polling loop of the suite.
+
+    `before` runs ahead of every try: `before=db.session.expire_all` lets the test's own
+    session see what other threads and processes committed.
+    """
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    while True:
+        if before is not None:
+            before()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Wait until something answers HTTP at `url` (any status)."""
+
+    def answers() -> bool:
         try:
             requests.get(url, timeout=1)
-            return
-        except requests.RequestException as exc:
-            last = exc
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
+        except requests.RequestException:
+            return False
+        return True
+
+    wait_for(answers, f"{url} to answer", timeout, interval=0.1)
 
 
 class Gunicorn:
@@ -134,7 +163,7 @@ class Gunicorn:
             )
         try:
             wait_http(self.url + "/healthz")
-        except RuntimeError:
+        except AssertionError:
             self.stop()
             raise RuntimeError("gunicorn did not start:\n" + self.log()) from None
         return self
@@ -187,11 +216,13 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while not redis_available(self.url):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.05)
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited")
+            return redis_available(self.url)
+
+        wait_for(ready, f"redis-server on port {self.port}")
         return self
 
     def stop(self) -> None:

@@ -8,181 +8,64 @@ Socket.IO rooms and reconciler are all exercised. Screenshots land in test-artif
 from __future__ import annotations
 
 import re
-import time
-import uuid
 
 import pytest
 import requests
 
 from tests import services
-from tests.conftest import base_env
+from tests.browser_app import (
+    PHONE,
+    WAIT_MS,
+    DialogApp,
+    buy,
+    dialog,
+    dialog_app,
+    expect_view,
+    new_phone,
+    open_hosted,
+    pay,
+    shot,
+    status,
+)
+from tests.helpers import stk_callback
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = services.ROOT / "test-artifacts"
-WAIT = 30_000  # ms: the longest any state change may take (a reconcile pass, a restart)
-PHONE = (360, 740)
 
 
 # -- the server ---------------------------------------------------------------------------
 
 
-class App:
-    """gunicorn serving the app on a fixed port, restartable on that same port."""
-
-    def __init__(self, env: dict):
-        self.env = env
-        self.server = services.Gunicorn(env, workers=1)
-        self.port = self.server.port
-        self.url = self.server.url
-
-    def start(self) -> None:
-        self.server = services.Gunicorn(self.env, workers=1, port=self.port).start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def log(self) -> str:
-        return self.server.log()
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    database_url = services.create_pg_database()
-    env = {
-        **base_env(database_url),
-        "PAYMENTAPP_INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+    with dialog_app(
+        tmp_path_factory.mktemp("instance"),
         # The in-process reconciler checks unanswered payments quickly in tests.
-        "RECONCILER_IN_PROCESS": "1",
-        "RECONCILE_INTERVAL_S": "1",
-        "PAYMENT_QUERY_AFTER_S": "2",
-        "PAYMENT_EXPIRE_AFTER_S": "150",
-        "MPESA_SIMULATOR_PROMPT_TTL_S": "120",
-    }
-    if services.redis_available():
-        env["REDIS_URL"] = services.REDIS_URL
-        env["SOCKETIO_CHANNEL"] = f"paymentapp-test-{uuid.uuid4().hex[:8]}"
-    try:
-        services.flask_cli(env, "db", "upgrade")
-        app = App(env)
-        app.start()
-        try:
-            yield app
-        finally:
-            app.stop()
-            assert "Traceback" not in app.log(), app.log()[-4000:]
-    finally:
-        services.drop_pg_database(database_url)
+        PAYMENT_QUERY_AFTER_S="2",
+        PAYMENT_EXPIRE_AFTER_S="150",
+        MPESA_SIMULATOR_PROMPT_TTL_S="120",
+    ) as app:
+        yield app
 
 
-# -- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        services.unavailable("playwright is not installed")
-    services.require_chromium()
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
-            )
-        except Error as exc:
-            services.unavailable(f"Chromium did not start: {exc}")
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def context(browser, request):
-    viewport = getattr(request, "param", None) or (1280, 800)
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-    context.set_default_timeout(WAIT)
-    errors: list[str] = []
-    context.on("weberror", lambda error: errors.append(str(error.error)))
-    yield context
-    context.close()
-    assert errors == [], f"JavaScript errors in the page: {errors}"
-
-
-@pytest.fixture
-def page(context):
-    return context.new_page()
-
-
-def shot(page, name: str) -> None:
-    """Save a picture of the page; reduced motion, so no fade is caught half-way."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.emulate_media(reduced_motion="reduce")
-    page.screenshot(path=str(ARTIFACTS / f"dialog-{name}.png"), animations="disabled")
+def start_again(app: DialogApp) -> None:
+    """Start the stopped server again, on the same port (the page reconnects there)."""
+    app.server = services.Gunicorn(app.env, workers=1, port=app.server.port).start()
 
 
 # -- driving the app from outside --------------------------------------------------------------
 
 
-def buy(app: App, product: str = "coffee") -> dict:
-    """Buy through the demo shop like a browser would (session cookie + CSRF token)."""
-    session = requests.Session()
-    html = session.get(app.url + "/", timeout=10).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    response = session.post(
-        app.url + "/shop/buy",
-        data={"csrf_token": csrf, "product": product},
-        headers={"Accept": "application/json"},
-        timeout=10,
+def wait_until_paid(app: DialogApp, order: dict) -> None:
+    """Wait for the server (not the page) to record the order as paid."""
+    services.wait_for(
+        lambda: status(app, order)["order_status"] == "paid",
+        "the order to be paid",
+        WAIT_MS / 1000,
+        interval=0.2,
     )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
-def status(app: App, order: dict) -> dict:
-    response = requests.get(
-        f"{app.url}/api/orders/{order['order_id']}/status",
-        headers={"X-Order-Token": order["token"]},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_for(check, what: str, timeout: float = WAIT / 1000):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def open_prompt(app: App, order_number: str) -> dict:
-    """The simulated phone's open prompt for this order."""
-
-    def find():
-        prompts = requests.get(
-            f"{app.url}/_simulator/api/prompts",
-            params={"account_reference": order_number},
-            timeout=10,
-        ).json()["prompts"]
-        return next((p for p in prompts if p["state"] == "open"), None)
-
-    return wait_for(find, f"an STK prompt for {order_number}")
-
-
-def press(app: App, order_number: str, action: str) -> dict:
-    """Press a button on the simulated phone for this order's open prompt."""
-    prompt = open_prompt(app, order_number)
-    response = requests.post(
-        f"{app.url}/_simulator/api/prompts/{prompt['checkout_request_id']}/{action}", timeout=10
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def other_instance(app: App):
+def other_instance(app: DialogApp):
     """Another instance of the app on the same database, inside the test process.
 
     Plays "another worker" (its emits reach no browser: no Redis here), for changes
@@ -194,66 +77,23 @@ def other_instance(app: App):
     return create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=env)
 
 
-def post_callback(app: App, prompt: dict, amount: int, receipt: str) -> None:
+def post_callback(app: DialogApp, prompt: dict, amount: int, receipt: str) -> None:
     """A success callback for this prompt, as Daraja would post it, with any amount."""
-    body = {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": "29115-34620561-1",
-                "CheckoutRequestID": prompt["checkout_request_id"],
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": float(amount)},
-                        {"Name": "MpesaReceiptNumber", "Value": receipt},
-                        {"Name": "Balance"},
-                        {"Name": "TransactionDate", "Value": 20261126101500},
-                        {"Name": "PhoneNumber", "Value": 254708374149},
-                    ]
-                },
-            }
-        }
-    }
+    body = stk_callback(
+        prompt["checkout_request_id"], amount=float(amount), receipt=receipt, phone=254708374149
+    )
     token = app.env["MPESA_CALLBACK_TOKEN"]
     response = requests.post(f"{app.url}/callbacks/stk/{token}", json=body, timeout=10)
     assert response.status_code == 200, response.text
 
 
-def new_phone() -> str:
-    """A fresh number per test, so the per-phone cooldown of one test never hits another."""
-    return f"07{uuid.uuid4().int % 10**8:08d}"
-
-
 # -- the dialog, seen from the test ----------------------------------------------------------
 
 
-def dialog(page):
-    return page.locator(".paymentapp-host")
-
-
-def expect_view(page, view: str, timeout: int = WAIT) -> None:
-    from playwright.sync_api import expect
-
-    expect(dialog(page)).to_have_attribute("data-view", view, timeout=timeout)
-    expect(page.locator(f'.pa-view[data-view="{view}"]')).to_be_visible(timeout=timeout)
-
-
-def expect_connection(page, state: str, timeout: int = WAIT) -> None:
+def expect_connection(page, state: str, timeout: int = WAIT_MS) -> None:
     from playwright.sync_api import expect
 
     expect(page.locator(".pa-conn")).to_have_attribute("data-connection", state, timeout=timeout)
-
-
-def pay(page, phone: str) -> None:
-    page.locator("#pa-phone").fill(phone)
-    page.locator(".pa-pay").click()
-    expect_view(page, "pending")
-
-
-def open_hosted(page, app: App, order: dict) -> None:
-    page.goto(f"{app.url}/pay/{order['order_id']}?token={order['token']}")
-    expect_view(page, "form")
 
 
 # -- the tests ----------------------------------------------------------------------------------
@@ -324,7 +164,7 @@ def test_cancel_shows_the_reason_and_try_again_works(app_server, page):
     expect_view(page, "pending")
     expect(page.locator('.pa-view[data-view="pending"] .pa-title')).to_be_focused()
 
-    press(app_server, order["order_number"], "cancel")
+    app_server.simulator.answer(order["order_number"], "cancel")
     expect_view(page, "failed")
     expect(page.locator(".pa-title", has_text="Payment cancelled")).to_be_visible()
     expect(page.locator('[data-field="failure-text"]')).to_contain_text("Nothing was charged")
@@ -340,12 +180,12 @@ def test_cancel_shows_the_reason_and_try_again_works(app_server, page):
     # down and re-enables Pay by itself.
     page.locator(".pa-pay").click()
     if dialog(page).get_attribute("data-view") != "pending":
-        expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT)
+        expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT_MS)
         if dialog(page).get_attribute("data-view") == "form":
             page.locator(".pa-pay").click()
     expect_view(page, "pending")
 
-    press(app_server, order["order_number"], "accept")
+    app_server.simulator.answer(order["order_number"], "accept")
     expect_view(page, "success")
     final = status(app_server, order)
     assert final["order_status"] == "paid"
@@ -354,6 +194,8 @@ def test_cancel_shows_the_reason_and_try_again_works(app_server, page):
 
 def test_callback_before_subscribe_still_shows_success(app_server, page):
     """The socket is held back until after the callback; the subscribe snapshot is it."""
+    from playwright.sync_api import expect
+
     held = {"block": True}
 
     def gate(ws):
@@ -370,19 +212,21 @@ def test_callback_before_subscribe_still_shows_success(app_server, page):
     pay(page, new_phone())
     expect_connection(page, "reconnecting")
 
-    press(app_server, order["order_number"], "accept")
-    wait_for(lambda: status(app_server, order)["order_status"] == "paid", "the order to be paid")
-    assert dialog(page).get_attribute("data-view") == "pending"
+    app_server.simulator.answer(order["order_number"], "accept")
+    wait_until_paid(app_server, order)
+    expect(dialog(page)).to_have_attribute("data-view", "pending")
 
     held["block"] = False
     expect_view(page, "success")
     expect_connection(page, "live")
-    assert dialog(page).get_attribute("data-status-source") == "subscribe"
+    expect(dialog(page)).to_have_attribute("data-status-source", "subscribe")
 
 
 def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_server, page):
     """Issue 9 item 4: the socket stays up but the `payment_update` never arrives (a worker
     died between commit and emit); the pending dialog re-checks over HTTP and turns paid."""
+    from playwright.sync_api import expect
+
     dropped = []
 
     def drop_updates(ws):
@@ -402,16 +246,18 @@ def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_s
     open_hosted(page, app_server, order)
     expect_connection(page, "live")
     pay(page, new_phone())
-    press(app_server, order["order_number"], "accept")
-    wait_for(lambda: status(app_server, order)["order_status"] == "paid", "the order to be paid")
+    app_server.simulator.answer(order["order_number"], "accept")
+    wait_until_paid(app_server, order)
     expect_view(page, "success")
     expect_connection(page, "live")
-    assert dialog(page).get_attribute("data-status-source") == "poll"
+    expect(dialog(page)).to_have_attribute("data-status-source", "poll")
     assert dropped, "the paid update should have been dropped on the way"
 
 
 @pytest.mark.parametrize("context", [PHONE], indirect=True)
 def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_server, page):
+    from playwright.sync_api import expect
+
     from paymentapp.extensions import db
     from paymentapp.models import Payment
 
@@ -419,11 +265,11 @@ def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_serve
     open_hosted(page, app_server, order)
     expect_connection(page, "live")
     pay(page, new_phone())
-    prompt = open_prompt(app_server, order["order_number"])
+    prompt = app_server.simulator.open_prompt(order["order_number"])
 
-    app_server.stop()
+    app_server.server.stop()
     expect_connection(page, "reconnecting")
-    shot(page, "8-reconnecting")
+    shot(page, "dialog-8-reconnecting")
     # While this server is down the customer approves and M-Pesa's callback reaches
     # another instance of the app (here: one in the test process, same database).
     other = other_instance(app_server)
@@ -442,13 +288,11 @@ def test_server_restart_while_waiting_reconnects_and_shows_the_payment(app_serve
         )
         db.session.remove()
         db.engine.dispose()
-    assert dialog(page).get_attribute("data-view") == "pending"
+    expect(dialog(page)).to_have_attribute("data-view", "pending")
 
-    app_server.start()
+    start_again(app_server)
     expect_view(page, "success")
     expect_connection(page, "live")
-    from playwright.sync_api import expect
-
     expect(page.locator(".pa-receipt-code")).to_have_text(receipt)
 
 
@@ -461,10 +305,10 @@ def test_websocket_blocked_falls_back_to_polling(app_server, page):
     pay(page, new_phone())
     expect(page.locator(".pa-conn")).not_to_have_attribute("data-connection", "live")
 
-    press(app_server, order["order_number"], "accept")
+    app_server.simulator.answer(order["order_number"], "accept")
     expect_view(page, "success")
-    assert dialog(page).get_attribute("data-status-source") == "poll"
-    assert dialog(page).get_attribute("data-connection") != "live"
+    expect(dialog(page)).to_have_attribute("data-status-source", "poll")
+    expect(dialog(page)).not_to_have_attribute("data-connection", "live")
 
 
 def test_lost_callback_is_settled_by_reconciliation(app_server, context, page):
@@ -493,7 +337,7 @@ def test_phone_screenshots_of_every_state(app_server, context, page):
     from playwright.sync_api import expect
 
     page.goto(app_server.url + "/")
-    shot(page, "0-shop")
+    shot(page, "dialog-0-shop")
     with page.expect_response("**/shop/buy") as bought:
         page.locator("button[data-product=coffee]").click()
     order = bought.value.json()
@@ -501,37 +345,37 @@ def test_phone_screenshots_of_every_state(app_server, context, page):
     expect_connection(page, "live")
     card = page.locator(".pa-card")
     heights = {"form": card.bounding_box()["height"]}
-    shot(page, "1-form")
+    shot(page, "dialog-1-form")
 
     page.locator("#pa-phone").fill("0712 34")
     page.locator(".pa-pay").click()
     expect(page.locator(".pa-field-error")).not_to_be_empty()
-    shot(page, "2-invalid-phone")
+    shot(page, "dialog-2-invalid-phone")
 
     phone = new_phone()
     pay(page, phone)
     number = page.locator(".pa-order-number").inner_text()
     heights["pending"] = card.bounding_box()["height"]
-    shot(page, "3-pending")
+    shot(page, "dialog-3-pending")
 
-    press(app_server, number, "insufficient")
+    app_server.simulator.answer(number, "insufficient")
     expect_view(page, "failed")
     expect(page.locator(".pa-title", has_text="Not enough money")).to_be_visible()
     heights["failed"] = card.bounding_box()["height"]
-    shot(page, "4-failed-insufficient-funds")
+    shot(page, "dialog-4-failed-insufficient-funds")
 
     page.get_by_role("button", name="Try again").click()
     expect_view(page, "form")
-    expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT)
+    expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT_MS)
     page.locator(".pa-pay").click()
-    expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT)
+    expect(page.locator(".pa-pay")).to_be_enabled(timeout=WAIT_MS)
     if dialog(page).get_attribute("data-view") == "form":
         page.locator(".pa-pay").click()
     expect_view(page, "pending")
-    press(app_server, number, "accept")
+    app_server.simulator.answer(number, "accept")
     expect_view(page, "success")
     heights["success"] = card.bounding_box()["height"]
-    shot(page, "5-success")
+    shot(page, "dialog-5-success")
 
     for name in ("form", "pending", "failed", "success"):
         assert abs(heights[name] - heights["form"]) < 1, heights
@@ -543,35 +387,37 @@ def test_phone_screenshots_of_every_state(app_server, context, page):
     page.goto(f"{app_server.url}/pay/{order['order_id']}?token={order['token']}")
     expect_view(page, "success")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE[0]
-    shot(page, "6-hosted-paid")
+    shot(page, "dialog-6-hosted-paid")
 
     response = page.goto(f"{app_server.url}/pay/{order['order_id']}?token=not-a-token")
     assert response.status == 403
     expect(page.get_by_role("heading", name="This payment link is not valid")).to_be_visible()
-    shot(page, "7-invalid-link")
+    shot(page, "dialog-7-invalid-link")
 
     # M-Pesa reports a different amount: the order is not paid, the customer is told
     # not to pay again.
     review = buy(app_server, "tea")
     open_hosted(page, app_server, review)
     pay(page, new_phone())
-    post_callback(app_server, open_prompt(app_server, review["order_number"]), 1, "SREVIEW001")
+    post_callback(
+        app_server, app_server.simulator.open_prompt(review["order_number"]), 1, "SREVIEW001"
+    )
     expect_view(page, "review")
     assert status(app_server, review)["order_status"] == "pending"
-    shot(page, "9-review")
+    shot(page, "dialog-9-review")
 
     # A cancelled order cannot be paid.
     cancelled = buy(app_server, "kikoy")
     with other_instance(app_server).app_context():
         from paymentapp.extensions import db
-        from paymentapp.payments.services import cancel_order
+        from paymentapp.orders.services import cancel_order
 
         cancel_order(cancelled["order_id"], "test")
         db.session.remove()
         db.engine.dispose()
     page.goto(f"{app_server.url}/pay/{cancelled['order_id']}?token={cancelled['token']}")
     expect_view(page, "closed")
-    shot(page, "10-cancelled")
+    shot(page, "dialog-10-cancelled")
 
 
 def test_phone_rules_in_the_browser_match_the_server(app_server, page):

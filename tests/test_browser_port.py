@@ -10,10 +10,9 @@ from tests.helpers import base_env
 pytestmark = pytest.mark.browser
 
 
-def test_another_port_needs_no_other_setting(tmp_path):
+def test_another_port_needs_no_other_setting(tmp_path, browser):
     """Issue 11: PUBLIC_BASE_URL stayed :5000, the socket got 403, the badge stuck."""
-    services.require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     database = services.create_pg_database()
     port = services.free_port()
@@ -27,12 +26,9 @@ def test_another_port_needs_no_other_setting(tmp_path):
     }
     try:
         services.flask_cli(env, "db", "upgrade")
-        with services.Gunicorn(env, port=port) as server, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
-            )
+        with services.Gunicorn(env, port=port) as server:
+            page = browser.new_page()
             try:
-                page = browser.new_page()
                 page.goto(server.url + "/")
                 page.locator("button.buy-button").first.click()
                 expect(page.locator(".pa-conn")).to_have_attribute(
@@ -44,7 +40,7 @@ def test_another_port_needs_no_other_setting(tmp_path):
                     "data-view", "success", timeout=30_000
                 )
             finally:
-                browser.close()
+                page.close()
             assert "websocket refused" not in server.log()
     finally:
         services.drop_pg_database(database)

@@ -6,18 +6,8 @@ import sys
 import pytest
 
 from paymentapp.config import ConfigError, load_config
+from tests.helpers import LIVE
 from tests.services import ROOT
-
-LIVE = {
-    "MPESA_ENV": "production",
-    "SECRET_KEY": "s" * 32,
-    "MPESA_CALLBACK_TOKEN": "cb" + "t" * 30,
-    "MPESA_CONSUMER_KEY": "ck",
-    "MPESA_CONSUMER_SECRET": "cs",
-    "MPESA_SHORTCODE": "600000",
-    "MPESA_PASSKEY": "pk",
-    "PUBLIC_BASE_URL": "https://pay.example.com",
-}
 
 
 def test_development_defaults(tmp_path, monkeypatch):

@@ -36,11 +36,13 @@ pytestmark = pytest.mark.e2e
 def kill_paused_worker(fault_dir: Path, point: str, timeout: float = 15) -> int:
     """Wait until a worker is held at `point`, SIGKILL it; returns its pid."""
     pid_file = fault_dir / f"{point}.pid"
-    deadline = time.monotonic() + timeout
-    while not (pid_file.exists() and pid_file.read_text()):
-        assert time.monotonic() < deadline, f"no worker reached {point}"
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
+    pid = int(
+        services.wait_for(
+            lambda: pid_file.exists() and pid_file.read_text(),
+            f"a worker to reach {point}",
+            timeout,
+        )
+    )
     os.kill(pid, signal.SIGKILL)
     return pid
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.conftest import base_env
+from tests.helpers import base_env
 
 
 @pytest.mark.e2e

@@ -32,7 +32,7 @@ def test_healthz_503_when_redis_is_down(app_env, request):
 
 def test_healthz_503_when_database_is_down(app, database_url):
     from paymentapp import create_app
-    from tests.conftest import base_env
+    from tests.helpers import base_env
 
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{services.free_port()}/none"
     broken = create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=base_env(dead))

@@ -3,7 +3,7 @@
 import logging
 
 from paymentapp.logs import redact
-from tests.conftest import TEST_CALLBACK_TOKEN
+from tests.helpers import TEST_CALLBACK_TOKEN
 
 
 def test_every_handler_redacts_callback_paths_tokens_and_tracebacks(log_output):

@@ -9,7 +9,7 @@ from paymentapp import create_app
 from paymentapp.extensions import db
 from paymentapp.models import Order
 from tests import services
-from tests.conftest import base_env
+from tests.helpers import base_env
 
 PROCESSES = 6
 ORDERS_EACH = 25

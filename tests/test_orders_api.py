@@ -4,22 +4,11 @@ import pytest
 from sqlalchemy import func, select
 
 from paymentapp.models import Order
+from tests.helpers import assert_error
 
 
 def count_orders(db) -> int:
     return db.session.scalar(select(func.count()).select_from(Order))
-
-
-def assert_error(response, status: int, code: str | None = None):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "fields"}
-    assert body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 def test_create_order_returns_number_token_and_payment_url(client, auth, db):

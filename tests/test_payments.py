@@ -7,16 +7,8 @@ import requests
 from sqlalchemy import func, select
 
 from paymentapp.models import Order, Payment
-from tests.conftest import wait_for
-from tests.test_orders_api import assert_error
-
-
-def pay(client, order, phone="0712 345 678", token=None):
-    return client.post(
-        f"/api/orders/{order['id']}/payments",
-        json={"phone": phone},
-        headers={"X-Order-Token": token or order["client_token"]},
-    )
+from tests.helpers import assert_error, pay
+from tests.services import wait_for
 
 
 def count_payments(db) -> int:
@@ -231,20 +223,27 @@ def test_phone_with_an_open_prompt_on_another_order_is_429(client, live_server, 
     assert "already open" in error["message"]
 
 
-def test_retry_right_after_cancel_waits_for_the_cooldown(client, live_server, make_order, db):
-    order = make_order()
+def pay_and_cancel(client, live_server, order, db) -> None:
+    """Start a payment, press Cancel on the phone, and wait until its callback is applied."""
     pay(client, order)
     live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], "cancel")
-    wait_for(lambda: db.session.scalar(select(Payment)).status == "cancelled")
+    wait_for(
+        lambda: db.session.scalar(select(Payment)).status == "cancelled",
+        "the payment to be cancelled",
+        before=db.session.expire_all,
+    )
+
+
+def test_retry_right_after_cancel_waits_for_the_cooldown(client, live_server, make_order, db):
+    order = make_order()
+    pay_and_cancel(client, live_server, order, db)
     assert_error(pay(client, order), 429, "phone_busy")
 
 
 @pytest.mark.parametrize("app_config", [{"PAYMENT_PHONE_COOLDOWN_S": 0}])
 def test_retry_after_cancel_sends_a_new_prompt(client, live_server, make_order, db, app_config):
     order = make_order()
-    pay(client, order)
-    live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], "cancel")
-    wait_for(lambda: db.session.scalar(select(Payment)).status == "cancelled")
+    pay_and_cancel(client, live_server, order, db)
     assert pay(client, order).status_code == 202
     assert count_payments(db) == 2
 
@@ -276,4 +275,8 @@ def test_payments_keep_working_while_redis_is_down(dead_redis, client, live_serv
     response = pay(client, order)
     assert response.status_code == 202, response.get_json()
     live_server.press(live_server.prompt_for(order["number"])["checkout_request_id"], "accept")
-    wait_for(lambda: db.session.get(Order, order["id"]).status == "paid")
+    wait_for(
+        lambda: db.session.get(Order, order["id"]).status == "paid",
+        "the order to be paid",
+        before=db.session.expire_all,
+    )

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from paymentapp.models import Order, Payment
-from tests.test_properties_callbacks import (
+from tests.strategies import (
     DEPTHS,
     ENCODED_JSON,
     JSON,

@@ -8,13 +8,12 @@ what many customers behind one nginx look like to the app.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 
 import pytest
 
 from tests import services
-from tests.conftest import base_env
+from tests.helpers import base_env, csrf_in
 from tests.proxy import ReverseProxy, request_from
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +44,7 @@ def login_attempt(proxy, address: str, extra_headers: dict | None = None) -> int
     status, page, cookie = request_from(address, proxy.port, "GET", "/admin/login")
     if status == 429:
         return status
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_in(page)
     status, _, _ = request_from(
         address,
         proxy.port,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
 from paymentapp.payments.reconcile import reconcile_once
 from paymentapp.payments.services import apply_result
-from tests.conftest import stk_callback
+from tests.helpers import stk_callback
 from tests.services import ROOT
 
 

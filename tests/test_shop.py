@@ -7,11 +7,11 @@ from sqlalchemy import func, select
 
 from paymentapp.models import ApiKey, Order
 from paymentapp.security import make_client_token
+from tests.helpers import csrf_in
 
 
 def csrf_token(client) -> str:
-    html = client.get("/").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    return csrf_in(client.get("/").get_data(as_text=True))
 
 
 def buy(client, product="coffee", **headers):

@@ -5,8 +5,7 @@ import time
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from paymentapp.security import CLIENT_TOKEN_SALT
-from tests.conftest import TEST_SECRET
-from tests.test_orders_api import assert_error
+from tests.helpers import TEST_SECRET, assert_error
 
 
 def test_status_with_token_header_and_query(client, make_order):

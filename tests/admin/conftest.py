@@ -1,44 +1,16 @@
 """Admin dashboard fixtures: a user, a logged-in client, payment and callback factories
-(rows as the money path leaves them, written directly)."""
+(rows as the money path leaves them, written directly). Sign-in helpers: `tests/helpers.py`."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 
 import pytest
-from flask import g
 from werkzeug.security import generate_password_hash
 
 from paymentapp.models import AdminUser, CallbackRecord, Payment, utcnow
-
-USERNAME = "alice"
-PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(client, path: str = "/admin/login") -> str:
-    """The CSRF token a page hands out (the session cookie it belongs to stays in `client`)."""
-    # The `app` fixture keeps one app context for the whole test, so `g` (where Flask-WTF
-    # caches the token) outlives requests; a real server starts every request afresh.
-    g.pop("csrf_token", None)
-    page = client.get(path)
-    match = TOKEN.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {path} ({page.status_code})"
-    return match.group(1)
-
-
-def login(client, username: str = USERNAME, password: str = PASSWORD, **extra):
-    return client.post(
-        "/admin/login",
-        data={"username": username, "password": password, "csrf_token": csrf_from(client), **extra},
-    )
-
-
-def session_cookie(client) -> str:
-    cookie = client.get_cookie("session")
-    return cookie.value if cookie else ""
+from tests.helpers import PASSWORD, USERNAME, login
 
 
 @pytest.fixture

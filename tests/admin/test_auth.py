@@ -203,7 +203,14 @@ def test_logged_in_admin_skips_the_login_page(admin_client):
 
 
 def _admin_urls(app, order_id: str, payment_id: str):
-    values = {"order_id": order_id, "payment_id": payment_id, "record_id": 1, "key_id": 1}
+    values = {
+        "order_id": order_id,
+        "payment_id": payment_id,
+        "record_id": 1,
+        "key_id": 1,
+        "endpoint_id": "we_1",
+        "event_id": "evt_1",
+    }
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
             continue

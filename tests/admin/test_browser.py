@@ -4,6 +4,7 @@ appear and turn paid live, and the order page shows the callback that paid it.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 
@@ -11,8 +12,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.admin.conftest import PASSWORD, USERNAME
-from tests.conftest import base_env
+from tests.helpers import PASSWORD, USERNAME, Simulator, base_env
 
 ARTIFACTS = services.ROOT / "test-artifacts"
 # The README's picture is refreshed only on request, so test runs leave the tree clean:
@@ -48,26 +48,13 @@ def server(tmp_path):
         services.drop_pg_database(url)
 
 
-@pytest.fixture
-def browser():
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=services.CHROMIUM, args=services.CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 class Shop:
     """The merchant and the customer, over the real HTTP API and the simulator."""
 
     def __init__(self, server):
         self.url = server.url
         self.auth = {"Authorization": f"Bearer {server.api_key}"}
+        self.simulator = Simulator(server.url)
 
     def order(self, amount: int, description: str) -> dict:
         response = requests.post(
@@ -88,18 +75,8 @@ class Shop:
             timeout=15,
         )
         assert response.status_code == 202, response.text
-        if action is None:
-            return
-        prompts = requests.get(
-            f"{self.url}/_simulator/api/prompts",
-            params={"account_reference": order["number"]},
-            timeout=10,
-        ).json()["prompts"]
-        checkout_id = prompts[0]["checkout_request_id"]
-        answered = requests.post(
-            f"{self.url}/_simulator/api/prompts/{checkout_id}/{action}", timeout=10
-        )
-        assert answered.status_code == 200, answered.text
+        if action is not None:
+            self.simulator.answer(order["number"], action)
 
 
 def row(order: dict) -> str:
@@ -107,32 +84,33 @@ def row(order: dict) -> str:
 
 
 def test_dashboard_shows_orders_appear_and_turn_paid_live(server, browser):
+    from playwright.sync_api import expect
+
     shop = Shop(server)
     page = browser.new_page(viewport={"width": 1280, "height": 640})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     page.goto(f"{server.url}/admin")
-    assert "/admin/login" in page.url  # anonymous: sent to the login page
+    expect(page).to_have_url(re.compile(r"/admin/login"))  # anonymous: sent to the login page
     page.fill('input[name="username"]', USERNAME)
     page.fill('input[name="password"]', "wrong password")
     page.click('button[type="submit"]')
-    page.wait_for_selector("text=Invalid username or password.")
+    expect(page.get_by_text("Invalid username or password.")).to_be_visible()
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
-    page.wait_for_selector('#live-status[data-state="live"]', timeout=WAIT_MS)
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
     page.evaluate("window.__samePage = true")  # proves later updates came without a reload
 
     # a new order appears live, created by the merchant API (another worker, via Redis)
     sugar = shop.order(1500, "2 kg sugar")
-    page.wait_for_selector(row(sugar), timeout=WAIT_MS)
-    assert page.inner_text(f"{row(sugar)} td:nth-child(3)") == "pending"
+    expect(page.locator(f"{row(sugar)} td:nth-child(3)")).to_have_text("pending", timeout=WAIT_MS)
 
     # the customer pays on the simulated phone: the row turns paid in place
     shop.pay(sugar, "0712345678")
-    page.wait_for_selector(f"{row(sugar)} .badge-paid", timeout=WAIT_MS)
-    assert page.inner_text(f"{row(sugar)} td:nth-child(4)") == "completed"
-    assert page.inner_text(f"{row(sugar)} td:nth-child(5)") == "2547•••••678"
+    expect(page.locator(f"{row(sugar)} .badge-paid")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator(f"{row(sugar)} td:nth-child(4)")).to_have_text("completed")
+    expect(page.locator(f"{row(sugar)} td:nth-child(5)")).to_have_text("2547•••••678")
 
     # a few more, so the page (and the screenshot) shows every kind of row
     for amount, description, phone, action in [
@@ -143,33 +121,31 @@ def test_dashboard_shows_orders_appear_and_turn_paid_live(server, browser):
         (45, "Milk", "0744000444", "accept"),
     ]:
         order = shop.order(amount, description)
-        page.wait_for_selector(row(order), timeout=WAIT_MS)
+        expect(page.locator(row(order))).to_be_visible(timeout=WAIT_MS)
         if phone:
             shop.pay(order, phone, action)
             expected = {"accept": ".badge-paid", "cancel": "td:nth-child(4) .badge-cancelled"}
             wanted = expected.get(action, "td:nth-child(4) .badge-pending")
-            page.wait_for_selector(f"{row(order)} {wanted}", timeout=WAIT_MS)
+            expect(page.locator(f"{row(order)} {wanted}")).to_be_visible(timeout=WAIT_MS)
 
     assert page.evaluate("window.__samePage") is True
-    page.wait_for_function(
-        "document.querySelector('.totals').innerText.includes('KES 4,745')", timeout=WAIT_MS
-    )
-    totals = page.inner_text(".totals")
-    assert "60.0%" in totals  # 3 paid of the 5 orders with a payment attempt
-    page.wait_for_timeout(2600)  # let the "changed" highlight fade before the screenshot
+    totals = page.locator(".totals")
+    expect(totals).to_contain_text("KES 4,745", timeout=WAIT_MS)
+    expect(totals).to_contain_text("60.0%")  # 3 paid of the 5 orders with a payment attempt
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
+    # animations="disabled" runs the "changed" highlight to its end: no yellow rows
+    page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True, animations="disabled")
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(ARTIFACTS / "admin.png", README_SCREENSHOT)
 
     # the order page shows the payment and the callback that paid it, raw body included
     page.click(f"{row(sugar)} a")
-    page.wait_for_selector("text=callback: applied", timeout=WAIT_MS)
+    expect(page.locator(".timeline")).to_contain_text("callback: applied", timeout=WAIT_MS)
     page.click("details summary")
     body = page.inner_text("details pre")
     assert '"MpesaReceiptNumber"' in body and '"ResultCode": 0' in body
     assert "254712345678" not in page.content()
-    assert "order paid" in page.inner_text(".timeline")
+    expect(page.locator(".timeline")).to_contain_text("order paid")
     page.screenshot(path=str(ARTIFACTS / "admin-order.png"), full_page=True)
 
     # "check status now" asks M-Pesa (the simulator) about a prompt still open
@@ -177,5 +153,7 @@ def test_dashboard_shows_orders_appear_and_turn_paid_live(server, browser):
     assert bread.ok
     page.click("table.orders tbody a")
     page.click("text=Check status now")
-    page.wait_for_selector("text=M-Pesa says the customer has not answered yet.", timeout=WAIT_MS)
+    expect(page.get_by_text("M-Pesa says the customer has not answered yet.")).to_be_visible(
+        timeout=WAIT_MS
+    )
     assert not errors, errors

@@ -24,6 +24,8 @@ def stack(tmp_path_factory):
 
 def admin_pages(stack):
     """(name, how to get there) for every page a signed-in admin sees."""
+    from playwright.sync_api import expect
+
     seeded = stack.seeded
 
     def order_with_raw_callback(page):
@@ -38,12 +40,12 @@ def admin_pages(stack):
         page.goto(f"{stack.url}/admin/api-keys")
         page.fill("#key-name", "web shop")
         page.click("text=Create key")
-        page.wait_for_selector("#new-key")
+        expect(page.locator("#new-key")).to_be_visible()
 
     def revoke_confirm(page):
         page.goto(f"{stack.url}/admin/api-keys")
         page.locator("table.keys a.button", has_text="Revoke").first.click()
-        page.wait_for_selector(".confirm-revoke")
+        expect(page.locator(".confirm-revoke")).to_be_visible()
 
     return [
         ("orders", lambda page: page.goto(f"{stack.url}/admin")),
@@ -59,6 +61,8 @@ def admin_pages(stack):
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_admin_pages_have_no_serious_axe_violations(stack, browser, viewport, capsys):
+    from playwright.sync_api import expect
+
     context = browser.new_context(viewport=VIEWPORTS[viewport])
     page = context.new_page()
     errors = []
@@ -75,7 +79,7 @@ def test_admin_pages_have_no_serious_axe_violations(stack, browser, viewport, ca
         page.fill('input[name="username"]', "nobody")
         page.fill('input[name="password"]', "wrong password")
         page.click('button[type="submit"]')
-        page.wait_for_selector(".flash-error", timeout=WAIT_MS)
+        expect(page.locator(".flash-error")).to_be_visible(timeout=WAIT_MS)
         scan("login with an error")
         sign_in(page, stack.url)
         for name, open_page in admin_pages(stack):

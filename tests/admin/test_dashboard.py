@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from paymentapp.admin import presenters, queries
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment
-from tests.admin.conftest import csrf_from
-from tests.conftest import stk_callback
+from tests.helpers import csrf_from, stk_callback
 
 
 def order_numbers(html: str) -> list[str]:

@@ -9,22 +9,14 @@ import pytest
 from paymentapp.admin import events
 from paymentapp.admin.auth import SEEN_KEY
 from paymentapp.extensions import socketio
-from tests.admin.conftest import csrf_from
+from tests.helpers import csrf_from
+from tests.services import wait_for
 
 NS = "/admin"
 
 
 def connect(app, flask_client, **kwargs):
     return socketio.test_client(app, namespace=NS, flask_test_client=flask_client, **kwargs)
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def received(sock, name: str) -> list:
@@ -76,14 +68,14 @@ def test_logout_hangs_up_open_sockets(app, admin_client, monkeypatch):
     assert sock.is_connected(NS)
     token = csrf_from(admin_client, "/admin")
     admin_client.post("/admin/logout", data={"csrf_token": token})
-    assert wait_until(lambda: not sock.is_connected(NS))
+    wait_for(lambda: not sock.is_connected(NS), "the socket to be hung up")
 
 
 @pytest.mark.parametrize("app_config", [{"ADMIN_IDLE_TIMEOUT_S": 2}])
 def test_socket_is_hung_up_when_its_session_goes_idle(app, admin_client):
     sock = connect(app, admin_client)
     assert sock.is_connected(NS)
-    assert wait_until(lambda: not sock.is_connected(NS))
+    wait_for(lambda: not sock.is_connected(NS), "the socket to be hung up")
 
 
 def test_dashboards_are_told_to_refresh_after_a_redis_outage(app, admin_client):
