@@ -1,5 +1,6 @@
 """What the dashboard reads from the database: the orders page and its filters, totals,
-an order's history, the review queue, API keys. Nothing here writes; `presenters.py`
+an order's history, the review queue, API keys, webhook events and their deliveries.
+Nothing here writes; `presenters.py`
 turns what these return into what people see."""
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from ..models import (
     ApiKey,
     CallbackOutcome,
     CallbackRecord,
+    DeliveryStatus,
     Order,
     OrderEvent,
     OrderStatus,
     Payment,
     PaymentStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from ..phones import InvalidPhone, normalize_phone
 
@@ -310,5 +316,114 @@ def recently_resolved(limit: int = 20) -> list[Payment]:
             .where(Payment.reviewed_at.is_not(None))
             .order_by(Payment.reviewed_at.desc())
             .limit(limit)
+        )
+    )
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+RECENT_TEST_EVENTS = 10
+
+
+@dataclass
+class WebhookHistory:
+    """Events, their deliveries (each event's oldest first), the endpoints those went to
+    (deleted ones included) and every attempt of each delivery (oldest first)."""
+
+    events: list[WebhookEvent]
+    deliveries: dict[str, list[WebhookDelivery]]
+    endpoints: dict[str, WebhookEndpoint]
+    attempts: dict[int, list[WebhookAttempt]]
+
+
+def _webhook_history(events: list[WebhookEvent]) -> WebhookHistory:
+    event_ids = [event.id for event in events]
+    deliveries: dict[str, list[WebhookDelivery]] = {event_id: [] for event_id in event_ids}
+    attempts: dict[int, list[WebhookAttempt]] = {}
+    endpoints: dict[str, WebhookEndpoint] = {}
+    if not event_ids:
+        return WebhookHistory(events, deliveries, endpoints, attempts)
+    rows = list(
+        db.session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.event_id.in_(event_ids))
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        )
+    )
+    for delivery in rows:
+        deliveries[delivery.event_id].append(delivery)
+        attempts[delivery.id] = []
+    if rows:
+        endpoint_ids = {delivery.endpoint_id for delivery in rows}
+        endpoints = {
+            endpoint.id: endpoint
+            for endpoint in db.session.scalars(
+                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+            )
+        }
+        for attempt in db.session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.at, WebhookAttempt.id)
+        ):
+            attempts[attempt.delivery_id].append(attempt)
+    return WebhookHistory(events, deliveries, endpoints, attempts)
+
+
+def order_webhooks(order: Order) -> WebhookHistory:
+    """The order's webhook events, oldest first, with every delivery and attempt."""
+    events = list(
+        db.session.scalars(
+            select(WebhookEvent)
+            .where(WebhookEvent.order_id == order.id)
+            .order_by(WebhookEvent.created_at, WebhookEvent.version, WebhookEvent.id)
+        )
+    )
+    return _webhook_history(events)
+
+
+def recent_test_events(limit: int = RECENT_TEST_EVENTS) -> WebhookHistory:
+    """The last `endpoint.test` events sent from the dashboard (or the API), newest first."""
+    events = list(
+        db.session.scalars(
+            select(WebhookEvent)
+            .where(WebhookEvent.order_id.is_(None))
+            .order_by(WebhookEvent.created_at.desc(), WebhookEvent.id)
+            .limit(limit)
+        )
+    )
+    return _webhook_history(events)
+
+
+def get_webhook_event(event_id: str) -> WebhookEvent:
+    """The webhook event with this id or a 404."""
+    event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
+    if event is None:
+        raise NotFound("No webhook event with this id.", code="event_not_found")
+    return event
+
+
+def inactive_endpoints_of(event_id: str) -> int:
+    """How many endpoints that had this event are disabled or deleted by now (a resend to
+    them is cancelled when the worker picks it up)."""
+    had = select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event_id)
+    return db.session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id.in_(had),
+            or_(WebhookEndpoint.enabled.is_(False), WebhookEndpoint.deleted_at.is_not(None)),
+        )
+    )
+
+
+def pending_deliveries(endpoint_id: str) -> int:
+    """How many deliveries to this endpoint wait to be sent (or retried)."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
         )
     )
