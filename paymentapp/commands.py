@@ -116,6 +116,46 @@ def mpesa_reconcile(loop: bool, interval: float) -> None:
     click.echo(f"reconcile pass: {reconcile_once()}")
 
 
+@mpesa_cli.command("register-c2b")
+@click.option(
+    "--response-type",
+    type=click.Choice(["Completed", "Cancelled"]),
+    default="Completed",
+    show_default=True,
+    help="What M-Pesa does when the validation URL does not answer in time.",
+)
+def mpesa_register_c2b(response_type: str) -> None:
+    """Register this app's Paybill confirmation and validation URLs with Daraja."""
+    from flask import current_app
+
+    from .config import FORBIDDEN_CALLBACK_WORDS
+    from .mpesa.client import DarajaError, get_client
+
+    config = current_app.config
+    base = f"{config['PUBLIC_BASE_URL']}/callbacks/c2b"
+    token = config["MPESA_CALLBACK_TOKEN"]
+    urls = {
+        "confirmation": f"{base}/confirmation/{token}",
+        "validation": f"{base}/validation/{token}",
+    }
+    for url in urls.values():
+        if any(word in url.lower() for word in FORBIDDEN_CALLBACK_WORDS):
+            raise click.ClickException("The callback URL contains a word Daraja rejects.")
+        if config["MPESA_ENV"] == "production" and not url.startswith("https://"):
+            raise click.ClickException("Daraja needs https callback URLs in production.")
+    try:
+        answer = get_client().register_c2b_urls(
+            shortcode=config["MPESA_C2B_SHORTCODE"],
+            confirmation_url=urls["confirmation"],
+            validation_url=urls["validation"],
+            response_type=response_type,
+        )
+    except DarajaError as exc:
+        raise click.ClickException(f"Daraja refused: {exc.code} {exc.message}") from None
+    click.echo(f"Registered for shortcode {config['MPESA_C2B_SHORTCODE']} ({response_type}).")
+    click.echo(f"Daraja answered: {answer}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     app.cli.add_command(apikey_cli)

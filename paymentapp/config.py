@@ -250,6 +250,10 @@ def load_config(env=None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or None,
         "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
+        # Per Socket.IO connection: orders watched at once, and the burst of events (a
+        # `subscribe_many` counts one per order). None: realtime/events.py's 50 and 50.
+        "SOCKET_MAX_ROOMS": _int(env, "SOCKET_MAX_ROOMS", 0, minimum=1) or None,
+        "SOCKET_EVENT_BURST": _int(env, "SOCKET_EVENT_BURST", 0, minimum=1) or None,
         "MPESA_ENV": mpesa_env,
         "MPESA_BASE_URL": (
             env.get("MPESA_BASE_URL")
@@ -275,6 +279,10 @@ def load_config(env=None) -> dict:
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "FAULTS": faults,
         "DEMO_SHOP": demo_shop,
+        "ORDER_EXPIRE_AFTER_S": _int(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),
+        "MPESA_C2B_SHORTCODE": env.get("MPESA_C2B_SHORTCODE") or shortcode,
+        "MPESA_C2B_VALIDATION": _flag(env, "MPESA_C2B_VALIDATION"),
+        "MPESA_C2B_MIN_AMOUNT": _int(env, "MPESA_C2B_MIN_AMOUNT", 1, minimum=1),
         "WEBHOOK_ALLOW_PRIVATE": _flag(env, "WEBHOOK_ALLOW_PRIVATE"),
         "WEBHOOKS_IN_PROCESS": _flag(env, "WEBHOOKS_IN_PROCESS"),
         "HOME_URL": home_url,

@@ -78,6 +78,13 @@ class PaymentStatus(StrEnum):
     FINAL = nonmember(("completed", "failed", "cancelled", "timeout"))
 
 
+class PaymentMethod(StrEnum):
+    """How the money came: an STK Push prompt, or the customer paying the Paybill by hand."""
+
+    STK = "stk"
+    PAYBILL = "paybill"
+
+
 class CallbackOutcome(StrEnum):
     """What a stored callback did (`callbacks/pipeline.py`)."""
 
@@ -170,6 +177,12 @@ class Order(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # after this, money for the order is recorded and flagged for a refund (Paybill)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # True for numbers ending in a check digit (orders/services.py); older ones are False
+    number_checked: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=True, server_default="0"
+    )
 
     payments: Mapped[list[Payment]] = relationship(
         back_populates="order", order_by="Payment.created_at", lazy="selectin"
@@ -184,6 +197,15 @@ class Order(db.Model):
     def latest_payment(self) -> Payment | None:
         return self.payments[-1] if self.payments else None
 
+    @property
+    def amount_paid(self) -> int:
+        """What the payments that count have brought (`payments/states.py`)."""
+        return sum(p.paid_amount or 0 for p in self.payments if p.counts)
+
+    @property
+    def amount_due(self) -> int:
+        return max(0, self.amount - self.amount_paid)
+
 
 class Payment(db.Model):
     """One STK Push attempt for an order."""
@@ -193,10 +215,15 @@ class Payment(db.Model):
         Index("ix_payments_status_created_at", "status", "created_at"),
         Index("ix_payments_phone_created_at", "phone", "created_at"),
         one_of("status", PaymentStatus, "status"),
+        one_of("method", PaymentMethod, "method"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("pay"))
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    method: Mapped[PaymentMethod] = mapped_column(
+        String(16), nullable=False, default=PaymentMethod.STK, server_default="stk"
+    )
+    # STK: the normalised number; Paybill: Daraja's masked MSISDN (e.g. 2547*****126)
     phone: Mapped[str] = mapped_column(String(12), nullable=False)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     checkout_request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -206,10 +233,17 @@ class Payment(db.Model):
     )
     result_code: Mapped[int | None] = mapped_column(Integer)
     result_desc: Mapped[str | None] = mapped_column(String(255))
-    receipt: Mapped[str | None] = mapped_column(String(32), index=True)
+    # one receipt is one movement of money: never on two payments (STK or Paybill)
+    receipt: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Paybill: the account number as the customer typed it
+    account_reference: Mapped[str | None] = mapped_column(String(64))
+    # a payment recorded by hand from its receipt: who entered it
+    entered_by: Mapped[str | None] = mapped_column(String(64))
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund_note: Mapped[str | None] = mapped_column(Text)
     paid_amount: Mapped[int | None] = mapped_column(Integer)
-    # "callback" (the amount M-Pesa reported) or "query" (STK Query confirmed the prompt,
-    # whose requested amount is the one paid)
+    # "callback" (the amount M-Pesa reported), "query" (STK Query confirmed the prompt,
+    # whose requested amount is the one paid) or "hand" (an admin entered it by receipt)
     amount_source: Mapped[str | None] = mapped_column(String(16))
     paid_phone: Mapped[str | None] = mapped_column(String(12))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -224,6 +258,14 @@ class Payment(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+
+    @property
+    def counts(self) -> bool:
+        """Does this payment's money count toward its order: completed, and its amount
+        trusted (what was asked for, or an admin resolved its review)?"""
+        return self.status == PaymentStatus.COMPLETED and (
+            self.paid_amount == self.amount or self.reviewed_at is not None
+        )
 
 
 class CallbackRecord(db.Model):

@@ -52,13 +52,13 @@ def upgrade_and_check(url: str, tmp_path) -> None:
     check = flask("db", "check", database_url=url, tmp_path=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
-    # the migrated database really works: first order number is ORD-1001
+    # the migrated database really works: the first order number is ORD-1001 + check digit
     key = flask("apikey", "create", "m", database_url=url, tmp_path=tmp_path)
     assert key.returncode == 0, key.stderr
     api_key = key.stdout.strip().splitlines()[-1]
     order = run(["-c", FIRST_ORDER, api_key], url, tmp_path)
     assert order.returncode == 0, order.stdout + order.stderr
-    assert order.stdout.strip().splitlines()[-1] == "ORD-1001"
+    assert order.stdout.strip().splitlines()[-1] == "ORD-10017"  # 1001 and its check digit
     down = flask("db", "downgrade", "base", database_url=url, tmp_path=tmp_path)
     assert down.returncode == 0, down.stderr
 

@@ -197,8 +197,11 @@ def test_one_bad_stored_callback_never_blocks_the_rest(
     good = [make_payment(make_order(10 + i)) for i in range(2)]
     make_payment(make_order(30), checkout_id="ws_CO_bad")
     db.session.add(stored(stk_callback("ws_CO_bad", amount=30), minutes_ago=3))
-    for payment in good:
-        db.session.add(stored(stk_callback(payment.checkout_request_id, amount=payment.amount)))
+    for n, payment in enumerate(good):
+        body = stk_callback(
+            payment.checkout_request_id, amount=payment.amount, receipt=f"RGOOD{n}XYZ"
+        )
+        db.session.add(stored(body))
     db.session.commit()
     report = reconcile_once()
     assert report.callbacks_retried == 3 and report.callback_errors == 1

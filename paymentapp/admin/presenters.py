@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ..models import CallbackRecord, Order, OrderEvent, WebhookAttempt, WebhookEndpoint, utcnow
 from ..phones import mask_phone
-from ..webhooks.delivery import GIVE_UP_AFTER, KEEP_BODY
+from ..webhooks.delivery import AUTO_DISABLED, GIVE_UP_AFTER, KEEP_BODY
 from ..webhooks.events import CATALOGUE
 from .queries import WebhookHistory, admin_tz
 
@@ -132,10 +132,6 @@ def csv_row(order: Order) -> list[str]:
 
 # -- webhooks --------------------------------------------------------------------------------
 
-# `webhooks/delivery.py` disables an endpoint that has failed for 3 days with a reason
-# saying so; the dashboard flags those apart from endpoints someone disabled.
-AUTO_DISABLED_MARK = "disabled automatically"
-
 
 def span_text(seconds: float) -> str:
     """`under 1 min`, `40 min`, `5 h 10 min`, `2 d 3 h`: how long something has lasted."""
@@ -187,7 +183,8 @@ def endpoint_view(endpoint: WebhookEndpoint, now: datetime | None = None) -> End
         description=endpoint.description or "",
         events=[] if endpoint.events == "*" else endpoint.events.split(","),
         enabled=endpoint.enabled,
-        auto_disabled=not endpoint.enabled and AUTO_DISABLED_MARK in reason,
+        # `webhooks/delivery.py` gives this reason to an endpoint failing for 3 days
+        auto_disabled=not endpoint.enabled and reason == AUTO_DISABLED,
         reason=reason,
         failing_since=endpoint.failing_since,
         failing_for=failing_for,

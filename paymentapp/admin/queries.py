@@ -403,20 +403,6 @@ def get_webhook_event(event_id: str) -> WebhookEvent:
     return event
 
 
-def inactive_endpoints_of(event_id: str) -> int:
-    """How many endpoints that had this event are disabled or deleted by now (a resend to
-    them is cancelled when the worker picks it up)."""
-    had = select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event_id)
-    return db.session.scalar(
-        select(func.count())
-        .select_from(WebhookEndpoint)
-        .where(
-            WebhookEndpoint.id.in_(had),
-            or_(WebhookEndpoint.enabled.is_(False), WebhookEndpoint.deleted_at.is_not(None)),
-        )
-    )
-
-
 def pending_deliveries(endpoint_id: str) -> int:
     """How many deliveries to this endpoint wait to be sent (or retried)."""
     return db.session.scalar(

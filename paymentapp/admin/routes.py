@@ -423,19 +423,16 @@ def resend_webhook_event(event_id: str):
     event = queries.get_webhook_event(event_id)
     count = webhook_delivery.resend(event.id)
     if count:
-        message = (
-            f"Queued for {count} endpoint{'' if count == 1 else 's'}: {event.type} {event.id}."
+        flash(
+            f"Queued for {count} endpoint{'' if count == 1 else 's'}: {event.type} {event.id}.",
+            "ok",
         )
-        inactive = queries.inactive_endpoints_of(event.id)
-        if inactive:
-            one = inactive == 1
-            message += (
-                f" {inactive} of them {'is' if one else 'are'} disabled or deleted: "
-                f"{'its' if one else 'their'} copy is cancelled, not sent."
-            )
-        flash(message, "ok")
     else:
-        flash(f"{event.type} {event.id} was not sent to any endpoint: nothing to resend.", "info")
+        flash(
+            f"{event.type} {event.id} has no live endpoint to go to (disabled or deleted): "
+            "nothing was queued.",
+            "info",
+        )
     # back to the top of the page, where the message is (not scrolled past it to the event)
     if event.order_id:
         return redirect(url_for("admin.order_detail", order_id=event.order_id))

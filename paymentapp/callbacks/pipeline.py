@@ -57,8 +57,9 @@ class CallbackKind:
         outcome and the order to announce after the commit (None: nothing matched)."""
         raise NotImplementedError
 
-    def answer(self, outcome: CallbackOutcome) -> dict:
-        """The body Daraja gets once the callback is stored (and applied)."""
+    def answer(self, outcome: CallbackOutcome, detail: str | None) -> dict:
+        """The body Daraja gets once the callback is stored (and applied); `detail` is
+        what the record says it did."""
         return ACCEPTED
 
 
@@ -139,12 +140,12 @@ def receive(kind: CallbackKind, body: bytes, remote_addr: str | None) -> dict:
             f"Not an {kind.name.upper()} callback: {exc}.", code="malformed_callback"
         ) from None
     try:
-        outcome = apply_stored(kind, record_id, parsed)
+        outcome, detail = apply_stored(kind, record_id, parsed)
     except Exception:  # noqa: BLE001 - the body is on disk; the reconciler retries it
         db.session.rollback()
         note_apply_failure(record_id)
-        outcome = CallbackOutcome.RECEIVED
-    return kind.answer(outcome)
+        outcome, detail = CallbackOutcome.RECEIVED, None
+    return kind.answer(outcome, detail)
 
 
 def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> int:
@@ -163,7 +164,7 @@ def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> int:
     return record_id
 
 
-def apply_stored(kind: CallbackKind, record_id: int, parsed) -> CallbackOutcome:
+def apply_stored(kind: CallbackKind, record_id: int, parsed) -> tuple[CallbackOutcome, str]:
     """Apply a parsed callback to its payment under a row lock, record what it did, commit.
 
     A duplicate re-sends the order's current snapshot too: the worker that applied the
@@ -177,9 +178,10 @@ def apply_stored(kind: CallbackKind, record_id: int, parsed) -> CallbackOutcome:
     record.outcome = outcome
     if order is not None:
         announce(db.session, order)
+    detail = record.detail
     fault_before_effects(db.session, "callback.after_commit")
     db.session.commit()
-    return outcome
+    return outcome, detail
 
 
 def mark_malformed(record_id: int, reason: str) -> None:

@@ -9,7 +9,7 @@ from flask import current_app, jsonify, request
 
 from ..errors import ApiError, Forbidden, NotFound
 from ..logs import log_event
-from . import bp, stk  # noqa: F401  (kinds register themselves on import)
+from . import bp, c2b, stk  # noqa: F401  (kinds register themselves on import)
 from .pipeline import kind_at, receive
 
 log = logging.getLogger(__name__)

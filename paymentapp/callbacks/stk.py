@@ -187,6 +187,14 @@ class StkKind(CallbackKind):
                 result_code=result.result_code,
             )
             return CallbackOutcome.UNKNOWN, None
+        if result.receipt and (
+            other := db.session.scalar(select(Payment).where(Payment.receipt == result.receipt))
+        ) not in (None, payment):
+            # one receipt is one movement of money: already recorded on another payment
+            # (e.g. its Paybill confirmation came first, docs/paybill.md)
+            record.payment_id = other.id
+            record.detail = f"receipt {result.receipt} already on payment {other.id}"
+            return CallbackOutcome.DUPLICATE, other.order
         outcome = apply_result(
             payment,
             result_code=result.result_code,

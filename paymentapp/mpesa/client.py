@@ -34,6 +34,7 @@ EAT = timezone(timedelta(hours=3), "EAT")
 TOKEN_PATH = "/oauth/v1/generate?grant_type=client_credentials"
 STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
 STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
+C2B_REGISTER_PATH = "/mpesa/c2b/v2/registerurl"
 TOKEN_REFRESH_MARGIN_S = 120  # refresh this long before Daraja's expiry
 BUSY_PAUSE_S = 10  # after a 500.003.0x spike arrest / quota answer, pause new pushes
 INVALID_TOKEN = "404.001.03"
@@ -453,6 +454,26 @@ class DarajaClient:
             return QueryResult(
                 pending=False, result_code=code, result_desc=str(body.get("ResultDesc") or "")
             )
+        raise _error_from_body(status, body)
+
+    # -- C2B ------------------------------------------------------------------------------
+
+    def register_c2b_urls(
+        self, *, shortcode: str, confirmation_url: str, validation_url: str, response_type: str
+    ) -> dict:
+        """Daraja's C2B Register URL (v2); returns its answer. `response_type` is what
+        M-Pesa does when the validation URL does not answer in time."""
+        payload = {
+            "ShortCode": shortcode,
+            "ResponseType": response_type,
+            "ConfirmationURL": confirmation_url,
+            "ValidationURL": validation_url,
+        }
+        status, body = self._authorised_post(
+            C2B_REGISTER_PATH, payload, maybe_sent_on_timeout=False
+        )
+        if str(body.get("ResponseCode", "")) == "0":
+            return body
         raise _error_from_body(status, body)
 
 

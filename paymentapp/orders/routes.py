@@ -10,7 +10,7 @@ from ..security import (
 )
 from . import bp
 from .schemas import json_body, order_json, status_snapshot, validate_order_create
-from .services import create_order, get_order, list_orders
+from .services import cancel_order, create_order, get_order, list_orders
 
 
 def _created_json(order) -> dict:
@@ -60,3 +60,11 @@ def status(order_id: str):
     """The customer's status snapshot, authorised by the order's client token."""
     check_client_token(order_id, request_client_token())
     return jsonify(status_snapshot(get_order(order_id)))
+
+
+@bp.post("/<order_id>/cancel")
+def cancel(order_id: str):
+    """Cancel an unpaid order (merchant); money that arrives later is flagged for a refund."""
+    api_key = authenticate_api_key()
+    get_order(order_id)
+    return jsonify(order_json(cancel_order(order_id, f"api:{api_key.name}"), with_payments=True))

@@ -107,6 +107,7 @@ def payment_json(payment: Payment, *, full: bool = False) -> dict:
     """A payment as the customer may see it (phone masked); `full` adds merchant fields."""
     data = {
         "id": payment.id,
+        "method": payment.method,
         "status": payment.status,
         "result_code": payment.result_code,
         "result_desc": payment.result_desc,
@@ -124,6 +125,8 @@ def payment_json(payment: Payment, *, full: bool = False) -> dict:
             checkout_request_id=payment.checkout_request_id,
             merchant_request_id=payment.merchant_request_id,
             paid_amount=payment.paid_amount,
+            amount_source=payment.amount_source,
+            account_reference=payment.account_reference,
             review_reason=payment.review_reason,
             updated_at=iso(payment.updated_at),
         )
@@ -138,9 +141,23 @@ def status_snapshot(order: Order) -> dict:
         "order_number": order.number,
         "order_status": order.status,
         "amount": order.amount,
+        "amount_paid": order.amount_paid,
+        "amount_due": order.amount_due,
         "version": order.version,
         "updated_at": iso(order.updated_at),
+        "expires_at": iso(order.expires_at),
         "payment": payment_json(payment) if payment else None,
+        # every attempt, compactly: a Paybill payment never hides a pending STK prompt
+        "payments": [
+            {
+                "id": p.id,
+                "method": p.method,
+                "status": p.status,
+                "amount": p.amount,
+                "paid_amount": p.paid_amount,
+            }
+            for p in order.payments
+        ],
     }
 
 
@@ -155,10 +172,13 @@ def order_json(order: Order, *, with_payments: bool = False) -> dict:
         "reference": order.reference,
         "customer_phone": order.customer_phone,
         "status": order.status,
+        "amount_paid": order.amount_paid,
+        "amount_due": order.amount_due,
         "version": order.version,
         "created_at": iso(order.created_at),
         "updated_at": iso(order.updated_at),
         "paid_at": iso(order.paid_at),
+        "expires_at": iso(order.expires_at),
     }
     if with_payments:
         data["payments"] = [payment_json(p, full=True) for p in order.payments]

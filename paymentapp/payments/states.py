@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy import select
+
 from ..effects import order_changed, transitioned
 from ..extensions import db
 from ..logs import log_event
@@ -148,17 +150,6 @@ def flag(order: Order, payment: Payment, reason: str, *, source: str, **log_fiel
 # -- the money rules ---------------------------------------------------------------------
 
 
-def counts(payment: Payment) -> bool:
-    """Does this payment's money count toward its order (see the module docstring)?"""
-    return payment.status == P.COMPLETED and (
-        payment.paid_amount == payment.amount or payment.reviewed_at is not None
-    )
-
-
-def amount_paid(order: Order) -> int:
-    return sum(p.paid_amount or 0 for p in order.payments if counts(p))
-
-
 def apply_result(
     payment: Payment,
     *,
@@ -178,6 +169,10 @@ def apply_result(
     order = payment.order
 
     if payment.status == P.COMPLETED:
+        if new_status == P.COMPLETED and receipt and payment.receipt and receipt != payment.receipt:
+            # another movement of money for the same prompt (e.g. the prompt was settled
+            # by its Paybill twin, then paid again): record it, never drop it
+            return _second_payment(payment, receipt, paid_amount, paid_phone, paid_at, source)
         if new_status == P.COMPLETED and receipt and not payment.receipt:
             payment.receipt = receipt  # e.g. the query settled it first, without a receipt
             transition(order, "receipt_added", f"receipt {receipt} via {source}", payment=payment)
@@ -216,6 +211,35 @@ def apply_result(
     return "applied"
 
 
+def _second_payment(
+    payment: Payment, receipt: str, paid_amount, paid_phone, paid_at, source: str
+) -> str:
+    """A success with another receipt for an already completed payment: its own record."""
+    if db.session.scalar(select(Payment.id).where(Payment.receipt == receipt)) is not None:
+        return "duplicate"
+    order = payment.order
+    twin = Payment(
+        method=payment.method,
+        phone=payment.phone,
+        amount=paid_amount or payment.amount,
+        status=P.PENDING,
+    )
+    order.payments.append(twin)
+    db.session.flush()
+    complete_payment(
+        twin,
+        result_code=0,
+        result_desc=f"a second payment for prompt {payment.id}",
+        source=source,
+        amount_from=AMOUNT_FROM_CALLBACK,
+        paid_amount=paid_amount or payment.amount,
+        receipt=receipt,
+        paid_phone=paid_phone,
+        paid_at=paid_at,
+    )
+    return "applied"
+
+
 def _success_without_amount(
     payment: Payment, problem: str | None, receipt: str | None, source: str
 ) -> str:
@@ -242,8 +266,10 @@ def complete_payment(
     receipt: str | None = None,
     paid_phone: str | None = None,
     paid_at: datetime | None = None,
+    settle: bool = True,
 ) -> None:
-    """Record a success with the amount it brought, then settle the order."""
+    """Record a success with the amount it brought, then (unless told not to) settle the
+    order."""
     order = payment.order
     previous = payment.status
     now = utcnow()
@@ -281,12 +307,13 @@ def complete_payment(
         source=source,
         phone=payment.phone,
     )
-    settle_order(order, payment, source=source, via=via, late=late)
+    if settle:
+        settle_order(order, payment, source=source, via=via, late=late)
 
 
 def settle_order(order: Order, payment: Payment, *, source: str, via: str, late: str = "") -> None:
     """After a payment completed: pay the order if what counts covers it, else flag why."""
-    if payment.paid_amount != payment.amount and not counts(payment):
+    if payment.paid_amount != payment.amount and not payment.counts:
         flag(
             order,
             payment,
@@ -310,7 +337,7 @@ def pay_if_covered(
 ) -> None:
     """Pay a pending order whose counting payments now cover it (exactly once); an
     overpayment pays and is flagged."""
-    paid = amount_paid(order)
+    paid = order.amount_paid
     if order.status != OrderStatus.PENDING or paid < order.amount:
         return
     order.paid_at = payment.paid_at

@@ -1,9 +1,11 @@
 """Socket.IO handlers of the default namespace: subscribe to an order's room, unsubscribe.
 
-Protocol (README "Real time"): `subscribe {order_id, token}` answers `{ok: true, status:
-<snapshot>}` or `{ok: false, error: {code, message}}`; `unsubscribe {order_id}` answers
-`{ok: true}`. The snapshot is read after joining the room, so an update committed at
-any moment reaches the client either in the snapshot or as a `payment_update`.
+Protocol (docs/realtime.md): `subscribe {order_id, token}` answers `{ok: true, status:
+<snapshot>}` or `{ok: false, error: {code, message}}`; `subscribe_many [{order_id, token},
+…]` (a reconnect's resubscribe, a status board) answers `{ok: true, results: [...]}`, one
+such answer per order, in order; `unsubscribe {order_id}` answers `{ok: true}`. The
+snapshot is read after joining the room, so an update committed at any moment reaches
+the client either in the snapshot or as a `payment_update`.
 
 Handlers are registered on import; `server.py` imports this module before the first
 `init_app`, so Flask-SocketIO re-attaches them to the server of every app it binds.
@@ -16,7 +18,7 @@ import logging
 import os
 import time
 
-from flask import request
+from flask import current_app, request
 from flask_socketio import disconnect, join_room, leave_room, rooms
 
 from ..errors import ApiError, NotFound, bad_text
@@ -29,9 +31,11 @@ from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
 
-MAX_ROOMS_PER_SOCKET = 20  # a page watches one order; a merchant tab a few
+# Defaults of SOCKET_MAX_ROOMS and SOCKET_EVENT_BURST (config.py): a page watches one
+# order, a status board a few dozen, and resubscribes to all of them in one burst.
+MAX_ROOMS_PER_SOCKET = 50
 EVENTS_PER_SECOND = 5  # sustained, per connection
-EVENT_BURST = 20
+EVENT_BURST = 50
 DISCONNECT_AFTER_REFUSED = 50  # a client still flooding after this many refusals is dropped
 MAX_ORDER_ID = 64
 MAX_TOKEN = 512
@@ -58,23 +62,28 @@ class TokenBucket:
         self.stamp = time.monotonic()
         self.refused = 0
 
-    def allow(self) -> bool:
+    def allow(self, cost: int = 1) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             self.refused = 0
             return True
         self.refused += 1
         return False
 
 
+def _max_rooms() -> int:
+    return current_app.config.get("SOCKET_MAX_ROOMS") or MAX_ROOMS_PER_SOCKET
+
+
 def _limiter() -> TokenBucket:
     # The environ lives as long as the connection, so the bucket needs no cleanup.
     bucket = request.environ.get(LIMITER_KEY)
     if bucket is None:
-        bucket = request.environ[LIMITER_KEY] = TokenBucket(EVENTS_PER_SECOND, EVENT_BURST)
+        burst = current_app.config.get("SOCKET_EVENT_BURST") or EVENT_BURST
+        bucket = request.environ[LIMITER_KEY] = TokenBucket(EVENTS_PER_SECOND, burst)
     return bucket
 
 
@@ -82,13 +91,19 @@ def failure(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
-def socket_event(handler):
-    """Rate-limit an event handler and turn every refusal or error into a failure ack."""
+def socket_event(handler=None, *, cost=None):
+    """Rate-limit an event handler and turn every refusal or error into a failure ack.
+
+    `cost(*args)` is how many events a call counts as (default 1); never more than the
+    burst, so a call a fresh connection may make always passes.
+    """
+    if handler is None:
+        return functools.partial(socket_event, cost=cost)
 
     @functools.wraps(handler)
     def wrapper(*args):
         bucket = _limiter()
-        if not bucket.allow():
+        if not bucket.allow(max(1, min(cost(*args), bucket.burst)) if cost else 1):
             if bucket.refused >= DISCONNECT_AFTER_REFUSED:
                 log.warning(
                     "socket: disconnecting a client that keeps flooding (sid %s)", request.sid
@@ -140,30 +155,85 @@ def _order_rooms() -> list[str]:
     return [room for room in rooms() if isinstance(room, str) and room.startswith(ROOM_PREFIX)]
 
 
-@socketio.on("subscribe")
-@socket_event
-def subscribe(data=None, *_extra):
-    """Join `order:<id>` if the token allows it; the ack carries the current snapshot."""
+def _join(data) -> str:
+    """Check one `{order_id, token}` and join its room; returns the order id."""
     data = _payload(data)
     order_id = _text(data, "order_id", MAX_ORDER_ID)
     token = _text(data, "token", MAX_TOKEN, code="missing_token")
     check_client_token(order_id, token)
     room = order_room(order_id)
-    if room not in rooms() and len(_order_rooms()) >= MAX_ROOMS_PER_SOCKET:
+    limit = _max_rooms()
+    if room not in rooms() and len(_order_rooms()) >= limit:
         raise SocketError(
             "too_many_subscriptions",
-            f"One connection may watch at most {MAX_ROOMS_PER_SOCKET} orders; unsubscribe first.",
+            f"One connection may watch at most {limit} orders; unsubscribe first.",
         )
+    join_room(room)
+    return order_id
+
+
+def _fresh_read() -> None:
+    """Before reading snapshots: a fresh transaction, so reads see the latest commit."""
+    _wait_for_message_queue()
+    db.session.rollback()
+
+
+def _not_found(order_id: str) -> NotFound:
+    leave_room(order_room(order_id))
+    return NotFound("No order with this id.", code="order_not_found")
+
+
+@socketio.on("subscribe")
+@socket_event
+def subscribe(data=None, *_extra):
+    """Join `order:<id>` if the token allows it; the ack carries the current snapshot."""
     # Join first, read second: an update committed before this read is in the
     # snapshot, one committed after it is emitted to the room we are already in.
-    join_room(room)
-    _wait_for_message_queue()
-    db.session.rollback()  # a fresh transaction, so the read below sees the latest commit
+    order_id = _join(data)
+    _fresh_read()
     order = db.session.get(Order, order_id, populate_existing=True)
     if order is None:
-        leave_room(room)
-        raise NotFound("No order with this id.", code="order_not_found")
+        raise _not_found(order_id)
     return {"ok": True, "status": status_snapshot(order)}
+
+
+@socketio.on("subscribe_many")
+@socket_event(cost=lambda data=None, *_: len(data) if isinstance(data, list) else 1)
+def subscribe_many(data=None, *_extra):
+    """`subscribe` for a list of orders in one event (counted as one event per order).
+
+    Every room is joined before any snapshot is read (the same rule as `subscribe`); the
+    ack's `results` answer each order in the order asked, as `subscribe` would have.
+    """
+    if not isinstance(data, list):
+        raise SocketError("invalid_payload", "Send a list such as [{order_id, token}, …].")
+    results: list[dict] = []
+    joined: dict[int, str] = {}
+    for index, item in enumerate(data):
+        asked = item.get("order_id") if isinstance(item, dict) else None
+        try:
+            joined[index] = _join(item)
+            results.append({})
+        except (SocketError, ApiError) as exc:
+            order_id = asked if isinstance(asked, str) and len(asked) <= MAX_ORDER_ID else None
+            results.append({"order_id": order_id, **failure(exc.code, exc.message)})
+    if joined:
+        _fresh_read()
+        found = db.session.scalars(
+            db.select(Order)
+            .where(Order.id.in_(set(joined.values())))
+            .execution_options(populate_existing=True)
+        )
+        orders = {order.id: order for order in found}
+        for index, order_id in joined.items():
+            order = orders.get(order_id)
+            if order is None:
+                exc = _not_found(order_id)
+                answer = failure(exc.code, exc.message)
+            else:
+                answer = {"ok": True, "status": status_snapshot(order)}
+            results[index] = {"order_id": order_id, **answer}
+    return {"ok": True, "results": results}
 
 
 @socketio.on("unsubscribe")

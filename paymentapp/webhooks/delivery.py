@@ -52,6 +52,7 @@ TOTAL_TIMEOUT_S = 10.0
 MAX_BODY_READ = 64 * 1024
 KEEP_BODY = 1000
 BATCH = 50
+AUTO_DISABLED = "failing for 3 days: disabled automatically"
 CONCURRENCY = 8  # deliveries in flight per worker (greenlets under gevent)
 
 
@@ -251,7 +252,7 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
         endpoint.failing_since = endpoint.failing_since or now
         if now - endpoint.failing_since >= GIVE_UP_AFTER and endpoint.enabled:
             endpoint.enabled = False
-            endpoint.disabled_reason = "failing for 3 days: disabled automatically"
+            endpoint.disabled_reason = AUTO_DISABLED
             log_event(
                 log,
                 "webhook.endpoint_disabled",
@@ -333,7 +334,8 @@ def _attempt_safely(delivery_id: int, now, send, rng) -> DeliveryStatus | None:
 
 
 def resend(event_id: str) -> int:
-    """Deliver an event again to every endpoint that had it (a new delivery each)."""
+    """Deliver an event again to every live endpoint that had it (a new delivery each);
+    returns how many."""
     event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
     if event is None:
         from ..errors import NotFound
@@ -341,7 +343,13 @@ def resend(event_id: str) -> int:
         raise NotFound("No webhook event with this id.", code="event_not_found")
     endpoint_ids = set(
         db.session.scalars(
-            select(WebhookDelivery.endpoint_id).where(WebhookDelivery.event_id == event.id)
+            select(WebhookDelivery.endpoint_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(
+                WebhookDelivery.event_id == event.id,
+                WebhookEndpoint.enabled.is_(True),
+                WebhookEndpoint.deleted_at.is_(None),
+            )
         )
     )
     now = utcnow()

@@ -14,7 +14,6 @@
 
 import {
   ConnectionState,
-  DEFAULT_BASE_URL,
   PaymentClient,
   formatKes,
   maskPhone,
@@ -24,6 +23,8 @@ import {
 } from "./paymentapp-client.js";
 
 const CSS_URL = new URL("../css/pay-dialog.css", import.meta.url).href;
+// The client needs the server's URL: by default, the server this dialog was loaded from.
+const DEFAULT_BASE_URL = new URL("../../", import.meta.url).href.replace(/\/$/, "");
 const PROMPT_LIFETIME_S = 120; // an STK prompt lives about two minutes on the handset
 const AUTO_CLOSE_MS = 5000;
 const CODE17_WAIT_S = 120;
@@ -300,7 +301,7 @@ export class PaymentDialog {
     this.client = new PaymentClient({
       orderId: this.o.orderId,
       token: this.o.token,
-      baseUrl: this.o.baseUrl,
+      baseUrl: this.o.baseUrl || DEFAULT_BASE_URL,
       initialStatus: this.o.initialStatus,
       ...clientOptions,
     });

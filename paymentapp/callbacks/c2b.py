@@ -1,0 +1,306 @@
+"""Paybill (C2B) payments: the customer pays the business number by hand, with the order
+number as the account. Two callback kinds: the confirmation (money moved) and, when the
+shortcode owner had Safaricom enable it, the validation (may we accept this payment?).
+
+Matching a confirmation (docs/paybill.md):
+
+1. By receipt first. Daraja sends STK Push payments to the confirmation URL too, with
+   `TransID` = the STK `MpesaReceiptNumber`, before or after the STK callback: a receipt
+   already on a payment is the same money (a duplicate); a confirmation for an order with
+   exactly one pending STK prompt of the same amount completes that prompt (its STK
+   callback then brings the same receipt and is a duplicate).
+2. Then by account number, loosely (`ord 10017`, `ORD-10017`, `10017`), and only an
+   account that names an order: a check digit that fails, an unknown number, a cancelled
+   order or no account at all (till payments) goes to the admin's review queue, where
+   "assign to order" applies the same rules.
+3. The rules of `payments/states.py` decide the rest: exact amount pays the order; less
+   is recorded and flagged ("KES X received, KES Y still due"); more pays and is flagged;
+   money for a paid or expired order is recorded and flagged for a refund.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import select, text
+
+from ..extensions import db
+from ..locking import lock_order
+from ..logs import log_event
+from ..models import (
+    CallbackOutcome,
+    CallbackRecord,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    utcnow,
+)
+from ..mpesa.client import EAT
+from ..orders.services import luhn_ok
+from ..payments.states import AMOUNT_FROM_CALLBACK, complete_payment, flag
+from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
+from .stk import _parse_amount
+
+log = logging.getLogger(__name__)
+
+TRANS_ID = re.compile(r"[A-Za-z0-9]{6,20}")
+ACCOUNT_NOISE = re.compile(r"[\s\-._/#:]+")
+
+
+@dataclass(frozen=True)
+class C2BPayment:
+    trans_id: str
+    amount: int | None
+    amount_problem: str | None
+    account: str  # as typed (cleaned of unstorable characters)
+    msisdn: str  # Daraja's masked form, compact: 2547*****126
+    trans_time: datetime | None
+    shortcode: str | None
+
+
+def normalise_account(account: str) -> str | None:
+    """`ord 10017`, `ORD-10017`, `ord.10017`, `10017` → `ORD-10017`; None if no number."""
+    compact = ACCOUNT_NOISE.sub("", account or "").upper()
+    if compact.startswith("ORD"):
+        compact = compact[3:]
+    if not (compact.isascii() and compact.isdigit()) or not 1 <= len(compact) <= 8:
+        return None
+    return f"ORD-{compact}"
+
+
+def _trans_time(value) -> datetime | None:
+    """`TransTime` 20191122063845 is East Africa Time; stored as UTC."""
+    text_value = str(value or "")
+    if not (len(text_value) == 14 and text_value.isascii() and text_value.isdigit()):
+        return None
+    try:
+        return datetime.strptime(text_value, "%Y%m%d%H%M%S").replace(tzinfo=EAT).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_c2b(body: bytes) -> C2BPayment:
+    """A C2B validation or confirmation body (both have the same fields)."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise MalformedCallback("not a JSON object")
+    trans_id = data.get("TransID")
+    if not isinstance(trans_id, str) or not TRANS_ID.fullmatch(trans_id.strip()):
+        raise MalformedCallback("TransID missing or invalid")
+    amount, problem = _parse_amount(data.get("TransAmount"))
+    msisdn = (clean_text(data.get("MSISDN"), 40) or "").replace(" ", "")[:12]
+    return C2BPayment(
+        trans_id=trans_id.strip().upper(),
+        amount=amount,
+        amount_problem=problem,
+        account=clean_text(data.get("BillRefNumber"), 64) or "",
+        msisdn=msisdn,
+        trans_time=_trans_time(data.get("TransTime")),
+        shortcode=clean_text(data.get("BusinessShortCode"), 16),
+    )
+
+
+def find_order(account: str) -> tuple[Order | None, str]:
+    """The order an account number names, or None and why not."""
+    number = normalise_account(account)
+    if number is None:
+        return None, f"no order number in the account {account!r}" if account else "no account"
+    order = db.session.scalar(select(Order).where(Order.number == number))
+    if order is None:
+        digits = number[4:]
+        if len(digits) >= 5 and not luhn_ok(digits):
+            return None, f"{number}: the check digit does not match (a typo?)"
+        return None, f"no order {number}"
+    if order.number_checked and not luhn_ok(number[4:]):
+        return None, f"{number}: the check digit does not match"
+    return order, number
+
+
+def _by_receipt(trans_id: str) -> Payment | None:
+    return db.session.scalar(select(Payment).where(Payment.receipt == trans_id))
+
+
+def apply_confirmation(order: Order, payment_in: C2BPayment, source: str) -> str:
+    """Apply a matched confirmation to a LOCKED order; returns the outcome."""
+    twin = _by_receipt(payment_in.trans_id)
+    if twin is not None:
+        return "duplicate"
+    pending = [
+        p
+        for p in order.payments
+        if p.status == PaymentStatus.PENDING
+        and p.method == PaymentMethod.STK
+        and p.amount == payment_in.amount
+    ]
+    if len(pending) == 1:
+        # the STK prompt's own money, sent to the confirmation URL too (docs/paybill.md)
+        complete_payment(
+            pending[0],
+            result_code=0,
+            result_desc="confirmed by its Paybill confirmation",
+            source=source,
+            amount_from=AMOUNT_FROM_CALLBACK,
+            paid_amount=payment_in.amount,
+            receipt=payment_in.trans_id,
+            paid_at=payment_in.trans_time,
+        )
+        pending[0].account_reference = payment_in.account
+        return "applied"
+    expired = (
+        order.status == OrderStatus.PENDING
+        and order.expires_at is not None
+        and order.expires_at < utcnow()
+    )
+    payment = Payment(
+        method=PaymentMethod.PAYBILL,
+        phone=payment_in.msisdn,
+        amount=payment_in.amount,
+        status=PaymentStatus.PENDING,
+        account_reference=payment_in.account,
+    )
+    order.payments.append(payment)
+    db.session.flush()
+    complete_payment(
+        payment,
+        result_code=0,
+        result_desc="Paybill payment",
+        source=source,
+        amount_from=AMOUNT_FROM_CALLBACK,
+        paid_amount=payment_in.amount,
+        receipt=payment_in.trans_id,
+        paid_phone=payment_in.msisdn,
+        paid_at=payment_in.trans_time,
+        settle=not expired,
+    )
+    if expired:
+        flag(order, payment, "paid after the order expired: refund due", source=source)
+    elif order.status == OrderStatus.PENDING and order.amount_due > 0 and not payment.needs_review:
+        flag(
+            order,
+            payment,
+            f"partial payment: KES {order.amount_paid:,} received, "
+            f"KES {order.amount_due:,} still due",
+            source=source,
+        )
+    return "applied"
+
+
+class C2BConfirmation(CallbackKind):
+    """Daraja's C2B confirmation: money moved; match it to an order, or to review."""
+
+    name = "c2b"
+    path = "c2b/confirmation"
+
+    def parse(self, body: bytes) -> C2BPayment:
+        return parse_c2b(body)
+
+    def match_key(self, parsed: C2BPayment) -> str:
+        return parsed.trans_id
+
+    def apply(self, record: CallbackRecord, parsed: C2BPayment):
+        twin = _by_receipt(parsed.trans_id)
+        if twin is not None:
+            record.payment_id = twin.id
+            record.detail = f"receipt {parsed.trans_id} already on payment {twin.id}"
+            return CallbackOutcome.DUPLICATE, twin.order
+        order, why = find_order(parsed.account)
+        if order is not None and order.status == OrderStatus.CANCELLED:
+            order, why = None, f"{order.number} is cancelled"
+        if order is not None and parsed.amount is None:
+            order, why = None, f"amount not usable ({parsed.amount_problem})"
+        if order is None:
+            record.detail = f"unmatched Paybill payment: {why}"
+            log_event(
+                log,
+                "c2b.unmatched",
+                f"Paybill payment {parsed.trans_id} not matched: {why}",
+                level=logging.WARNING,
+                record=record.id,
+                amount=parsed.amount,
+                phone=parsed.msisdn,
+            )
+            return CallbackOutcome.UNKNOWN, None
+        order = lock_order(order.id)
+        outcome = apply_confirmation(order, parsed, source="paybill")
+        payment = _by_receipt(parsed.trans_id)
+        record.payment_id = payment.id if payment else None
+        record.detail = f"{order.number}: {outcome}"
+        log_event(
+            log,
+            f"c2b.{outcome}",
+            f"Paybill payment {parsed.trans_id} for {order.number}: {outcome}",
+            order=order.number,
+            amount=parsed.amount,
+            record=record.id,
+            phone=parsed.msisdn,
+        )
+        return CallbackOutcome(outcome), order
+
+
+ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
+REJECT_PREFIX = "rejected "
+
+
+class C2BValidation(CallbackKind):
+    """Daraja asks before completing a Paybill payment (only when validation is enabled
+    with Safaricom and MPESA_C2B_VALIDATION is on): reject accounts that name no payable
+    order and amounts under MPESA_C2B_MIN_AMOUNT; accept everything else, and accept when
+    in doubt (a slow answer would follow the registered ResponseType anyway)."""
+
+    name = "c2b_validation"
+    path = "c2b/validation"
+
+    def parse(self, body: bytes) -> C2BPayment:
+        return parse_c2b(body)
+
+    def match_key(self, parsed: C2BPayment) -> str:
+        return parsed.trans_id
+
+    def apply(self, record: CallbackRecord, parsed: C2BPayment):
+        config = current_app.config
+        if not config["MPESA_C2B_VALIDATION"]:
+            record.detail = "accepted (validation is off)"
+            return CallbackOutcome.APPLIED, None
+        try:
+            if db.session.get_bind().dialect.name == "postgresql":
+                db.session.execute(text("SET LOCAL statement_timeout = 2000"))
+            code, why = self._decide(parsed, config["MPESA_C2B_MIN_AMOUNT"])
+        except Exception:  # noqa: BLE001 - in doubt, accept: the money is better matched later
+            db.session.rollback()
+            record = db.session.get(CallbackRecord, record.id)
+            log.exception("C2B validation could not decide; accepting")
+            code, why = None, "accepted: could not check in time"
+        if code is None:
+            record.detail = why
+            return CallbackOutcome.APPLIED, None
+        record.detail = f"{REJECT_PREFIX}{code}: {why}"
+        return CallbackOutcome.IGNORED, None
+
+    @staticmethod
+    def _decide(parsed: C2BPayment, minimum: int) -> tuple[str | None, str]:
+        if parsed.amount is None or parsed.amount < minimum:
+            return "C2B00013", f"amount below the minimum of KES {minimum}"
+        order, why = find_order(parsed.account)
+        if order is None:
+            return "C2B00012", why
+        if order.status != OrderStatus.PENDING:
+            return "C2B00012", f"{order.number} is {order.status}"
+        return None, f"accepted for {order.number}"
+
+    def answer(self, outcome: CallbackOutcome, detail: str | None) -> dict:
+        if detail and detail.startswith(REJECT_PREFIX):
+            return {
+                "ResultCode": detail[len(REJECT_PREFIX) :].split(":", 1)[0],
+                "ResultDesc": "Rejected",
+            }
+        return ACCEPT
+
+
+register(C2BConfirmation())
+register(C2BValidation())
