@@ -1,10 +1,13 @@
-"""What an admin does with a stored callback: close one that matched no payment."""
+"""What an admin does with a stored callback: close one that matched no payment, or assign
+an unmatched Paybill payment to its order."""
 
 from __future__ import annotations
 
 import logging
 
-from ..errors import Conflict, NotFound
+from sqlalchemy import select
+
+from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, utcnow
@@ -35,3 +38,49 @@ def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> Ca
         admin=actor,
     )
     return record
+
+
+def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: str):
+    """An admin assigns an unmatched Paybill payment to an order: the same rules apply as
+    if the customer had typed that account (`callbacks/c2b.py`). Returns the order."""
+    from ..locking import lock_order
+    from ..models import Order
+    from .c2b import apply_confirmation, normalise_account, parse_c2b
+    from .pipeline import MalformedCallback
+
+    note = review_note(note)
+    record = db.session.get(CallbackRecord, record_id)
+    if record is None or record.kind != "c2b" or record.outcome != CallbackOutcome.UNKNOWN:
+        raise NotFound("No unmatched Paybill payment with this id.", code="review_not_found")
+    try:
+        parsed = parse_c2b(record.body.encode())
+    except MalformedCallback as exc:
+        raise Conflict(f"This confirmation cannot be read: {exc}.", code="unreadable") from None
+    if parsed.amount is None:
+        raise Conflict(
+            "This confirmation has no usable amount; record the payment by its receipt.",
+            code="amount_unusable",
+        )
+    ref = (order_ref or "").strip()
+    number = normalise_account(ref)
+    order = db.session.get(Order, ref) if ref.startswith("ord_") else None
+    if order is None and number:
+        order = db.session.scalar(select(Order).where(Order.number == number))
+    if order is None:
+        raise ValidationError(
+            "No order with this number.", fields={"order": "Give an order number, e.g. ORD-10017."}
+        )
+    order = lock_order(order.id)
+    outcome = apply_confirmation(order, parsed, source=f"assigned by {actor}")
+    record.outcome = CallbackOutcome.APPLIED if outcome == "applied" else CallbackOutcome.DUPLICATE
+    record.detail = f"assigned to {order.number} by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
+    db.session.commit()
+    log_event(
+        log,
+        "admin.c2b_assigned",
+        f"Paybill payment {parsed.trans_id} assigned to {order.number} by {actor}: {outcome}",
+        callback_id=record.id,
+        order=order.number,
+        admin=actor,
+    )
+    return order

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ..errors import ApiError, Conflict, NotFound, TooManyRequests, UpstreamError
 from ..extensions import db
 from ..locking import lock_order, lock_payment
-from ..models import OrderStatus, Payment, PaymentStatus, utcnow
+from ..models import OrderStatus, Payment, PaymentMethod, PaymentStatus, utcnow
 from ..mpesa.client import (
     DarajaAuthError,
     DarajaBusy,
@@ -27,7 +27,15 @@ from ..mpesa.client import (
 )
 from ..orders.schemas import payment_json
 from ..phones import mask_phone
-from .states import AMOUNT_FROM_QUERY, apply_result, pay_if_covered, transition
+from .states import (
+    AMOUNT_FROM_HAND,
+    AMOUNT_FROM_QUERY,
+    apply_result,
+    complete_payment,
+    flag,
+    pay_if_covered,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,5 +347,73 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
         message=f"order {order.number} review resolved by {actor}",
     )
     pay_if_covered(order, payment, source=f"review by {actor}", via=f"resolved by {actor}")
+    db.session.commit()
+    return payment
+
+
+def record_payment_by_hand(
+    order_id: str, receipt: str, amount: int, note: str | None, actor: str
+) -> Payment:
+    """A payment whose confirmation never arrived, entered from its M-Pesa receipt: it
+    counts like any other, and stays flagged as entered by hand, with who entered it."""
+    note = review_note(note)
+    receipt = (receipt or "").strip().upper()
+    fields = {}
+    if not (receipt.isascii() and receipt.isalnum() and 6 <= len(receipt) <= 20):
+        fields["receipt"] = "An M-Pesa receipt, e.g. NLJ7RT61SV."
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= 10_000_000:
+        fields["amount"] = "Whole shillings, e.g. 1450."
+    if fields:
+        raise ApiError(
+            "The payment is not valid.", code="validation_error", status=422, fields=fields
+        )
+    if db.session.scalar(select(Payment.id).where(Payment.receipt == receipt)) is not None:
+        raise Conflict("This receipt is already recorded.", code="receipt_known")
+    order = lock_order(order_id)
+    payment = Payment(
+        method=PaymentMethod.PAYBILL,
+        phone="",
+        amount=amount,
+        status=PaymentStatus.PENDING,
+        entered_by=actor,
+    )
+    order.payments.append(payment)
+    db.session.flush()
+    complete_payment(
+        payment,
+        result_code=None,
+        result_desc=f"entered by hand by {actor}: {note}",
+        source=f"hand entry by {actor}",
+        amount_from=AMOUNT_FROM_HAND,
+        paid_amount=amount,
+        receipt=receipt,
+    )
+    if not payment.needs_review:
+        flag(order, payment, f"entered by hand by {actor}", source="admin")
+    db.session.commit()
+    return payment
+
+
+def mark_refunded(payment_id: str, note: str | None, actor: str) -> Payment:
+    """Record that money was given back outside the app (overpayment, expired order)."""
+    note = review_note(note)
+    payment = lock_payment(payment_id)
+    if payment.status != PaymentStatus.COMPLETED:
+        raise Conflict("Only money that arrived can be refunded.", code="not_completed")
+    if payment.refunded_at is not None:
+        raise Conflict("This payment is already marked refunded.", code="already_refunded")
+    payment.refunded_at = utcnow()
+    payment.refund_note = note
+    payment.needs_review = False
+    payment.review_note = f"refunded by {actor}: {note}"
+    payment.reviewed_at = payment.refunded_at
+    transition(
+        payment.order,
+        "payment_refunded",
+        f"{actor}: refunded outside the app: {note}",
+        payment=payment,
+        actor=actor,
+        message=f"order {payment.order.number} payment {payment.id} marked refunded by {actor}",
+    )
     db.session.commit()
     return payment

@@ -63,6 +63,7 @@ NO_AMOUNT = "success callback without a usable amount"
 # Where a completed payment's `paid_amount` came from.
 AMOUNT_FROM_CALLBACK = "callback"
 AMOUNT_FROM_QUERY = "query"
+AMOUNT_FROM_HAND = "hand"
 
 
 class IllegalTransition(RuntimeError):
