@@ -11,7 +11,6 @@ transition. Callbacks that were stored but failed to apply are retried too.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..logs import log_event
+from ..loops import run_forever, start_in_background
 from ..models import Payment, PaymentStatus, utcnow
 from ..mpesa.client import DarajaBusy, DarajaError, get_client
 from .services import expire_pending, settle_from_query
@@ -171,20 +171,9 @@ def reconcile_once() -> PassReport:
 
 def run_loop(app, interval: float = 5.0, stop=None) -> None:
     """Reconcile forever (its own process in production, a greenlet under `make run`)."""
-    log_event(log, "reconcile.start", f"reconciler started, every {interval:.0f}s")
-    while stop is None or not stop():
-        with app.app_context():
-            try:
-                reconcile_once()
-            except Exception:
-                log.exception("reconcile pass failed")
-            finally:
-                db.session.remove()
-        time.sleep(interval)
+    run_forever(app, reconcile_once, "reconcile", interval, stop)
 
 
 def start_background_reconciler(app, interval: float = 5.0) -> None:
-    """Run `run_loop` in a background greenlet/thread of this process."""
-    from ..extensions import socketio
-
-    socketio.start_background_task(run_loop, app, interval)
+    """Run the reconciler in a background greenlet/thread of this process."""
+    start_in_background(app, reconcile_once, "reconcile", interval)

@@ -30,6 +30,7 @@ from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..logs import log_event
+from ..loops import run_forever, start_in_background
 from ..models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -366,24 +367,19 @@ def resend(event_id: str) -> int:
     return len(endpoint_ids)
 
 
+def delivery_pass() -> Report:
+    """One pass of a delivery worker (several deliveries in flight)."""
+    report = deliver_due(concurrency=CONCURRENCY)
+    if report.sent:
+        log_event(log, "webhook.pass", f"webhook pass: {report}")
+    return report
+
+
 def run_loop(app, interval: float = 1.0, stop=None) -> None:
     """Deliver forever (a process of its own in production, a greenlet under `make run`)."""
-    log_event(log, "webhook.start", f"webhook delivery worker started, every {interval:.0f}s")
-    while stop is None or not stop():
-        with app.app_context():
-            try:
-                report = deliver_due(concurrency=CONCURRENCY)
-                if report.sent:
-                    log_event(log, "webhook.pass", f"webhook pass: {report}")
-            except Exception:  # noqa: BLE001 - keep delivering after a database hiccup
-                log.exception("webhook pass failed")
-            finally:
-                db.session.remove()
-        time.sleep(interval)
+    run_forever(app, delivery_pass, "webhooks", interval, stop)
 
 
 def start_background_delivery(app, interval: float = 1.0) -> None:
-    """Run `run_loop` in a background greenlet/thread of this process."""
-    from ..extensions import socketio
-
-    socketio.start_background_task(run_loop, app, interval)
+    """Run delivery in a background greenlet/thread of this process."""
+    start_in_background(app, delivery_pass, "webhooks", interval)

@@ -78,6 +78,25 @@ def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
     return events
 
 
+def new_event(event_type: str, data: dict, now, order: Order | None = None) -> WebhookEvent:
+    """An event row holding the exact JSON body every delivery of it sends."""
+    event_id = new_id("evt")
+    body = {
+        "id": event_id,
+        "type": event_type,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+    return WebhookEvent(
+        id=event_id,
+        type=event_type,
+        order_id=order.id if order else None,
+        version=order.version if order else None,
+        payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
+        created_at=now,
+    )
+
+
 def write_outbox(session: Session, events: list[tuple[Order, str, dict]]) -> list[WebhookEvent]:
     """Write one `WebhookEvent` per (order, type, extra) and its due deliveries."""
     endpoints = list(
@@ -92,21 +111,7 @@ def write_outbox(session: Session, events: list[tuple[Order, str, dict]]) -> lis
     snapshots: dict[str, dict] = {}
     for order, event_type, extra in events:
         snapshot = snapshots.setdefault(order.id, order_snapshot(order))
-        event_id = new_id("evt")
-        body = {
-            "id": event_id,
-            "type": event_type,
-            "created_at": now.isoformat().replace("+00:00", "Z"),
-            "data": {"order": snapshot, **extra},
-        }
-        event = WebhookEvent(
-            id=event_id,
-            type=event_type,
-            order_id=order.id,
-            version=order.version,
-            payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
-            created_at=now,
-        )
+        event = new_event(event_type, {"order": snapshot, **extra}, now, order)
         session.add(event)
         for endpoint in endpoints:
             if wants(endpoint, event_type):
@@ -128,19 +133,7 @@ TEST_EVENT = "endpoint.test"
 def send_test_event(endpoint: WebhookEndpoint, session: Session) -> WebhookEvent:
     """An `endpoint.test` event for this endpoint alone (the dashboard's "send test")."""
     now = utcnow()
-    event_id = new_id("evt")
-    body = {
-        "id": event_id,
-        "type": TEST_EVENT,
-        "created_at": now.isoformat().replace("+00:00", "Z"),
-        "data": {"endpoint_id": endpoint.id},
-    }
-    event = WebhookEvent(
-        id=event_id,
-        type=TEST_EVENT,
-        payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
-        created_at=now,
-    )
+    event = new_event(TEST_EVENT, {"endpoint_id": endpoint.id}, now)
     session.add(event)
     session.add(
         WebhookDelivery(
