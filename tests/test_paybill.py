@@ -95,6 +95,7 @@ def test_a_partial_payment_is_flagged_and_a_second_completes_the_order(client, m
     post(client, confirmation(order["number"], "400"))
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and stored.amount_paid == 1000
+    assert not any(p.needs_review for p in stored.payments)  # the partial flag is answered
     assert_money_invariant(db)
 
 

@@ -1,5 +1,6 @@
 """How the dashboard shows things: local times, durations, phones (masked), raw callback
-bodies, an order's timeline, webhook endpoints and deliveries, and the CSV export's cells.
+bodies, an order's timeline, how each payment came (STK Push, Paybill, by hand), unmatched
+Paybill payments, webhook endpoints and deliveries, and the CSV export's cells.
 Plain functions of what `queries.py` read; nothing here touches the database."""
 
 from __future__ import annotations
@@ -9,7 +10,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..models import CallbackRecord, Order, OrderEvent, WebhookAttempt, WebhookEndpoint, utcnow
+from ..callbacks.c2b import parse_c2b
+from ..callbacks.pipeline import MalformedCallback
+from ..models import (
+    CallbackRecord,
+    Order,
+    OrderEvent,
+    Payment,
+    PaymentStatus,
+    WebhookAttempt,
+    WebhookEndpoint,
+    utcnow,
+)
 from ..phones import mask_phone
 from ..webhooks.delivery import AUTO_DISABLED, GIVE_UP_AFTER, KEEP_BODY
 from ..webhooks.events import CATALOGUE
@@ -50,6 +62,10 @@ def pretty_body(body: str) -> str:
     return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
 
 
+# How a stored callback is named on an order's timeline, by its kind.
+CALLBACK_TITLES = {"c2b": "Paybill confirmation", "c2b_validation": "Paybill validation"}
+
+
 @dataclass
 class TimelineEntry:
     """One line of an order's timeline on its detail page."""
@@ -77,7 +93,7 @@ def order_timeline(
         TimelineEntry(
             record.received_at,
             "callback",
-            f"callback: {record.outcome.replace('_', ' ')}",
+            f"{CALLBACK_TITLES.get(record.kind, 'callback')}: {record.outcome.replace('_', ' ')}",
             record.detail or "",
             body=pretty_body(record.body),
             meta={"id": record.id, "from": record.remote_addr or "?"},
@@ -108,12 +124,23 @@ CSV_HEADER = (
     "paid_at",
     "description",
     "reference",
+    "payment_method",
+    "amount_paid_kes",
+    "paybill_account",
+    "entered_by",
+    "refunded",
 )
 
 
 def csv_row(order: Order) -> list[str]:
-    """One order as a CSV row under CSV_HEADER: local times, phone masked, cells safe."""
+    """One order as a CSV row under CSV_HEADER: local times, phone masked, cells safe.
+
+    `payment_method` names the methods of the payments that count (`stk`, `paybill`,
+    `stk+paybill`), else the latest payment's; `paybill_account` is what the customer typed
+    as the account number; `entered_by` who recorded a payment by hand; `refunded` the
+    receipts (or payment ids) marked refunded outside the app."""
     payment = order.latest_payment
+    shown = described_payments(order)
     values = (
         order.number,
         order.id,
@@ -126,8 +153,142 @@ def csv_row(order: Order) -> list[str]:
         local_time(order.paid_at),
         order.description,
         order.reference,
+        "+".join(dict.fromkeys(str(p.method) for p in shown)),
+        order.amount_paid,
+        " | ".join(p.account_reference for p in shown if p.account_reference),
+        " | ".join(dict.fromkeys(p.entered_by for p in shown if p.entered_by)),
+        " ".join(p.receipt or p.id for p in order.payments if p.refunded_at),
     )
     return [csv_cell(value) for value in values]
+
+
+# -- payment methods, refunds and unmatched Paybill payments ---------------------------------
+
+METHOD_LABELS = {"stk": "STK Push", "paybill": "Paybill"}
+
+# Flags after which money may have to go back to the customer ("Mark refunded" is offered):
+# an overpayment, money on an expired or cancelled order, a second payment for a paid order
+# (`payments/states.py`, `callbacks/c2b.py`).
+REFUND_REASONS = (
+    "overpaid by",
+    "paid after the order expired",
+    "paid after the order was cancelled",
+    "order already paid",
+)
+
+
+def method_label(payment: Payment) -> str:
+    return METHOD_LABELS.get(str(payment.method), str(payment.method))
+
+
+def described_payments(order: Order) -> list[Payment]:
+    """The payments that say how an order was paid: those that count, else the latest."""
+    counting = [p for p in order.payments if p.counts]
+    if counting:
+        return counting
+    return [order.latest_payment] if order.payments else []
+
+
+def refundable(payment: Payment) -> bool:
+    """May an admin mark this payment refunded: money that arrived, flagged for a reason
+    that calls for giving it back, and not marked refunded yet."""
+    return (
+        payment.status == PaymentStatus.COMPLETED
+        and payment.refunded_at is None
+        and any(reason in (payment.review_reason or "") for reason in REFUND_REASONS)
+    )
+
+
+def parse_shillings(text: str) -> int | None:
+    """An amount an admin typed: `1450`, `1,450`, `KES 1 450`, `1450.00` → 1450; else None."""
+    cleaned = re.sub(r"^(KES|KSH)\s*", "", (text or "").strip().upper()).replace(",", "")
+    cleaned = cleaned.replace(" ", "")
+    match = re.fullmatch(r"([0-9]{1,9})(?:\.0{1,2})?", cleaned)
+    return int(match.group(1)) if match else None
+
+
+UNMATCHED_PREFIX = "unmatched Paybill payment: "
+
+
+@dataclass
+class UnmatchedView:
+    """A Paybill payment that matched no order (a `c2b` callback, outcome `unknown`)."""
+
+    id: int
+    received_at: datetime
+    trans_id: str
+    amount: int | None
+    amount_problem: str
+    account: str  # exactly as the customer typed it
+    phone: str  # Daraja's masked MSISDN
+    paid_at: datetime | None
+    shortcode: str
+    why: str
+    body: str
+    readable: bool
+
+
+def unmatched_view(record: CallbackRecord) -> UnmatchedView:
+    detail = record.detail or ""
+    why = detail.removeprefix(UNMATCHED_PREFIX) if detail.startswith(UNMATCHED_PREFIX) else detail
+    try:
+        parsed = parse_c2b(record.body.encode())
+    except MalformedCallback as exc:
+        return UnmatchedView(
+            id=record.id,
+            received_at=record.received_at,
+            trans_id=record.checkout_request_id or "",
+            amount=None,
+            amount_problem=str(exc),
+            account="",
+            phone="",
+            paid_at=None,
+            shortcode="",
+            why=why or "unreadable",
+            body=pretty_body(record.body),
+            readable=False,
+        )
+    return UnmatchedView(
+        id=record.id,
+        received_at=record.received_at,
+        trans_id=parsed.trans_id,
+        amount=parsed.amount,
+        amount_problem=parsed.amount_problem or "",
+        account=parsed.account,
+        phone=mask_phone(parsed.msisdn.replace("*", "•")) or "",
+        paid_at=parsed.trans_time,
+        shortcode=parsed.shortcode or "",
+        why=why or "no order matched",
+        body=pretty_body(record.body),
+        readable=True,
+    )
+
+
+def assignment_message(order: Order, trans_id: str) -> str:
+    """What assigning a Paybill payment to an order did, in one sentence."""
+    payment = next((p for p in order.payments if p.receipt == trans_id), None)
+    head = f"Paybill payment {trans_id}"
+    if payment is None:  # its receipt was already on a payment: nothing was added
+        return f"{head} was already recorded; nothing was added to {order.number}."
+    head += f" (KES {payment.paid_amount or payment.amount:,})"
+    if payment.needs_review:
+        return f"{head} recorded on {order.number} and flagged for review: {payment.review_reason}."
+    if order.status == "paid":
+        return f"{head} assigned to {order.number}: the order is paid."
+    return (
+        f"{head} assigned to {order.number}: KES {order.amount_paid:,} received, "
+        f"KES {order.amount_due:,} still due."
+    )
+
+
+def hand_entry_message(payment: Payment) -> str:
+    order = payment.order
+    text = f"Payment {payment.receipt} of KES {payment.paid_amount:,} recorded on {order.number}"
+    if order.status == "paid":
+        text += "; the order is paid"
+    elif order.amount_due:
+        text += f"; KES {order.amount_due:,} still due"
+    return text + ". It stays marked as entered by hand."
 
 
 # -- webhooks --------------------------------------------------------------------------------

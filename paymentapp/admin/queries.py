@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..errors import NotFound
@@ -25,6 +25,7 @@ from ..models import (
     OrderEvent,
     OrderStatus,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     WebhookAttempt,
     WebhookDelivery,
@@ -178,12 +179,15 @@ def _seconds_between(later, earlier):
 def median_seconds_to_pay(clauses: list) -> float | None:
     """Median time from the STK prompt (payment created) to payment (paid_at).
 
+    Only STK Push payments: a Paybill payment has no prompt (it is created when its
+    confirmation arrives, or when an admin enters it), so its "time to pay" means nothing.
     Computed in the database (ORDER BY + OFFSET) so it works on SQLite and PostgreSQL
     without pulling every duration into Python.
     """
     matching = select(Order.id).where(*clauses)
     conditions = (
         Payment.order_id.in_(matching),
+        Payment.method == PaymentMethod.STK,
         Payment.status == PaymentStatus.COMPLETED,
         Payment.paid_at.is_not(None),
     )
@@ -205,10 +209,27 @@ def median_seconds_to_pay(clauses: list) -> float | None:
     return max(0.0, sum(float(value) for value in middle) / len(middle))
 
 
+def _received():
+    """A completed payment's amount in SQL (one with none recorded is taken at its asked
+    amount: the money path always records one)."""
+    return func.coalesce(Payment.paid_amount, Payment.amount)
+
+
+def _counts():
+    """`Payment.counts` in SQL: completed, and the amount trusted (what was asked for, or
+    an admin resolved its review). Any method: STK Push, Paybill, entered by hand."""
+    return and_(
+        Payment.status == PaymentStatus.COMPLETED,
+        or_(_received() == Payment.amount, Payment.reviewed_at.is_not(None)),
+    )
+
+
 def order_totals(filters: OrderFilters) -> dict:
     """Count, paid amount, success rate and median time-to-pay of the filtered orders.
 
-    Success rate = paid orders / orders with at least one payment attempt: orders
+    Paid amount = what the payments that count brought (`Payment.counts`), by any method:
+    a partial Paybill payment on a pending order is money received too. Success rate =
+    paid orders (by any method) / orders with at least one payment attempt: orders
     nobody tried to pay say nothing about whether paying works.
     """
     clauses = filter_clauses(filters)
@@ -217,14 +238,18 @@ def order_totals(filters: OrderFilters) -> dict:
     row = db.session.execute(
         select(
             func.count(),
-            func.coalesce(func.sum(Order.amount).filter(paid), 0),
             func.count().filter(attempted),
             func.count().filter(paid, attempted),
         )
         .select_from(Order)
         .where(*clauses)
     ).one()
-    count, paid_amount, attempted_count, paid_attempted = row
+    count, attempted_count, paid_attempted = row
+    paid_amount = db.session.scalar(
+        select(func.coalesce(func.sum(_received()), 0)).where(
+            Payment.order_id.in_(select(Order.id).where(*clauses)), _counts()
+        )
+    )
     return {
         "count": count,
         "paid_amount": int(paid_amount),
@@ -233,6 +258,32 @@ def order_totals(filters: OrderFilters) -> dict:
         "success_rate": paid_attempted / attempted_count if attempted_count else None,
         "median_s": median_seconds_to_pay(clauses),
     }
+
+
+def paid_breakdown(filters: OrderFilters) -> dict:
+    """The paid amount split by method (`stk`, `paybill`), how much of it was entered by
+    hand, and how much is on payments marked refunded outside the app (still counted in
+    the paid amount: a refund's amount is not recorded, and an overpayment is usually
+    refunded only in part)."""
+    matching = Payment.order_id.in_(select(Order.id).where(*filter_clauses(filters)))
+    rows = db.session.execute(
+        select(
+            Payment.method,
+            func.coalesce(func.sum(_received()), 0),
+            func.coalesce(func.sum(_received()).filter(Payment.entered_by.is_not(None)), 0),
+            func.coalesce(func.sum(_received()).filter(Payment.refunded_at.is_not(None)), 0),
+            func.count().filter(Payment.refunded_at.is_not(None)),
+        )
+        .where(matching, _counts())
+        .group_by(Payment.method)
+    ).all()
+    breakdown = {"stk": 0, "paybill": 0, "by_hand": 0, "refunded": 0, "refunded_count": 0}
+    for method, amount, by_hand, refunded, refunded_count in rows:
+        breakdown[str(method)] = breakdown.get(str(method), 0) + int(amount)
+        breakdown["by_hand"] += int(by_hand)
+        breakdown["refunded"] += int(refunded)
+        breakdown["refunded_count"] += refunded_count
+    return breakdown
 
 
 def get_api_key(key_id: int) -> ApiKey:
@@ -263,13 +314,16 @@ def order_history(order: Order) -> tuple[list[OrderEvent], list[CallbackRecord]]
     payment_ids = [p.id for p in order.payments]
     if not payment_ids:
         return events, []
-    checkout_ids = [p.checkout_request_id for p in order.payments if p.checkout_request_id]
+    # An STK callback is matched by its checkout id; a Paybill confirmation by its TransID
+    # (its receipt), which also finds one an admin assigned to this order.
+    keys = [p.checkout_request_id for p in order.payments if p.checkout_request_id]
+    keys += [p.receipt for p in order.payments if p.receipt]
     callbacks = db.session.scalars(
         select(CallbackRecord)
         .where(
             or_(
                 CallbackRecord.payment_id.in_(payment_ids),
-                CallbackRecord.checkout_request_id.in_(checkout_ids),
+                CallbackRecord.checkout_request_id.in_(keys),
             )
         )
         .order_by(CallbackRecord.received_at, CallbackRecord.id)
@@ -277,22 +331,33 @@ def order_history(order: Order) -> tuple[list[OrderEvent], list[CallbackRecord]]
     return events, list(callbacks)
 
 
-def open_reviews() -> tuple[list[Payment], list[CallbackRecord]]:
-    """Payments flagged for review and callbacks for unknown checkout ids, oldest first."""
+PAYBILL_KIND = "c2b"  # a Paybill (C2B) confirmation's callback kind
+
+
+def open_reviews() -> tuple[list[Payment], list[CallbackRecord], list[CallbackRecord]]:
+    """Payments flagged for review, callbacks for unknown STK checkout ids, and Paybill
+    payments that matched no order (each oldest first)."""
     payments = list(
         db.session.scalars(
             select(Payment).where(Payment.needs_review.is_(True)).order_by(Payment.created_at)
         )
     )
-    unknown = list(
-        db.session.scalars(
-            select(CallbackRecord)
-            .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
-            .order_by(CallbackRecord.received_at)
-            .limit(200)
+
+    def unknown(*where):
+        return list(
+            db.session.scalars(
+                select(CallbackRecord)
+                .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN, *where)
+                .order_by(CallbackRecord.received_at, CallbackRecord.id)
+                .limit(200)
+            )
         )
+
+    return (
+        payments,
+        unknown(CallbackRecord.kind != PAYBILL_KIND),
+        unknown(CallbackRecord.kind == PAYBILL_KIND),
     )
-    return payments, unknown
 
 
 def open_review_count() -> int:
@@ -306,6 +371,22 @@ def open_review_count() -> int:
         .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
     )
     return payments + unknown
+
+
+def get_callback(record_id: int) -> CallbackRecord:
+    """The stored callback with this id or a 404."""
+    record = db.session.get(CallbackRecord, record_id) if 0 < record_id < 2**31 else None
+    if record is None:
+        raise NotFound("No callback with this id.", code="review_not_found")
+    return record
+
+
+def payment_with_receipt(receipt: str) -> Payment | None:
+    """The payment that carries this M-Pesa receipt (receipts are unique), if any."""
+    receipt = (receipt or "").strip().upper()
+    if not receipt or len(receipt) > 32:
+        return None
+    return db.session.scalar(select(Payment).where(Payment.receipt == receipt))
 
 
 def recently_resolved(limit: int = 20) -> list[Payment]:

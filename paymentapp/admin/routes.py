@@ -20,10 +20,12 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import IntegrityError
 
-from ..callbacks.services import resolve_unknown_callback
-from ..errors import ApiError, error_body, error_response
+from ..callbacks.services import assign_c2b_payment, resolve_unknown_callback
+from ..errors import ApiError, NotFound, error_body, error_response
 from ..extensions import csrf, db, limiter
+from ..models import CallbackOutcome
 from ..orders.schemas import iso
 from ..orders.services import cancel_order, get_order
 from ..payments import services as payments
@@ -96,6 +98,9 @@ def template_helpers() -> dict:
         "duration_text": presenters.duration_text,
         "mask_phone": mask_phone,
         "kes": lambda amount: f"KES {amount:,}",
+        "method_label": presenters.method_label,
+        "refundable": presenters.refundable,
+        "described_payments": presenters.described_payments,
         "idle_timeout_s": current_app.config["ADMIN_IDLE_TIMEOUT_S"],
     }
 
@@ -155,6 +160,7 @@ def index():
         "admin/orders.html",
         filters=filters,
         totals=totals,
+        breakdown=queries.paid_breakdown(filters),
         orders=orders,
         page=page,
         page_count=page_count,
@@ -187,49 +193,202 @@ def orders_csv():
     )
 
 
-@bp.get("/orders/<order_id>")
-def order_detail(order_id: str):
-    """One order: its payments and the timeline of callbacks and status changes."""
-    order = get_order(order_id)
+def _form(values: dict, errors: dict | None = None, message: str = "") -> dict:
+    """A form's state for a page re-rendered after a refusal: what was typed (kept), the
+    refusal's field errors (shown next to each field) and its message."""
+    return {"typed": values, "errors": errors or {}, "message": message}
+
+
+def _refused(exc: ApiError) -> None:
+    """A service refused: a 404 stays a 404; anything half-done is rolled back."""
+    if exc.status == 404:
+        raise exc
+    db.session.rollback()
+
+
+def _order_page(order, status: int = 200, forms: dict | None = None):
+    """One order: its payments and the timeline of callbacks and status changes; `forms`
+    refills a refused form with its errors."""
     return render_template(
         "admin/order.html",
         order=order,
         timeline=presenters.order_timeline(*queries.order_history(order)),
         order_phone=presenters.order_phone(order),
         webhook_events=presenters.webhook_events(queries.order_webhooks(order)),
-    )
+        forms=forms or {},
+    ), status
+
+
+@bp.get("/orders/<order_id>")
+def order_detail(order_id: str):
+    """One order: its payments and the timeline of callbacks and status changes."""
+    return _order_page(get_order(order_id))
+
+
+@bp.post("/orders/<order_id>/payments")
+def record_payment(order_id: str):
+    """Record a payment whose confirmation never arrived, from its M-Pesa receipt."""
+    order = get_order(order_id)
+    values = {
+        "receipt": form_text("receipt").strip()[:40],
+        "amount": form_text("amount").strip()[:40],
+        "note": form_text("note"),
+    }
+    amount = presenters.parse_shillings(values["amount"])
+    errors = {} if amount is not None else {"amount": "Whole shillings, e.g. 1450."}
+    try:
+        payments.review_note(values["note"])
+    except ApiError as exc:
+        errors.update(exc.fields)
+    if errors:
+        return _order_page(
+            order, 422, {"hand": _form(values, errors, "Not recorded: correct the marked fields.")}
+        )
+    try:
+        payment = payments.record_payment_by_hand(
+            order.id, values["receipt"], amount, values["note"], _actor()
+        )
+    except (ApiError, IntegrityError) as exc:
+        if isinstance(exc, ApiError):
+            _refused(exc)
+            errors, message = exc.fields, exc.message
+        else:  # the same receipt, entered at the same moment by someone else
+            db.session.rollback()
+            errors, message = {}, "This receipt is already recorded."
+        known = queries.payment_with_receipt(values["receipt"])
+        if known is not None:
+            errors = {"receipt": f"Already recorded, on {known.order.number}."}
+            message = f"Receipt {known.receipt} is already recorded on {known.order.number}."
+        order = get_order(order_id)
+        return _order_page(order, 422, {"hand": _form(values, errors, message)})
+    flash(presenters.hand_entry_message(payment), "ok")
+    return redirect(url_for("admin.order_detail", order_id=order.id, _anchor=payment.id))
+
+
+@bp.post("/payments/<payment_id>/refund")
+def refund_payment(payment_id: str):
+    """Record that a flagged payment's money went back to the customer outside the app."""
+    payment = queries.get_payment(payment_id)
+    from_review = request.form.get("from") == "review"
+    key = f"refund-{payment.id}"
+    values = {"note": form_text("note")}
+    try:
+        payments.mark_refunded(payment.id, values["note"], _actor())
+    except ApiError as exc:
+        _refused(exc)
+        if exc.fields:
+            form = {key: _form(values, exc.fields, exc.message)}
+            if from_review:
+                return _review_page(422, form)
+            return _order_page(get_order(payment.order_id), 422, form)
+        flash(exc.message, "error")
+    else:
+        what = payment.receipt or payment.id
+        flash(
+            f"Payment {what} on {payment.order.number} is marked refunded (outside the app).", "ok"
+        )
+    if from_review:
+        return redirect(url_for("admin.review"))
+    return redirect(url_for("admin.order_detail", order_id=payment.order_id, _anchor=payment.id))
+
+
+def _review_page(status: int = 200, forms: dict | None = None):
+    """The review queue; `forms` refills a refused form with its errors."""
+    flagged, unknown, unmatched = queries.open_reviews()
+    return render_template(
+        "admin/review.html",
+        payments=flagged,
+        unknown=unknown,
+        unmatched=[presenters.unmatched_view(record) for record in unmatched],
+        resolved=queries.recently_resolved(),
+        forms=forms or {},
+    ), status
 
 
 @bp.get("/review")
 def review():
     """Payments and callbacks a person has to look at."""
-    payments, unknown = queries.open_reviews()
-    return render_template(
-        "admin/review.html",
-        payments=payments,
-        unknown=unknown,
-        resolved=queries.recently_resolved(),
-    )
+    return _review_page()
 
 
 @bp.post("/review/payments/<payment_id>")
 def resolve_payment(payment_id: str):
     """Close a flagged payment with a note (an OrderEvent records who and why)."""
-    return _act(
-        lambda: payments.resolve_review(payment_id, form_text("note"), _actor()),
-        "Marked as resolved.",
-        url_for("admin.review"),
-    )
+    payment = queries.get_payment(payment_id)
+    values = {"note": form_text("note")}
+    try:
+        payments.resolve_review(payment.id, values["note"], _actor())
+    except ApiError as exc:
+        _refused(exc)
+        if exc.fields:
+            return _review_page(
+                422, {f"resolve-{payment.id}": _form(values, exc.fields, exc.message)}
+            )
+        flash(exc.message, "error")
+    else:
+        flash("Marked as resolved.", "ok")
+    return redirect(url_for("admin.review"))
 
 
 @bp.post("/review/callbacks/<int:record_id>")
 def resolve_callback(record_id: int):
-    """Close a callback for an unknown checkout id with a note."""
-    return _act(
-        lambda: resolve_unknown_callback(record_id, form_text("note"), _actor()),
-        "Marked as resolved.",
-        url_for("admin.review"),
-    )
+    """Close a callback for an unknown checkout id, or an unmatched Paybill payment without
+    assigning it, with a note."""
+    values = {"note": form_text("note")}
+    try:
+        resolve_unknown_callback(record_id, values["note"], _actor())
+    except ApiError as exc:
+        _refused(exc)
+        if exc.fields:
+            return _review_page(422, {f"close-{record_id}": _form(values, exc.fields, exc.message)})
+        flash(exc.message, "error")
+    else:
+        flash("Marked as resolved.", "ok")
+    return redirect(url_for("admin.review"))
+
+
+@bp.post("/review/paybill/<int:record_id>/assign")
+def assign_paybill(record_id: int):
+    """Assign an unmatched Paybill payment to the order an admin names: the same rules
+    apply as if the customer had typed that account number."""
+    record = queries.get_callback(record_id)
+    if record.kind != queries.PAYBILL_KIND:
+        raise NotFound("No unmatched Paybill payment with this id.", code="review_not_found")
+    if record.outcome != CallbackOutcome.UNKNOWN:
+        flash(
+            f"This Paybill payment was already handled: {record.detail or record.outcome}", "info"
+        )
+        return redirect(url_for("admin.review"))
+    key = f"assign-{record.id}"
+    values = {"order": form_text("order").strip()[:64], "note": form_text("note")}
+    errors = {} if values["order"] else {"order": "Give an order number, e.g. ORD-10017."}
+    try:
+        payments.review_note(values["note"])
+    except ApiError as exc:
+        errors.update(exc.fields)
+    if errors:
+        return _review_page(
+            422, {key: _form(values, errors, "Not assigned: correct the marked fields.")}
+        )
+    trans_id = presenters.unmatched_view(record).trans_id
+    known = queries.payment_with_receipt(trans_id)
+    if known is not None:  # e.g. entered by hand meanwhile: the same money, never twice
+        message = (
+            f"Receipt {trans_id} is already recorded on {known.order.number}: "
+            "close this one with a note instead."
+        )
+        return _review_page(409, {key: _form(values, {}, message)})
+    try:
+        order = assign_c2b_payment(record.id, values["order"], values["note"], _actor())
+    except ApiError as exc:
+        _refused(exc)
+        return _review_page(exc.status, {key: _form(values, exc.fields, exc.message)})
+    except IntegrityError:  # its receipt was recorded meanwhile (e.g. entered by hand)
+        db.session.rollback()
+        message = f"Receipt {trans_id} was recorded meanwhile; close this one with a note."
+        return _review_page(409, {key: _form(values, {}, message)})
+    flash(presenters.assignment_message(order, trans_id), "ok")
+    return redirect(url_for("admin.review"))
 
 
 # What "Check status now" found → the flash message's style.

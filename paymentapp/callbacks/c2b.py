@@ -43,7 +43,7 @@ from ..models import (
 )
 from ..mpesa.client import EAT
 from ..orders.services import luhn_ok
-from ..payments.states import AMOUNT_FROM_CALLBACK, complete_payment, flag
+from ..payments.states import AMOUNT_FROM_CALLBACK, PARTIAL, complete_payment, flag
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 from .stk import _parse_amount
 
@@ -184,8 +184,7 @@ def apply_confirmation(order: Order, payment_in: C2BPayment, source: str) -> str
         flag(
             order,
             payment,
-            f"partial payment: KES {order.amount_paid:,} received, "
-            f"KES {order.amount_due:,} still due",
+            f"{PARTIAL}: KES {order.amount_paid:,} received, KES {order.amount_due:,} still due",
             source=source,
         )
     return "applied"

@@ -59,6 +59,7 @@ RESULT_STATUS = {
 }
 
 NO_AMOUNT = "success callback without a usable amount"
+PARTIAL = "partial payment"
 
 # Where a completed payment's `paid_amount` came from.
 AMOUNT_FROM_CALLBACK = "callback"
@@ -342,6 +343,12 @@ def pay_if_covered(
     if order.status != OrderStatus.PENDING or paid < order.amount:
         return
     order.paid_at = payment.paid_at
+    for earlier in order.payments:
+        if earlier.needs_review and (earlier.review_reason or "").startswith(PARTIAL):
+            # the question a partial payment raised is answered: the order is covered now
+            earlier.needs_review = False
+            earlier.review_note = f"the order was paid in full by payment {payment.id}"
+            earlier.reviewed_at = utcnow()
     transition(
         order,
         "order_paid",

@@ -76,7 +76,8 @@ async function refresh() {
   const mine = ++requested;
   let res;
   try {
-    res = await fetch(location.href, { headers: BACKGROUND });
+    // `data-src`: the page's own address, when this one answered a form (a POST URL)
+    res = await fetch(live.dataset.src || location.href, { headers: BACKGROUND });
   } catch {
     return;
   }
@@ -93,9 +94,19 @@ async function refresh() {
     for (const message of document.querySelectorAll("main > .flash")) message.remove();
   }
   const open = [...live.querySelectorAll("details[open]")].map((d) => d.id).filter(Boolean);
+  // What the admin is typing (a refund note, a receipt) survives the swap, and so does focus.
+  const typed = [...live.querySelectorAll("input[id]:not([type=hidden])")]
+    .filter((input) => input.value)
+    .map((input) => [input.id, input.value]);
+  const focused = live.contains(document.activeElement) ? document.activeElement.id : "";
   live.replaceChildren(...fresh.childNodes);
   Object.assign(live.dataset, fresh.dataset);
   for (const id of open) document.getElementById(id)?.setAttribute("open", "");
+  for (const [id, value] of typed) {
+    const input = document.getElementById(id);
+    if (input && live.contains(input) && !input.value) input.value = value;
+  }
+  if (focused) document.getElementById(focused)?.focus({ preventScroll: true });
   for (const row of live.querySelectorAll("tr[data-order-id]")) {
     const old = before.get(row.dataset.orderId);
     if (old === undefined || old < Number(row.dataset.version)) row.classList.add("changed");

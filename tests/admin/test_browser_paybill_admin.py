@@ -1,0 +1,234 @@
+"""The dashboard's Paybill parts in real Chromium against real gunicorn, PostgreSQL and
+Redis, at 1280 and 375 px: the review queue (unmatched Paybill payments apart from unknown
+STK callbacks; assign one to its order, a refused assignment shown at its field), an order
+paid by Paybill (method, account as typed, amount paid and due), "Mark refunded" on an
+overpayment and "Record a payment by receipt" (a refused entry, then a good one). No page
+scrolls sideways and axe finds no serious or critical violation.
+Screenshots: `test-artifacts/admin-{1280,375}-paybill-*.png`."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+
+from tests import services
+from tests.a11y import axe_violations, describe
+from tests.admin.stack import (
+    WAIT_MS,
+    create_order,
+    dashboard_stack,
+    sign_in,
+    start_payment,
+    wait_payment,
+)
+from tests.e2e import post_callback
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+ARTIFACTS = services.ROOT / "test-artifacts"
+VIEWPORTS = {"1280": {"width": 1280, "height": 800}, "375": {"width": 375, "height": 740}}
+_trans = itertools.count(1)
+
+
+def paybill(stack, account: str, amount, trans_id: str | None = None) -> str:
+    """Post a Daraja C2B confirmation to the stack; returns its TransID."""
+    trans_id = trans_id or f"RKB{uuid.uuid4().hex[:7].upper()}"
+    body = {
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id,
+        "TransTime": "20261126103015",
+        "TransAmount": str(amount),
+        "BusinessShortCode": "600638",
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "49197.00",
+        "ThirdPartyTransID": "",
+        "MSISDN": "2547 ***** 126",
+        "FirstName": "John",
+        "MiddleName": "",
+        "LastName": "",
+    }
+    token = stack.env["MPESA_CALLBACK_TOKEN"]
+    response = stack.http.post(
+        f"{stack.url}/callbacks/c2b/confirmation/{token}", json=body, timeout=10
+    )
+    assert response.status_code == 200 and response.json()["ResultCode"] == 0, response.text
+    return trans_id
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Orders paid on the prompt and at the Paybill, a partial payment, an overpayment,
+    unmatched Paybill payments (a long account, an unusable amount) and an unknown STK
+    callback."""
+    with dashboard_stack(tmp_path_factory.mktemp("paybill")) as stack:
+        stk = create_order(stack, 1500, "2 kg sugar")
+        start_payment(stack, stk)
+        stack.simulator.answer(stk["number"], "accept")
+        wait_payment(stack, stk, "completed")
+
+        loose = create_order(stack, 1450, "Cooking gas refill, 13 kg, delivered to Westlands")
+        paybill(stack, "ord " + loose["number"][4:], 1450)
+        partial = create_order(stack, 3200, "School shoes, two pairs")
+        paybill(stack, partial["number"].lower(), 1200)
+        paybill(stack, "INVOICE-2026-11-26/NAIROBI-WESTLANDS-BRANCH-00042-CUSTOMER-REF", 990)
+        paybill(stack, partial["number"], "1e3")
+        post_callback(stack, f"ws_CO_{uuid.uuid4().hex[:20]}", 0, amount=100)
+        stack.seeded = {"stk": stk, "loose": loose, "partial": partial}
+        yield stack
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser):
+    context = browser.new_context(viewport=VIEWPORTS[request.param])
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.errors = []
+    page.width = request.param
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not page.errors, page.errors
+
+
+def check(page, name: str) -> None:
+    """No sideways scroll and no serious/critical axe violation; saves a screenshot."""
+    page.wait_for_load_state("load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"admin-{page.width}-paybill-{name}.png"), full_page=True)
+    widths = page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+    )
+    assert widths["scroll"] <= widths["inner"], f"{name}: the page is {widths['scroll']} px wide"
+    serious = axe_violations(page)
+    assert serious == [], f"{name}:\n{describe(serious)}"
+
+
+def on_screen(page, locator, what: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    width = VIEWPORTS[page.width]["width"]
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, f"{what} is cut off: {box}"
+
+
+def test_orders_page_shows_methods_and_paybill_totals(stack, page):
+    from playwright.sync_api import expect
+
+    sign_in(page, stack.url)
+    loose = stack.seeded["loose"]
+    row = page.locator(f'tr[data-order-id="{loose["id"]}"]')
+    method = row.locator('td[data-label="Method"]')
+    expect(method).to_contain_text("Paybill")
+    expect(method).to_contain_text(f"“ord {loose['number'][4:]}”")
+    on_screen(page, method, "the Method cell")
+    expect(page.locator(".totals")).to_contain_text("Paybill KES")
+    check(page, "orders")
+
+
+def test_review_queue_assign_an_unmatched_payment(stack, page):
+    from playwright.sync_api import expect
+
+    order = create_order(stack, 640, f"assigned at {page.width} px")
+    trans_id = paybill(stack, f"ORDER {next(_trans)} PLEASE", 640)
+    sign_in(page, stack.url)
+    page.goto(f"{stack.url}/admin/review")
+    unmatched = page.locator(".unmatched-payment")
+    expect(unmatched.first).to_be_visible()
+    expect(page.locator("#unmatched-paybill")).to_have_text("Unmatched Paybill payments")
+    long_one = page.locator(".unmatched-payment", has_text="NAIROBI-WESTLANDS")
+    expect(long_one).to_contain_text("KES 990")
+    expect(page.locator(".unmatched-payment", has_text="not usable")).to_contain_text(
+        "Record a payment by receipt"
+    )
+    card = page.locator(".unmatched-payment", has_text=trans_id)
+    expect(card).to_contain_text("2547•••••126")
+    card.locator("details summary").click()
+    on_screen(page, card.locator("pre"), "the raw confirmation")
+    on_screen(page, card.get_by_role("button", name="Assign to order"), "Assign to order")
+    on_screen(page, card.get_by_role("button", name="Resolve"), "Resolve")
+    check(page, "review")
+
+    # a number that names no order: the error is at the field, what was typed is kept
+    card.get_by_label("Order number").fill("ORD-99999")
+    card.get_by_label("Note", exact=True).fill("customer called from another phone")
+    card.get_by_role("button", name="Assign to order").click()
+    card = page.locator(".unmatched-payment", has_text=trans_id)
+    order_field = card.get_by_label("Order number")
+    expect(order_field).to_have_attribute("aria-invalid", "true")
+    expect(card.locator(".field-error")).to_contain_text("Give an order number")
+    expect(card.get_by_label("Note", exact=True)).to_have_value(
+        "customer called from another phone"
+    )
+    on_screen(page, card.locator(".form-message"), "the refusal")
+    check(page, "review-assign-error")
+
+    order_field.fill(order["number"].lower())
+    card.get_by_role("button", name="Assign to order").click()
+    expect(page.locator(".flash-ok")).to_contain_text(
+        f"{trans_id} (KES 640) assigned to {order['number']}: the order is paid."
+    )
+    expect(page.locator(".unmatched-payment", has_text=trans_id)).to_have_count(0)
+    check(page, "review-assigned")
+
+
+def test_order_page_refund_and_record_by_receipt(stack, page):
+    from playwright.sync_api import expect
+
+    sign_in(page, stack.url)
+    partial = stack.seeded["partial"]
+    page.goto(f"{stack.url}/admin/orders/{partial['id']}")
+    expect(page.locator("#amount-paid")).to_have_text("KES 1,200")
+    expect(page.locator("#amount-due")).to_have_text("KES 2,000")
+    payments = page.locator("table.payments")
+    expect(payments.locator('td[data-label="Method"]').first).to_contain_text("Paybill")
+    expect(payments).to_contain_text("KES 1,200 received, KES 2,000 still due")
+    check(page, "order-partial")
+
+    # an overpayment: mark it refunded
+    over = create_order(stack, 500, f"overpaid at {page.width} px")
+    receipt = paybill(stack, over["number"], 700)
+    page.goto(f"{stack.url}/admin/orders/{over['id']}")
+    refund = page.locator(".refund-form")
+    expect(refund).to_contain_text("overpaid by 200 KES")
+    on_screen(page, refund.get_by_role("button", name="Mark refunded"), "Mark refunded")
+    check(page, "order-overpaid")
+    refund.get_by_label("Mark refunded (outside the app)").fill("200 KES sent back by reversal")
+    refund.get_by_role("button", name="Mark refunded").click()
+    expect(page.locator(".flash-ok")).to_contain_text(f"Payment {receipt} on {over['number']}")
+    expect(page.locator("table.payments .badge-refunded")).to_have_text("refunded")
+    expect(page.locator(".refunded-note")).to_contain_text("200 KES sent back by reversal")
+    check(page, "order-refunded")
+
+    # a confirmation that never arrived: a refused entry, then a good one
+    pending = create_order(stack, 2300, f"recorded by hand at {page.width} px")
+    page.goto(f"{stack.url}/admin/orders/{pending['id']}")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    form = page.locator("form.hand-entry")
+    form.get_by_label("M-Pesa receipt").fill("NLJ7RT61SV")
+    # money lands while the admin types: the page updates live and keeps what was typed
+    paybill(stack, pending["number"], 300)
+    expect(page.locator("#amount-paid")).to_have_text("KES 300")
+    expect(form.get_by_label("M-Pesa receipt")).to_have_value("NLJ7RT61SV")
+    form.get_by_label("Amount (KES)").fill("12.50")
+    form.get_by_label("Note", exact=True).fill("the customer's SMS")
+    form.get_by_role("button", name="Record payment").click()
+    form = page.locator("form.hand-entry")
+    expect(form.get_by_label("Amount (KES)")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#hand-amount-error")).to_contain_text("Whole shillings")
+    expect(form.get_by_label("M-Pesa receipt")).to_have_value("NLJ7RT61SV")
+    on_screen(page, page.locator("#hand-amount-error"), "the amount's error")
+    check(page, "order-hand-error")
+
+    receipt = f"HAND{uuid.uuid4().hex[:6].upper()}"
+    form.get_by_label("M-Pesa receipt").fill(receipt)
+    form.get_by_label("Amount (KES)").fill("2,000")
+    form.get_by_role("button", name="Record payment").click()
+    expect(page.locator(".flash-ok")).to_contain_text(f"Payment {receipt} of KES 2,000 recorded")
+    expect(page.locator("h1 .badge")).to_have_text("paid")
+    expect(page.locator("table.payments")).to_contain_text("entered by hand by admin:alice")
+    expect(page.locator("#amount-due")).to_have_text("KES 0")
+    check(page, "order-hand-recorded")
