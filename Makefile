@@ -4,9 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+# The JS workspace (npm workspaces of the root package.json, one package-lock.json).
+JS := clients/js
+CLIENT_DIST := $(JS)/packages/client/dist/paymentapp-client.js
+REACT_DIST := $(JS)/packages/react/dist/index.js
 export FLASK_APP := wsgi
 
-.PHONY: run test lint fmt install clean migrate-check bench lock check-lock
+.PHONY: run test test-js lint fmt install clean migrate-check bench lock check-lock
 
 # The locks (requirements*.txt, every package pinned with its hashes) are what installs;
 # requirements*.in are the human-edited lists they are compiled from (`make lock`).
@@ -17,11 +21,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $(STAMP)
 
-$(NPM_STAMP): package.json package-lock.json
+$(NPM_STAMP): package.json package-lock.json $(wildcard $(JS)/*/*/package.json)
 	npm ci --no-audit --no-fund --silent
 	touch $(NPM_STAMP)
 
-install: $(STAMP) $(NPM_STAMP)
+# @paymentapp/client is the single source of /static/js/paymentapp-client.js (served by
+# paymentapp/vendor.py from its dist/); @paymentapp/react is built on it.
+$(CLIENT_DIST): $(NPM_STAMP) $(JS)/tsconfig.base.json $(wildcard $(JS)/packages/client/*.json \
+		$(JS)/packages/client/src/* $(JS)/packages/client/scripts/*)
+	npm run build --silent --workspace @paymentapp/client
+
+$(REACT_DIST): $(CLIENT_DIST) $(wildcard $(JS)/packages/react/*.json $(JS)/packages/react/src/*)
+	npm run build --silent --workspace @paymentapp/react
+
+install: $(STAMP) $(NPM_STAMP) $(CLIENT_DIST) $(REACT_DIST)
 
 run: install
 	$(VENV)/bin/flask --app wsgi db upgrade
@@ -33,7 +46,13 @@ test: install
 	$(PYTHON) scripts/check-lock.py
 	./scripts/ensure-test-deps.sh
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory test-js
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# tsc --noEmit on the packages and the example, then vitest (jsdom): well under a minute.
+test-js: install
+	npm run --silent typecheck
+	npm test --silent
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -58,4 +77,4 @@ check-lock:
 	$(PYTHON) scripts/check-lock.py
 
 clean:
-	rm -rf $(VENV) node_modules instance .pytest_cache
+	rm -rf $(VENV) node_modules instance .pytest_cache $(JS)/packages/*/dist $(JS)/examples/*/dist

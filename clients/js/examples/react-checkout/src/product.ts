@@ -1,0 +1,1 @@
+export const PRODUCT = { name: "Kikoy beach towel", amount: 1450 };
