@@ -5,9 +5,12 @@ It speaks Daraja's protocol over real HTTP, so the real client code runs end to 
 works across workers.
 
 - models.py: the `sim_*` tables, and the rule that they are disposable (no migration).
-- daraja.py: OAuth, STK Push, STK Query, queued faults; and the hooks guarding every URL.
+- daraja.py: OAuth, STK Push, STK Query, C2B Register URL, queued faults; and the hooks
+  guarding every URL.
 - callbacks.py: how a prompt ends, and the callback posted to its CallBackURL.
-- phone.py: the simulated handset page and the JSON test API.
+- c2b.py: Paybill: registered URLs, Pay Bill payments (validation, confirmation) and the
+  C2B twins of STK payments.
+- phone.py: the simulated handset page (prompts, Pay Bill) and the JSON test API.
 """
 
 from flask import Blueprint

@@ -2,13 +2,13 @@
 
 A prompt is answered exactly once (a button on the phone, an auto-answer, or expiry);
 the answer is then posted, in the background, in the shape Daraja posts it
-(docs/payments.md, "The Daraja simulator").
+(docs/payments.md, "The Daraja simulator"). Once C2B URLs are registered, an accepted
+prompt's C2B twin (c2b.py) is posted by the same task, before or after its callback.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 import requests
@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 from ..extensions import db, socketio
 from ..models import utcnow
 from ..mpesa.client import EAT
-from .models import get_prompt, sim_prompts
+from . import c2b
+from .models import get_prompt, new_receipt, sim_prompts
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +34,13 @@ ACTIONS = {
 }
 
 
-def _receipt() -> str:
-    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
-    return "S" + "".join(secrets.choice(alphabet) for _ in range(9))
-
-
 def answer_prompt(checkout_id: str, action: str) -> dict | None:
     """Resolve an open prompt (exactly once) and post its callback in the background.
 
     Returns the prompt, or None if it was not open (already answered or unknown).
     """
     result_code, result_desc, send = ACTIONS[action]
-    receipt = _receipt() if result_code == 0 else None
+    receipt = new_receipt() if result_code == 0 else None
     won = db.session.execute(
         update(sim_prompts)
         .where(sim_prompts.c.checkout_request_id == checkout_id, sim_prompts.c.state == "open")
@@ -117,11 +113,15 @@ def callback_body(prompt) -> dict:
     return {"Body": {"stkCallback": callback}}
 
 
-def post_callback(app, checkout_id: str) -> None:
-    """POST the callback like Daraja does (once; no retries); a background task."""
+def post_callback(app, checkout_id: str, twin: bool = True) -> None:
+    """POST the callback like Daraja does (once; no retries); a background task. With
+    `twin`, an accepted prompt's C2B twin goes out too, before or after it (c2b.py)."""
     with app.app_context():
         try:
             prompt = get_prompt(checkout_id)
+            twin_row = c2b.plan_twin(prompt) if twin else None
+            if twin_row is not None and twin_row.twin_order == "before":
+                c2b.send_twin(twin_row)
             body = callback_body(prompt)
             url = prompt.callback_url
             try:
@@ -130,6 +130,8 @@ def post_callback(app, checkout_id: str) -> None:
             except requests.RequestException as exc:
                 status = f"failed: {exc.__class__.__name__}"
             _set_callback_status(checkout_id, status)
+            if twin_row is not None and twin_row.twin_order == "after":
+                c2b.send_twin(twin_row)
         except Exception:  # noqa: BLE001 - a background task must not die loudly
             log.warning("simulator: callback for %s not sent", checkout_id, exc_info=True)
         finally:

@@ -1,4 +1,5 @@
-"""Daraja's endpoints as the real client calls them: OAuth, STK Push, STK Query.
+"""Daraja's endpoints as the real client calls them: OAuth, STK Push, STK Query, C2B
+Register URL (v2).
 
 They copy Daraja's checks, messages and quirks (docs/payments.md, "The Daraja
 simulator"). A fault queued through phone.py's test API replaces the next answer of its
@@ -22,7 +23,7 @@ from ..extensions import db, socketio
 from ..models import utcnow
 from ..mpesa.client import EAT, stk_password
 from ..phones import mask_phone
-from . import bp
+from . import bp, c2b
 from .callbacks import ACTIONS, answer_later, expire_due_prompts
 from .models import ensure_tables, get_prompt, sim_faults, sim_prompts, sim_tokens
 
@@ -142,6 +143,18 @@ def _whole_shillings(value) -> int | None:
     return None
 
 
+def _callback_url_ok(url) -> bool:
+    """Daraja's rules for callback URLs: http(s), a host, none of its forbidden words."""
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and not any(word in url.lower() for word in FORBIDDEN_CALLBACK_WORDS)
+    )
+
+
 def _validate_push(body: dict) -> tuple[str, str] | None:
     """Daraja's checks, in Daraja's words; None when the request is acceptable."""
     config = current_app.config
@@ -161,13 +174,7 @@ def _validate_push(body: dict) -> tuple[str, str] | None:
             return invalid, f"Bad Request - Invalid {field}"
     if str(body.get("PartyB")) != config["MPESA_PARTY_B"]:
         return invalid, "Bad Request - Invalid PartyB"
-    url = str(body.get("CallBackURL", ""))
-    parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or any(word in url.lower() for word in FORBIDDEN_CALLBACK_WORDS)
-    ):
+    if not _callback_url_ok(str(body.get("CallBackURL", ""))):
         return invalid, "Bad Request - Invalid CallBackURL"
     reference = body.get("AccountReference")
     if not isinstance(reference, str) or not 1 <= len(reference) <= 12:
@@ -285,5 +292,46 @@ def stk_query():
             "CheckoutRequestID": prompt.checkout_request_id,
             "ResultCode": str(prompt.result_code),  # a string here, a number in callbacks
             "ResultDesc": prompt.result_desc,
+        }
+    )
+
+
+# -- C2B Register URL (v2) ------------------------------------------------------------------
+
+
+def c2b_shortcodes() -> set[str]:
+    """The shortcodes this app's credentials may register C2B URLs for."""
+    config = current_app.config
+    return {config["MPESA_C2B_SHORTCODE"], config["MPESA_SHORTCODE"], config["MPESA_PARTY_B"]}
+
+
+@bp.post("/mpesa/c2b/v2/registerurl")
+def c2b_register_url():
+    """Store a shortcode's confirmation and validation URLs (re-registering replaces them,
+    as the sandbox allows); answer in Daraja's words and spelling."""
+    if not _token_ok():
+        return daraja_error(401, "404.001.03", "Invalid Access Token")
+    if fault := _take_fault("registerurl"):
+        return fault
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return daraja_error(400, "400.002.02", "Bad Request - Invalid JSON")
+    shortcode = body.get("ShortCode")
+    if isinstance(shortcode, bool) or str(shortcode) not in c2b_shortcodes():
+        return daraja_error(400, "400.002.02", "Bad Request - Invalid ShortCode")
+    if body.get("ResponseType") not in c2b.RESPONSE_TYPES:  # exactly, case and all
+        return daraja_error(400, "400.002.02", "Bad Request - Invalid ResponseType")
+    for field in ("ConfirmationURL", "ValidationURL"):
+        if not _callback_url_ok(body.get(field)):
+            return daraja_error(400, "400.002.02", f"Bad Request - Invalid {field}")
+    row = c2b.register_urls(
+        str(shortcode), body["ResponseType"], body["ConfirmationURL"], body["ValidationURL"]
+    )
+    log.info("simulator: C2B URLs registered for %s (%s)", shortcode, body["ResponseType"])
+    return jsonify(
+        {
+            "OriginatorCoversationID": row.conversation_id,  # sic: Daraja's spelling
+            "ResponseCode": "0",
+            "ResponseDescription": "Success",
         }
     )

@@ -1,7 +1,8 @@
 """The simulator's own tables, and the one rule for them: they are disposable.
 
-Simulator state (tokens, open prompts, queued faults) lives in the app database so that
-every worker sees it, but it belongs to no migration:
+Simulator state (tokens, open prompts, queued faults, registered C2B URLs, Paybill
+payments, settings) lives in the app database so that every worker sees it, but it
+belongs to no migration:
 
 - Every table here is named `sim_*`, and `migrations/env.py` (`include_object`) leaves
   such tables out of autogenerate, so no revision creates, changes or drops them.
@@ -18,6 +19,7 @@ So a change to a table below needs no migration: edit it, and the next process r
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from sqlalchemy import (
@@ -72,6 +74,46 @@ sim_prompts = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("answered_at", UTCDateTime),
 )
+sim_c2b_urls = Table(
+    "sim_c2b_urls",
+    sim_metadata,
+    Column("shortcode", String(16), primary_key=True),
+    Column("response_type", String(16), nullable=False),  # Completed | Cancelled
+    Column("confirmation_url", Text, nullable=False),
+    Column("validation_url", Text, nullable=False),
+    Column("conversation_id", String(64), nullable=False),
+    Column("automatic", Boolean, nullable=False, default=False),  # from the app's config
+    Column("registered_at", UTCDateTime, nullable=False),
+)
+sim_c2b_payments = Table(
+    "sim_c2b_payments",
+    sim_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trans_id", String(32), nullable=False),
+    Column("source", String(16), nullable=False),  # phone | api | stk_twin
+    Column("transaction_type", String(16), nullable=False),
+    Column("shortcode", String(16), nullable=False),
+    Column("account", String(64), nullable=False),  # BillRefNumber, exactly as typed
+    Column("amount", Integer, nullable=False),
+    Column("msisdn", String(12), nullable=False),
+    Column("trans_time", String(14), nullable=False),  # as sent: YYYYMMDDHHMMSS, EAT
+    Column("balance", String(20), nullable=False),
+    Column("overrides", Text),  # JSON: fields replaced in the body (test API)
+    Column("copies", Integer, nullable=False, default=1),
+    Column("twin_order", String(8)),  # stk_twin: before | after the STK callback
+    # sending | validating | rejected | confirmed | failed
+    Column("state", String(16), nullable=False),
+    Column("result_code", String(16)),  # the validation's ResultCode
+    Column("validation_status", String(255)),
+    Column("confirmation_status", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+sim_settings = Table(
+    "sim_settings",
+    sim_metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
 sim_faults = Table(
     "sim_faults",
     sim_metadata,
@@ -119,11 +161,30 @@ def _create_tables() -> None:
 
 
 def reset_state() -> None:
-    """Forget all tokens, prompts and faults (tests)."""
+    """Forget all tokens, prompts, faults, C2B registrations, payments and settings (tests)."""
     ensure_tables()
-    for table in (sim_tokens, sim_prompts, sim_faults):
+    for table in sim_metadata.sorted_tables:
         db.session.execute(delete(table))
     db.session.commit()
+
+
+RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def new_receipt() -> str:
+    """A fresh M-Pesa receipt (`S` and nine of Daraja's characters), unique across STK
+    receipts and C2B TransIDs: one movement of money, one receipt."""
+    while True:
+        receipt = "S" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(9))
+        taken = db.session.execute(
+            select(sim_prompts.c.receipt)
+            .where(sim_prompts.c.receipt == receipt)
+            .union_all(
+                select(sim_c2b_payments.c.trans_id).where(sim_c2b_payments.c.trans_id == receipt)
+            )
+        ).first()
+        if taken is None:
+            return receipt
 
 
 def get_prompt(checkout_id: str):

@@ -1,17 +1,19 @@
 """The simulated handset at `/_simulator/phone`, and the JSON test API under
 `/_simulator/api` that tests and the page use: list prompts, press a button, resend a
-callback, queue a fault for daraja.py, revoke every token."""
+callback, queue a fault for daraja.py, revoke every token; and Paybill (c2b.py): pay a
+bill, see registered URLs and payments, switch the STK twins."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from flask import current_app, jsonify, render_template, request
 from sqlalchemy import insert, select, update
 
 from ..extensions import db
 from ..phones import mask_phone
-from . import bp
+from . import bp, c2b
 from .callbacks import ACTIONS, answer_prompt, expire_due_prompts, post_callback
 from .models import get_prompt, sim_faults, sim_prompts, sim_tokens
 
@@ -19,7 +21,12 @@ from .models import get_prompt, sim_faults, sim_prompts, sim_tokens
 @bp.get("/phone")
 def phone():
     """The simulated handset."""
-    return render_template("simulator/phone.html", actions=ACTIONS)
+    return render_template(
+        "simulator/phone.html",
+        actions=ACTIONS,
+        c2b_shortcode=current_app.config["MPESA_C2B_SHORTCODE"],
+        c2b_msisdn=c2b.mask_msisdn(c2b.SIM_MSISDN),
+    )
 
 
 def prompt_json(prompt) -> dict:
@@ -79,16 +86,20 @@ def resend_callback(checkout_id: str):
     prompt = get_prompt(checkout_id)
     if prompt is None or prompt.state != "answered":
         return _sim_error(409, "Only answered prompts have a callback.")
-    post_callback(current_app._get_current_object(), checkout_id)
+    post_callback(current_app._get_current_object(), checkout_id, twin=False)
     return jsonify(prompt_json(get_prompt(checkout_id)))
+
+
+FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl")
 
 
 @bp.post("/api/faults")
 def add_fault():
-    """Queue a canned answer for the next call to `oauth`, `stkpush` or `query`."""
+    """Queue a canned answer for the next call to `oauth`, `stkpush`, `query` or
+    `registerurl` (C2B Register URL)."""
     data = request.get_json(silent=True) or {}
-    if data.get("endpoint") not in ("oauth", "stkpush", "query"):
-        return _sim_error(422, "endpoint must be oauth, stkpush or query")
+    if data.get("endpoint") not in FAULT_ENDPOINTS:
+        return _sim_error(422, "endpoint must be oauth, stkpush, query or registerurl")
     body = data.get("body", {})
     db.session.execute(
         insert(sim_faults).values(
@@ -110,5 +121,127 @@ def revoke_tokens():
     return jsonify(ok=True)
 
 
-def _sim_error(status: int, message: str):
-    return jsonify({"error": {"code": "simulator_error", "message": message, "fields": {}}}), status
+def _sim_error(status: int, message: str, fields: dict | None = None):
+    error = {"code": "simulator_error", "message": message, "fields": fields or {}}
+    return jsonify({"error": error}), status
+
+
+# -- Paybill (C2B) ----------------------------------------------------------------------------
+
+SHORTCODE_RE = re.compile(r"^\d{5,7}$")
+MSISDN_RE = re.compile(r"^254\d{9}$")
+PIN_RE = re.compile(r"^\d{4}$")
+
+
+@bp.get("/api/c2b")
+def c2b_state():
+    """Registered URLs, settings and recent Paybill payments, newest first (optionally
+    `?trans_id=`, `?account=` or `?source=phone|api|stk_twin`)."""
+    stmt = select(c2b.sim_c2b_payments).order_by(c2b.sim_c2b_payments.c.id.desc()).limit(50)
+    for name in ("trans_id", "account", "source"):
+        if (value := request.args.get(name)) is not None:
+            stmt = stmt.where(c2b.sim_c2b_payments.c[name] == value)
+    registrations = db.session.execute(select(c2b.sim_c2b_urls)).all()
+    return jsonify(
+        shortcode=current_app.config["MPESA_C2B_SHORTCODE"],
+        validation=current_app.config["MPESA_C2B_VALIDATION"],
+        registrations=[c2b.registration_json(r) for r in registrations],
+        settings=c2b.settings(),
+        payments=[c2b.payment_json(p) for p in db.session.execute(stmt)],
+    )
+
+
+@bp.post("/api/c2b/settings")
+def c2b_settings():
+    """`{"stk_twins": "off" | "before" | "after"}`."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not data:
+        return _sim_error(422, "Send a JSON object of settings.")
+    for name, value in data.items():
+        if name not in c2b.SETTINGS:
+            return _sim_error(422, f"Unknown setting {name!r}; use {', '.join(c2b.SETTINGS)}.")
+        allowed = c2b.SETTINGS[name][1]
+        if value not in allowed:
+            return _sim_error(422, f"{name} must be one of {', '.join(allowed)}.")
+    for name, value in data.items():
+        c2b.set_setting(name, value)
+    return jsonify(c2b.settings())
+
+
+@bp.post("/api/c2b/pay")
+def c2b_pay():
+    """A customer pays the bill: `{account, amount, shortcode?, msisdn?, trans_id?, copies?,
+    overrides?, pin?}`. The phone's Pay Bill screen sends the PIN. Posted in the
+    background (c2b.py); 202 with the payment, which `GET /api/c2b?trans_id=` follows."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _sim_error(422, "Send a JSON object.")
+    config = current_app.config
+    shortcode = str(data.get("shortcode") or config["MPESA_C2B_SHORTCODE"]).strip()
+    account = data.get("account", "")
+    amount = data.get("amount")
+    if isinstance(amount, str) and amount.strip().isdigit():
+        amount = int(amount.strip())
+    msisdn = str(data.get("msisdn") or c2b.SIM_MSISDN)
+    trans_id = data.get("trans_id")
+    copies = data.get("copies", 1)
+    overrides = data.get("overrides")
+    problems = {
+        "shortcode": not SHORTCODE_RE.match(shortcode) and "Enter a business number.",
+        "account": (not isinstance(account, str) or len(account) > 64)
+        and "The account number is text of at most 64 characters.",
+        "amount": (
+            isinstance(amount, bool)
+            or not isinstance(amount, int)
+            or not 1 <= amount <= c2b.MAX_AMOUNT
+        )
+        and f"Enter a whole amount from 1 to {c2b.MAX_AMOUNT:,}.",
+        "msisdn": not MSISDN_RE.match(msisdn) and "msisdn looks like 2547XXXXXXXX.",
+        "trans_id": trans_id is not None
+        and (not isinstance(trans_id, str) or not 1 <= len(trans_id) <= 32)
+        and "trans_id is text of 1 to 32 characters.",
+        "copies": (
+            isinstance(copies, bool)
+            or not isinstance(copies, int)
+            or not 1 <= copies <= c2b.MAX_COPIES
+        )
+        and f"copies is from 1 to {c2b.MAX_COPIES}.",
+        "overrides": overrides is not None
+        and not isinstance(overrides, dict)
+        and "overrides is an object of body fields.",
+        "pin": "pin" in data
+        and not PIN_RE.match(str(data["pin"]))
+        and "Enter your 4-digit M-PESA PIN.",
+    }
+    if "pin" in data and isinstance(account, str) and not account.strip():
+        problems["account"] = "Enter the account number."
+    fields = {name: message for name, message in problems.items() if message}
+    if fields:
+        return _sim_error(422, next(iter(fields.values())), fields)
+    registered_now = False
+    if c2b.registration(shortcode) is None:
+        if shortcode != config["MPESA_C2B_SHORTCODE"]:
+            return _sim_error(
+                422,
+                f"No business with number {shortcode} here: the simulator knows the app's "
+                f"{config['MPESA_C2B_SHORTCODE']} and shortcodes with registered URLs.",
+                {"shortcode": "Unknown business number."},
+            )
+        c2b.register_app_urls(shortcode)
+        registered_now = True
+    payment_id = c2b.start_payment(
+        source="phone" if "pin" in data else "api",
+        shortcode=shortcode,
+        account=account,
+        amount=amount,
+        msisdn=msisdn,
+        trans_id=trans_id,
+        copies=copies,
+        overrides=overrides,
+        transaction_type="Pay Bill",
+    )
+    return jsonify(
+        payment=c2b.payment_json(c2b.get_payment(payment_id)),
+        registered_automatically=registered_now,
+        registration=c2b.registration_json(c2b.registration(shortcode)),
+    ), 202
