@@ -86,12 +86,18 @@ def stk_callback(
     result_code=0,
     *,
     amount=100,
-    receipt="NLJ7RT61SV",
+    receipt=None,
     phone=254712345678,
     desc=None,
     metadata=True,
 ) -> dict:
-    """A Daraja STK callback body (success carries CallbackMetadata)."""
+    """A Daraja STK callback body (success carries CallbackMetadata). The receipt is
+    derived from the checkout id unless given: one payment, one receipt (a receipt is
+    never on two payments), and copies of one callback carry the same one."""
+    if receipt is None:
+        import hashlib
+
+        receipt = "R" + hashlib.sha1(checkout_id.encode()).hexdigest()[:9].upper()
     callback = {
         "MerchantRequestID": "29115-34620561-1",
         "CheckoutRequestID": checkout_id,

@@ -30,7 +30,8 @@ def records(db):
 def test_success_marks_order_paid_with_receipt(client, make_order, make_payment, db):
     order = make_order(100)
     payment = make_payment(order)
-    response = post(client, stk_callback(payment.checkout_request_id, amount=100.0))
+    body = stk_callback(payment.checkout_request_id, amount=100.0, receipt="NLJ7RT61SV")
+    response = post(client, body)
     assert response.status_code == 200 and response.get_json() == ACCEPTED
     db.session.expire_all()
     payment = db.session.get(Payment, payment.id)
