@@ -83,6 +83,8 @@ def test_exact_amount_with_a_loosely_typed_account_pays_the_order(
     update = [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"][-1]
     assert update["order_status"] == "paid" and update["amount_due"] == 0
     assert update["payments"][0]["method"] == "paybill"
+    shortcode = client.application.config["MPESA_C2B_SHORTCODE"]
+    assert update["paybill"] == {"business_number": shortcode, "account": order["number"]}
     assert_money_invariant(db)
 
 
@@ -316,3 +318,23 @@ def test_hand_entry_and_refund(make_order, db):
     assert payment.amount_source == "hand" and payment.needs_review
     refunded = mark_refunded(payment.id, "returned by M-Pesa reversal", "admin:a")
     assert refunded.refunded_at is not None and not refunded.needs_review
+
+
+def test_separate_stk_money_after_its_paybill_twin_is_its_own_payment(
+    client, make_order, make_payment, db
+):
+    """The merge of a confirmation into a pending prompt must never swallow a second,
+    genuinely separate movement of money: the STK callback brings another receipt."""
+    order = make_order(450)
+    payment = make_payment(order)
+    post(client, confirmation(order["number"], "450", trans_id="PAYBILL001"))
+    client.post(
+        f"/callbacks/stk/{TEST_CALLBACK_TOKEN}",
+        json=stk_callback(payment.checkout_request_id, amount=450, receipt="STKOTHER01"),
+    )
+    stored = fresh(db, order["id"])
+    receipts = sorted(p.receipt for p in stored.payments)
+    assert receipts == ["PAYBILL001", "STKOTHER01"] and stored.status == "paid"
+    second = next(p for p in stored.payments if p.receipt == "STKOTHER01")
+    assert second.needs_review and "already paid" in second.review_reason
+    assert_money_invariant(db)

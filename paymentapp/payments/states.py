@@ -216,16 +216,17 @@ def apply_result(
 def _second_payment(
     payment: Payment, receipt: str, paid_amount, paid_phone, paid_at, source: str
 ) -> str:
-    """A success with another receipt for an already completed payment: its own record."""
+    """A success with another receipt for a prompt its Paybill twin settled: separate
+    money, its own record. Any other second receipt is only flagged."""
     if db.session.scalar(select(Payment.id).where(Payment.receipt == receipt)) is not None:
         return "duplicate"
     order = payment.order
-    twin = Payment(
-        method=payment.method,
-        phone=payment.phone,
-        amount=paid_amount or payment.amount,
-        status=P.PENDING,
-    )
+    if paid_amount is None or payment.account_reference is None:
+        # one prompt is one payment: a second receipt for it is only possible when a
+        # Paybill confirmation of the same amount settled it first (docs/paybill.md);
+        # anything else stays on record as an ignored callback, and no money is invented
+        return "ignored"
+    twin = Payment(method=payment.method, phone=payment.phone, amount=paid_amount, status=P.PENDING)
     order.payments.append(twin)
     db.session.flush()
     complete_payment(
@@ -234,7 +235,7 @@ def _second_payment(
         result_desc=f"a second payment for prompt {payment.id}",
         source=source,
         amount_from=AMOUNT_FROM_CALLBACK,
-        paid_amount=paid_amount or payment.amount,
+        paid_amount=paid_amount,
         receipt=receipt,
         paid_phone=paid_phone,
         paid_at=paid_at,
