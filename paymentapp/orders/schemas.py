@@ -158,6 +158,11 @@ def status_snapshot(order: Order) -> dict:
             }
             for p in order.payments
         ],
+        # where to pay by hand when the prompt can't reach the phone (docs/paybill.md)
+        "paybill": {
+            "business_number": current_app.config["MPESA_C2B_SHORTCODE"],
+            "account": order.number,
+        },
     }
 
 

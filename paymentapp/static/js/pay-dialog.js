@@ -109,7 +109,19 @@ const ICONS = {
   flag: '<svg class="pa-flag" viewBox="0 0 30 20"><rect width="30" height="20" fill="#fff"/><rect width="30" height="5.6" fill="#000"/><rect y="7" width="30" height="6" fill="#bb0000"/><rect y="14.4" width="30" height="5.6" fill="#006600"/><ellipse cx="15" cy="10" rx="3.2" ry="6" fill="#bb0000" stroke="#fff" stroke-width="0.6"/><path d="M15 4.5v11" stroke="#000" stroke-width="0.8"/></svg>',
   ban: '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="12" cy="12" r="9"/><path d="M5.6 5.6l12.8 12.8"/></svg>',
   close: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6.5 6.5l11 11M17.5 6.5l-11 11"/></svg>',
+  copy: '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="8.5" y="8.5" width="11" height="11" rx="2"/><path d="M15.5 8.5V6a1.5 1.5 0 00-1.5-1.5H6A1.5 1.5 0 004.5 6v8A1.5 1.5 0 006 15.5h2.5"/></svg>',
+  paybill:
+    '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="5" width="18" height="14" rx="2.5"/><path d="M3 9.5h18M7 14.5h4"/></svg>',
 };
+const COPIED_MS = 2500;
+// What each copy button copies, as the customer types it into M-Pesa's Pay Bill screen.
+const COPY_NAMES = { business: "Business number", account: "Account number", amount: "Amount" };
+
+/** A copy button; its accessible name says what it copies ("Copy account number"). */
+function copyButton(what) {
+  const name = COPY_NAMES[what].toLowerCase();
+  return `<button type="button" class="pa-copy" data-copy="${what}">${ICONS.copy}<span class="pa-copy-label">Copy</span><span class="pa-sr-only"> ${name}</span></button>`;
+}
 
 const TEMPLATE = `
 <div class="pa-card" part="card">
@@ -156,6 +168,7 @@ const TEMPLATE = `
         </button>
         <p class="pa-fineprint">You will get an M-Pesa prompt on your phone. Enter your PIN to approve.</p>
       </form>
+      <button type="button" class="pa-link pa-to-paybill" hidden>Pay with Paybill instead</button>
     </section>
 
     <section class="pa-view" data-view="pending">
@@ -189,6 +202,31 @@ const TEMPLATE = `
       <h2 class="pa-title" tabindex="-1" data-field="failure-title">Payment failed</h2>
       <p class="pa-text" data-field="failure-text"></p>
       <button type="button" class="pa-button pa-retry">Try again</button>
+      <button type="button" class="pa-button pa-button-secondary pa-to-paybill" hidden>${ICONS.paybill}Pay with Paybill instead</button>
+    </section>
+
+    <section class="pa-view" data-view="paybill">
+      <h2 class="pa-title" tabindex="-1">Pay with Paybill</h2>
+      <p class="pa-text">In M-Pesa, choose Lipa na M-Pesa → Pay Bill and enter:</p>
+      <dl class="pa-paybill">
+        <div class="pa-pb-row">
+          <dt>Business no.</dt>
+          <dd><span class="pa-pb-value" data-field="business-number">…</span>${copyButton("business")}</dd>
+        </div>
+        <div class="pa-pb-row">
+          <dt>Account no.</dt>
+          <dd><span class="pa-pb-value" data-field="number">…</span>${copyButton("account")}</dd>
+        </div>
+        <div class="pa-pb-row">
+          <dt>Amount</dt>
+          <dd><span class="pa-pb-value" data-field="amount-due">…</span>${copyButton("amount")}</dd>
+        </div>
+      </dl>
+      <div class="pa-pb-status">
+        <p class="pa-muted pa-pb-note">This page turns to “Payment received” by itself.</p>
+        <p class="pa-pb-progress" data-field="paybill-progress" hidden></p>
+      </div>
+      <button type="button" class="pa-link pa-back">Back to the M-Pesa prompt</button>
     </section>
 
     <section class="pa-view" data-view="review">
@@ -204,16 +242,42 @@ const TEMPLATE = `
     </section>
   </div>
   <footer class="pa-footer">${ICONS.lock}<span>Secure M-Pesa checkout</span></footer>
+  <p class="pa-sr-only pa-announce" role="status" aria-live="polite"></p>
 </div>
 <div class="pa-toasts" role="status" aria-live="polite" aria-atomic="false"></div>`;
 
-/** Where the status says the dialog should be. */
-function viewFor(status, retryingPaymentId) {
+/** Has the order's offer run out (`expires_at`)? Paybill money after that is refunded. */
+function orderExpired(status) {
+  const at = Date.parse(status.expires_at || "");
+  return Boolean(at) && at <= Date.now();
+}
+
+/** Part of the amount arrived by Paybill; the rest is still due (the same Pay Bill). */
+function partlyPaid(status) {
+  return (
+    status.order_status === "pending" &&
+    status.amount_paid > 0 &&
+    status.amount_due > 0 &&
+    !orderExpired(status)
+  );
+}
+
+/** Can this order still be paid by Paybill (the server told us where)? */
+function paybillOffered(status) {
+  return Boolean(
+    status && status.paybill && status.order_status === "pending" && !orderExpired(status),
+  );
+}
+
+/** Where the status says the dialog should be (`paybill`: the customer chose Paybill). */
+function viewFor(status, retryingPaymentId, paybill = false) {
   if (!status) return "loading";
   if (status.order_status === "paid") return "success";
   const payment = status.payment;
-  if (payment && payment.needs_review) return "review";
+  const partial = partlyPaid(status);
+  if (payment && payment.needs_review && !partial) return "review";
   if (status.order_status === "cancelled") return "closed";
+  if (partial || (paybill && paybillOffered(status))) return "paybill";
   if (!payment || payment.id === retryingPaymentId) return "form";
   if (payment.status === "pending") return "pending";
   if (payment.status === "completed") return "review"; // money moved but order not paid
@@ -292,6 +356,8 @@ export class PaymentDialog {
     this.busy = false;
     this.payText = "Pay";
     this.paidFired = false;
+    this.paybill = false; // the customer chose "Pay with Paybill instead"
+    this.copyValues = {};
     this.pendingSince = new Map();
     this.timers = {};
     this.closed = false;
@@ -370,6 +436,13 @@ export class PaymentDialog {
     this.$(".pa-close").addEventListener("click", () => this.close());
     this.$(".pa-done").addEventListener("click", () => this.close());
     this.$(".pa-retry").addEventListener("click", () => this._retry());
+    for (const button of this.frame.querySelectorAll(".pa-to-paybill")) {
+      button.addEventListener("click", () => this._choosePaybill(true));
+    }
+    this.$(".pa-back").addEventListener("click", () => this._choosePaybill(false));
+    for (const button of this.frame.querySelectorAll(".pa-copy")) {
+      button.addEventListener("click", () => this._copy(button));
+    }
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this._submit();
@@ -409,7 +482,7 @@ export class PaymentDialog {
         ? this.o.mode === "modal" || this._userActed
           ? this.input
           : null
-        : this.frame.querySelector(`[data-view="${view}"] .pa-title`);
+        : this.frame.querySelector(`.pa-view[data-view="${view}"] .pa-title`);
     if (target && (this.o.mode === "modal" || this._userActed)) {
       requestAnimationFrame(() => target.focus({ preventScroll: true }));
     }
@@ -439,8 +512,10 @@ export class PaymentDialog {
     if (!this.cooldown) this.payLabel.textContent = this.payText;
     const payment = status.payment;
     if (payment && payment.phone_masked) this._fill("phone", payment.phone_masked);
-    const view = viewFor(status, this.retrying);
+    const view = viewFor(status, this.retrying, this.paybill);
     if (payment && payment.id !== this.retrying) this.retrying = null;
+    this._paybillDetails(status);
+    if (previous) this._announceMoney(previous, status);
     clearInterval(this.timers.countdown);
     clearInterval(this.timers.retryWait);
     if (view !== "failed") this._setRetryLabel("");
@@ -467,6 +542,55 @@ export class PaymentDialog {
     else if (view === "failed") this._toast(failureFor(status.payment).title, "error");
     else if (view === "review") this._toast("Payment under review", "warning");
     else if (view === "closed") this._toast("Order cancelled", "error");
+  }
+
+  /** The Paybill details (business no., account no., amount due) and what is still due. */
+  _paybillDetails(status) {
+    const offered = paybillOffered(status);
+    for (const button of this.frame.querySelectorAll(".pa-to-paybill")) button.hidden = !offered;
+    if (!status.paybill) return;
+    const due = typeof status.amount_due === "number" ? status.amount_due : status.amount;
+    this.copyValues = {
+      business: String(status.paybill.business_number),
+      account: String(status.paybill.account || status.order_number),
+      amount: String(due),
+    };
+    this._fill("business-number", this.copyValues.business);
+    this._fill("amount-due", formatKes(due));
+    const partial = partlyPaid(status);
+    // What is still due takes the note's place (one slot: nothing below it moves).
+    this.$(".pa-pb-progress").hidden = !partial;
+    this.$(".pa-pb-note").classList.toggle("is-unavailable", partial);
+    this._fill(
+      "paybill-progress",
+      partial
+        ? `${formatKes(status.amount_paid)} received, ${formatKes(status.amount_due)} still due`
+        : "",
+    );
+    // A prompt asks for the whole amount: once part is paid, the rest goes by Paybill too.
+    // (Invisible, not removed: the card keeps its height.)
+    this.$(".pa-back").classList.toggle("is-unavailable", partial);
+  }
+
+  /** Screen readers hear money arrive: "KES 1,450 received" (politely, once). */
+  _announceMoney(previous, status) {
+    const before = previous.amount_paid || 0;
+    const now = status.amount_paid || 0;
+    if (!(now > before)) return;
+    const due = status.order_status === "paid" ? 0 : status.amount_due || 0;
+    this._announce(
+      due > 0
+        ? `${formatKes(now)} received, ${formatKes(due)} still due`
+        : `${formatKes(now)} received`,
+    );
+  }
+
+  _announce(text) {
+    const region = this.$(".pa-announce");
+    // Emptied first, so the same words twice are read twice.
+    region.textContent = "";
+    clearTimeout(this.timers.announce);
+    this.timers.announce = setTimeout(() => (region.textContent = nobreak(text)), 100);
   }
 
   _startCountdown(payment) {
@@ -751,6 +875,48 @@ export class PaymentDialog {
       this._setCooldown(until, payment.phone_masked, PHONE_COOLDOWN_NOTE, "note");
     }
     this._show("form");
+  }
+
+  /** Show the Paybill details (`on`), or go back to the phone form for a prompt. */
+  _choosePaybill(on) {
+    this._userActed = true;
+    this._clearToasts();
+    this.paybill = on;
+    const status = this.client.status;
+    if (!status) return;
+    if (!on && viewFor(status, this.retrying) === "failed") return this._retry();
+    this._onStatus({ status, previous: null });
+  }
+
+  async _copy(button) {
+    const what = button.dataset.copy;
+    const value = this.copyValues[what] || "";
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(value);
+      copied = true;
+    } catch {
+      // No clipboard (an http page, a refused permission): select it for a manual copy.
+      const text = button.parentElement.querySelector(".pa-pb-value");
+      const selection = window.getSelection();
+      selection.selectAllChildren(text);
+      try {
+        copied = document.execCommand("copy");
+      } catch {
+        copied = false;
+      }
+    }
+    const label = button.querySelector(".pa-copy-label");
+    button.classList.toggle("is-copied", copied);
+    label.textContent = copied ? "Copied" : "Selected";
+    this._announce(
+      copied ? `${COPY_NAMES[what]} copied` : `${COPY_NAMES[what]} selected: copy it from there`,
+    );
+    clearTimeout(button._reset);
+    button._reset = setTimeout(() => {
+      button.classList.remove("is-copied");
+      label.textContent = "Copy";
+    }, COPIED_MS);
   }
 
   /** Close the dialog (modal) and stop listening. */
