@@ -26,7 +26,7 @@ settings.register_profile(
     derandomize=True,  # the same cases on every run: a red CI run is reproducible
     database=None,
     deadline=None,  # request timings vary on shared CI machines
-    max_examples=100,
+    max_examples=60,
     # `app` is function-scoped: examples share one app and one database, by design
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
