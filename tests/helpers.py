@@ -202,3 +202,49 @@ def login(client, username: str = USERNAME, password: str = PASSWORD, **extra):
 def session_cookie(client) -> str:
     cookie = client.get_cookie("session")
     return cookie.value if cookie else ""
+
+
+_c2b_ids = iter(range(10**7))
+
+
+def c2b_confirmation(account: str, amount="1450.00", trans_id: str | None = None, **extra) -> dict:
+    """A Daraja C2B confirmation (or validation) body, with the MSISDN masked as Daraja's
+    v2 does (docs/daraja.md). Each call gets a fresh TransID unless one is given."""
+    return {
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id or f"RKT{next(_c2b_ids):07d}",
+        "TransTime": "20261126103015",
+        "TransAmount": amount,
+        "BusinessShortCode": "600638",
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "49197.00",
+        "ThirdPartyTransID": "",
+        "MSISDN": "2547 ***** 126",
+        "FirstName": "John",
+        "MiddleName": "",
+        "LastName": "",
+        **extra,
+    }
+
+
+def assert_paid_once(db) -> None:
+    """The money invariant: a paid order's counting payments cover it and it was paid
+    exactly once; an unpaid one never was; a receipt is on one payment at most."""
+    from sqlalchemy import func, select
+
+    from paymentapp.models import Order, OrderEvent, Payment
+
+    db.session.expire_all()
+    for order in db.session.scalars(select(Order)):
+        paid_events = db.session.scalar(
+            select(func.count())
+            .select_from(OrderEvent)
+            .where(OrderEvent.order_id == order.id, OrderEvent.kind == "order_paid")
+        )
+        if order.status == "paid":
+            assert order.amount_paid >= order.amount and paid_events == 1, order.number
+        else:
+            assert paid_events == 0, order.number
+    receipts = [r for r in db.session.scalars(select(Payment.receipt)) if r]
+    assert len(receipts) == len(set(receipts))

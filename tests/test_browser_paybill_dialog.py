@@ -27,6 +27,7 @@ from tests.browser_app import (
     status,
 )
 from tests.browser_app import buy as buy_order
+from tests.helpers import c2b_confirmation
 
 pytestmark = pytest.mark.browser
 
@@ -44,21 +45,7 @@ def app_server(tmp_path_factory):
 def confirm(app, account: str, amount: int) -> str:
     """A Daraja C2B confirmation for `account`, posted to the app; returns its TransID."""
     trans_id = "PB" + uuid.uuid4().hex[:8].upper()
-    body = {
-        "TransactionType": "Pay Bill",
-        "TransID": trans_id,
-        "TransTime": "20261126103015",
-        "TransAmount": f"{amount}.00",
-        "BusinessShortCode": "174379",
-        "BillRefNumber": account,
-        "InvoiceNumber": "",
-        "OrgAccountBalance": "49197.00",
-        "ThirdPartyTransID": "",
-        "MSISDN": "2547 ***** 126",
-        "FirstName": "John",
-        "MiddleName": "",
-        "LastName": "",
-    }
+    body = c2b_confirmation(account, f"{amount}.00", trans_id, BusinessShortCode="174379")
     token = app.env["MPESA_CALLBACK_TOKEN"]
     url = f"{app.url}/callbacks/c2b/confirmation/{token}"
     response = requests.post(url, json=body, timeout=10)

@@ -10,33 +10,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
+from paymentapp.models import CallbackRecord, Order, Payment, utcnow
 from paymentapp.orders.services import luhn_digit
-from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, stk_callback
+from tests.helpers import (
+    TEST_CALLBACK_TOKEN,
+    assert_error,
+    assert_paid_once,
+    c2b_confirmation,
+    stk_callback,
+)
 
 CONFIRM = f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}"
 VALIDATE = f"/callbacks/c2b/validation/{TEST_CALLBACK_TOKEN}"
-_ids = iter(range(10**6))
-
-
-def confirmation(account: str, amount="1450.00", trans_id: str | None = None, **extra) -> dict:
-    """A Daraja C2B confirmation body (docs/daraja.md)."""
-    return {
-        "TransactionType": "Pay Bill",
-        "TransID": trans_id or f"RKT{next(_ids):07d}",
-        "TransTime": "20261126103015",
-        "TransAmount": amount,
-        "BusinessShortCode": "600638",
-        "BillRefNumber": account,
-        "InvoiceNumber": "",
-        "OrgAccountBalance": "49197.00",
-        "ThirdPartyTransID": "",
-        "MSISDN": "2547 ***** 126",
-        "FirstName": "John",
-        "MiddleName": "",
-        "LastName": "",
-        **extra,
-    }
 
 
 def post(client, body, url=CONFIRM):
@@ -49,22 +34,6 @@ def fresh(db, order_id) -> Order:
     return db.session.get(Order, order_id)
 
 
-def assert_money_invariant(db) -> None:
-    db.session.expire_all()
-    for order in db.session.scalars(select(Order)):
-        paid_events = db.session.scalar(
-            select(func.count())
-            .select_from(OrderEvent)
-            .where(OrderEvent.order_id == order.id, OrderEvent.kind == "order_paid")
-        )
-        if order.status == "paid":
-            assert order.amount_paid >= order.amount and paid_events == 1, order.number
-        else:
-            assert paid_events == 0, order.number
-    receipts = [r for r in db.session.scalars(select(Payment.receipt)) if r]
-    assert len(receipts) == len(set(receipts))
-
-
 @pytest.mark.parametrize("typed", ["{n}", "{n_lower}", "ord {digits}", "ORD{digits}", " {digits} "])
 def test_exact_amount_with_a_loosely_typed_account_pays_the_order(
     client, make_order, db, socket_client, typed
@@ -74,7 +43,7 @@ def test_exact_amount_with_a_loosely_typed_account_pays_the_order(
     account = typed.format(n=order["number"], n_lower=order["number"].lower(), digits=digits)
     sock = socket_client()
     sock.emit("subscribe", {"order_id": order["id"], "token": order["client_token"]}, callback=True)
-    response = post(client, confirmation(account, "1450.00"))
+    response = post(client, c2b_confirmation(account, "1450.00"))
     assert response.status_code == 200 and response.get_json()["ResultCode"] == 0
     stored = fresh(db, order["id"])
     [payment] = stored.payments
@@ -85,25 +54,25 @@ def test_exact_amount_with_a_loosely_typed_account_pays_the_order(
     assert update["payments"][0]["method"] == "paybill"
     shortcode = client.application.config["MPESA_C2B_SHORTCODE"]
     assert update["paybill"] == {"business_number": shortcode, "account": order["number"]}
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_a_partial_payment_is_flagged_and_a_second_completes_the_order(client, make_order, db):
     order = make_order(1000)
-    post(client, confirmation(order["number"], "600"))
+    post(client, c2b_confirmation(order["number"], "600"))
     stored = fresh(db, order["id"])
     assert stored.status == "pending" and stored.amount_paid == 600 and stored.amount_due == 400
     assert "KES 600 received, KES 400 still due" in stored.payments[0].review_reason
-    post(client, confirmation(order["number"], "400"))
+    post(client, c2b_confirmation(order["number"], "400"))
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and stored.amount_paid == 1000
     assert not any(p.needs_review for p in stored.payments)  # the partial flag is answered
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_an_overpayment_pays_and_is_flagged(client, make_order, db):
     order = make_order(500)
-    post(client, confirmation(order["number"], "700"))
+    post(client, c2b_confirmation(order["number"], "700"))
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and "overpaid by 200 KES" in stored.payments[0].review_reason
 
@@ -117,11 +86,11 @@ def test_money_for_a_paid_order_is_recorded_and_flagged_not_paid_twice(
         f"/callbacks/stk/{TEST_CALLBACK_TOKEN}",
         json=stk_callback(payment.checkout_request_id, amount=300, receipt="STKRCPT001"),
     )
-    post(client, confirmation(order["number"], "300"))
+    post(client, c2b_confirmation(order["number"], "300"))
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and len(stored.payments) == 2
     assert "order already paid" in stored.payments[1].review_reason
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_a_confirmation_with_an_applied_stk_receipt_is_the_same_money(
@@ -133,7 +102,7 @@ def test_a_confirmation_with_an_applied_stk_receipt_is_the_same_money(
         f"/callbacks/stk/{TEST_CALLBACK_TOKEN}",
         json=stk_callback(payment.checkout_request_id, amount=300, receipt="SAMEMONEY1"),
     )
-    response = post(client, confirmation(order["number"], "300", trans_id="SAMEMONEY1"))
+    response = post(client, c2b_confirmation(order["number"], "300", trans_id="SAMEMONEY1"))
     assert response.status_code == 200
     stored = fresh(db, order["id"])
     assert len(stored.payments) == 1 and stored.status == "paid"
@@ -147,7 +116,7 @@ def test_a_confirmation_before_its_stk_callback_completes_the_prompt_once(
 ):
     order = make_order(450)
     payment = make_payment(order)
-    post(client, confirmation(order["number"], "450", trans_id="TWIN000001"))
+    post(client, c2b_confirmation(order["number"], "450", trans_id="TWIN000001"))
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and len(stored.payments) == 1
     assert stored.payments[0].id == payment.id and stored.payments[0].receipt == "TWIN000001"
@@ -158,7 +127,7 @@ def test_a_confirmation_before_its_stk_callback_completes_the_prompt_once(
     assert late.status_code == 200
     stored = fresh(db, order["id"])
     assert len(stored.payments) == 1 and stored.amount_paid == 450
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +141,7 @@ def test_a_confirmation_before_its_stk_callback_completes_the_prompt_once(
 )
 def test_unmatched_payments_go_to_review(client, make_order, db, account, why):
     make_order(100)
-    assert post(client, confirmation(account, "100")).status_code == 200
+    assert post(client, c2b_confirmation(account, "100")).status_code == 200
     record = db.session.scalar(select(CallbackRecord).where(CallbackRecord.kind == "c2b"))
     assert record.outcome == "unknown" and why in record.detail
     assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
@@ -182,7 +151,7 @@ def test_a_typo_in_the_check_digit_never_pays_another_order(client, make_order, 
     first, second = make_order(100), make_order(100)
     digits = second["number"][4:]
     typo = digits[:-1] + str((int(digits[-1]) + 1) % 10)
-    post(client, confirmation("ORD-" + typo, "100"))
+    post(client, c2b_confirmation("ORD-" + typo, "100"))
     assert fresh(db, first["id"]).status == "pending" and fresh(db, second["id"]).status == (
         "pending"
     )
@@ -193,7 +162,7 @@ def test_a_typo_in_the_check_digit_never_pays_another_order(client, make_order, 
 @pytest.mark.parametrize("amount", ["1e3", "-5", "0", "999999999999", "", None, "abc"])
 def test_an_unusable_amount_is_recorded_for_review(client, make_order, db, amount):
     order = make_order(1000)
-    assert post(client, confirmation(order["number"], amount)).status_code == 200
+    assert post(client, c2b_confirmation(order["number"], amount)).status_code == 200
     assert fresh(db, order["id"]).payments == []
     record = db.session.scalar(select(CallbackRecord).where(CallbackRecord.kind == "c2b"))
     assert record.outcome == "unknown" and "amount" in record.detail
@@ -202,15 +171,15 @@ def test_an_unusable_amount_is_recorded_for_review(client, make_order, db, amoun
 @pytest.mark.parametrize("amount", ["1450", "1450.00", 1450, 1450.0])
 def test_amount_spellings(client, make_order, db, amount):
     order = make_order(1450)
-    post(client, confirmation(order["number"], amount))
+    post(client, c2b_confirmation(order["number"], amount))
     assert fresh(db, order["id"]).status == "paid"
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({**confirmation("ORD-1"), "TransID": ""}, 400),
-        ({**confirmation("ORD-1"), "TransID": None}, 400),
+        ({**c2b_confirmation("ORD-1"), "TransID": ""}, 400),
+        ({**c2b_confirmation("ORD-1"), "TransID": None}, 400),
         ("not json", 400),
         ("[1, 2]", 400),
     ],
@@ -228,13 +197,13 @@ def test_oversized_wrong_token_and_wrong_ip(client, db, app):
     app.config["MPESA_CALLBACK_ALLOWED_IPS"] = __import__(
         "paymentapp.config", fromlist=["x"]
     ).parse_allowed_ips("10.9.9.9")
-    assert_error(post(client, confirmation("ORD-1")), 403, "ip_not_allowed")
+    assert_error(post(client, c2b_confirmation("ORD-1")), 403, "ip_not_allowed")
     assert db.session.scalar(select(func.count()).select_from(CallbackRecord)) == 0
 
 
 def test_ten_copies_of_one_confirmation_at_once_pay_once(app, client, make_order, db):
     order = make_order(800)
-    body = json.dumps(confirmation(order["number"], "800", trans_id="DUPX000001"))
+    body = json.dumps(c2b_confirmation(order["number"], "800", trans_id="DUPX000001"))
     barrier = threading.Barrier(10)
     answers = []
 
@@ -251,7 +220,7 @@ def test_ten_copies_of_one_confirmation_at_once_pay_once(app, client, make_order
     assert answers.count(200) == 10
     stored = fresh(db, order["id"])
     assert len(stored.payments) == 1 and stored.status == "paid"
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_money_for_an_expired_order_is_flagged_for_refund(client, make_order, db):
@@ -259,7 +228,7 @@ def test_money_for_an_expired_order_is_flagged_for_refund(client, make_order, db
     stored = db.session.get(Order, order["id"])
     stored.expires_at = utcnow() - timedelta(minutes=1)
     db.session.commit()
-    post(client, confirmation(order["number"], "200"))
+    post(client, c2b_confirmation(order["number"], "200"))
     stored = fresh(db, order["id"])
     assert stored.status == "pending" and "refund due" in stored.payments[0].review_reason
 
@@ -269,14 +238,14 @@ def test_cancelled_order_payment_is_unmatched_and_can_be_assigned(client, auth, 
 
     cancelled, other = make_order(150), make_order(150)
     assert client.post(f"/api/orders/{cancelled['id']}/cancel", headers=auth).status_code == 200
-    post(client, confirmation(cancelled["number"], "150"))
+    post(client, c2b_confirmation(cancelled["number"], "150"))
     record = db.session.scalar(select(CallbackRecord).where(CallbackRecord.kind == "c2b"))
     assert record.outcome == "unknown" and "cancelled" in record.detail
     assign_c2b_payment(record.id, other["number"].lower(), "customer called", "admin:alice")
     assert fresh(db, other["id"]).status == "paid"
     db.session.expire_all()
     assert db.session.get(CallbackRecord, record.id).outcome == "applied"
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_cancel_api(client, auth, make_order, make_payment):
@@ -302,7 +271,9 @@ def test_cancel_api(client, auth, make_order, make_payment):
 def test_validation(client, make_order, app, db, enabled, account, amount, code):
     app.config["MPESA_C2B_VALIDATION"] = enabled
     order = make_order(100)
-    response = post(client, confirmation(account.format(number=order["number"]), amount), VALIDATE)
+    response = post(
+        client, c2b_confirmation(account.format(number=order["number"]), amount), VALIDATE
+    )
     assert response.status_code == 200 and response.get_json()["ResultCode"] == code
     assert db.session.scalar(select(CallbackRecord.kind)) == "c2b_validation"
     assert fresh(db, order["id"]).payments == []
@@ -327,7 +298,7 @@ def test_separate_stk_money_after_its_paybill_twin_is_its_own_payment(
     genuinely separate movement of money: the STK callback brings another receipt."""
     order = make_order(450)
     payment = make_payment(order)
-    post(client, confirmation(order["number"], "450", trans_id="PAYBILL001"))
+    post(client, c2b_confirmation(order["number"], "450", trans_id="PAYBILL001"))
     client.post(
         f"/callbacks/stk/{TEST_CALLBACK_TOKEN}",
         json=stk_callback(payment.checkout_request_id, amount=450, receipt="STKOTHER01"),
@@ -337,4 +308,4 @@ def test_separate_stk_money_after_its_paybill_twin_is_its_own_payment(
     assert receipts == ["PAYBILL001", "STKOTHER01"] and stored.status == "paid"
     second = next(p for p in stored.payments if p.receipt == "STKOTHER01")
     assert second.needs_review and "already paid" in second.review_reason
-    assert_money_invariant(db)
+    assert_paid_once(db)

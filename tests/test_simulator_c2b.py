@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
+from paymentapp.models import CallbackRecord, Order, utcnow
 from paymentapp.mpesa.client import EAT, DarajaClient, DarajaError
 from tests import services
-from tests.helpers import TEST_CALLBACK_TOKEN, pay
+from tests.helpers import TEST_CALLBACK_TOKEN, assert_paid_once, pay
 from tests.services import wait_for
 
 RECEIPT = re.compile(r"S[A-HJ-NP-Z0-9]{9}")  # the STK receipts' alphabet (no I, no O)
@@ -109,24 +109,6 @@ def paid_order(db, order_id: str) -> Order:
         "the order to be paid",
         before=db.session.expire_all,
     )
-
-
-def assert_money_invariant(db) -> None:
-    """A paid order's completed payments cover it and it was paid exactly once; a receipt
-    is on one payment at most."""
-    db.session.expire_all()
-    for order in db.session.scalars(select(Order)):
-        paid_events = db.session.scalar(
-            select(func.count())
-            .select_from(OrderEvent)
-            .where(OrderEvent.order_id == order.id, OrderEvent.kind == "order_paid")
-        )
-        if order.status == "paid":
-            assert order.amount_paid >= order.amount and paid_events == 1, order.number
-        else:
-            assert paid_events == 0, order.number
-    receipts = [r for r in db.session.scalars(select(Payment.receipt)) if r]
-    assert len(receipts) == len(set(receipts))
 
 
 # -- Register URL ----------------------------------------------------------------------------
@@ -242,7 +224,7 @@ def test_paybill_pays_an_order_typed_loosely_in_darajas_format(app, sim, make_or
     # registered now: the next payment does not register again
     later = sim.pay(account="nobody", amount=5)
     assert later["registered_automatically"] is False
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_duplicate_confirmations_are_counted_once(sim, make_order, db):
@@ -253,7 +235,7 @@ def test_duplicate_confirmations_are_counted_once(sim, make_order, db):
     stored = paid_order(db, order["id"])
     assert len(stored.payments) == 1 and stored.amount_paid == 800
     assert sorted(r.outcome for r in records(db, "c2b")) == ["applied", "duplicate", "duplicate"]
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_validation_rejects_with_darajas_codes_and_then_nothing_is_confirmed(
@@ -271,7 +253,7 @@ def test_validation_rejects_with_darajas_codes_and_then_nothing_is_confirmed(
     assert good["state"] == "completed" and good["validation_status"] == "accepted (ResultCode 0)"
     paid_order(db, order["id"])
     assert len(records(db, "c2b_validation")) == 3 and len(records(db, "c2b")) == 1
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 @pytest.mark.parametrize(
@@ -400,7 +382,7 @@ def test_an_stk_payment_and_its_c2b_twin_are_one_payment_in_either_order(
     )
     assert second.outcome == "duplicate"
     assert json.loads(confirmation.body)["TransID"] == prompt["receipt"]
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 @pytest.mark.parametrize("setup", ["twins off", "nothing registered"])
@@ -413,7 +395,7 @@ def test_no_twin_when_switched_off_or_unregistered(client, sim, token, make_orde
     paid_order(db, order["id"])
     join_background()
     assert sim.state()["payments"] == [] and records(db, "c2b") == []
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_resending_an_stk_callback_sends_no_second_twin(client, sim, token, make_order, db):
@@ -429,7 +411,7 @@ def test_resending_an_stk_callback_sends_no_second_twin(client, sim, token, make
     join_background()
     assert len(sim.state(source="stk_twin")["payments"]) == 1
     assert len(records(db, "c2b")) == 1 and len(records(db, "stk")) == 2
-    assert_money_invariant(db)
+    assert_paid_once(db)
 
 
 def test_the_phone_page_has_a_pay_bill_screen(client, app, sim):

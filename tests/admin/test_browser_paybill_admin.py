@@ -24,6 +24,7 @@ from tests.admin.stack import (
     wait_payment,
 )
 from tests.e2e import post_callback
+from tests.helpers import c2b_confirmation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -35,21 +36,7 @@ _trans = itertools.count(1)
 def paybill(stack, account: str, amount, trans_id: str | None = None) -> str:
     """Post a Daraja C2B confirmation to the stack; returns its TransID."""
     trans_id = trans_id or f"RKB{uuid.uuid4().hex[:7].upper()}"
-    body = {
-        "TransactionType": "Pay Bill",
-        "TransID": trans_id,
-        "TransTime": "20261126103015",
-        "TransAmount": str(amount),
-        "BusinessShortCode": "600638",
-        "BillRefNumber": account,
-        "InvoiceNumber": "",
-        "OrgAccountBalance": "49197.00",
-        "ThirdPartyTransID": "",
-        "MSISDN": "2547 ***** 126",
-        "FirstName": "John",
-        "MiddleName": "",
-        "LastName": "",
-    }
+    body = c2b_confirmation(account, str(amount), trans_id, BusinessShortCode="600638")
     token = stack.env["MPESA_CALLBACK_TOKEN"]
     response = stack.http.post(
         f"{stack.url}/callbacks/c2b/confirmation/{token}", json=body, timeout=10

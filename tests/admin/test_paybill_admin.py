@@ -16,33 +16,13 @@ from sqlalchemy import func, select
 
 from paymentapp.admin import presenters, queries
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
-from tests.helpers import TEST_CALLBACK_TOKEN, csrf_from, stk_callback
+from tests.helpers import TEST_CALLBACK_TOKEN, c2b_confirmation, csrf_from, stk_callback
 
 CONFIRM = f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}"
-_ids = iter(range(10**6))
-
-
-def confirmation(account: str, amount="1450.00", trans_id: str | None = None) -> dict:
-    """A Daraja C2B confirmation body (docs/daraja.md), as Daraja masks the MSISDN."""
-    return {
-        "TransactionType": "Pay Bill",
-        "TransID": trans_id or f"RKA{next(_ids):07d}",
-        "TransTime": "20261126103015",
-        "TransAmount": amount,
-        "BusinessShortCode": "600638",
-        "BillRefNumber": account,
-        "InvoiceNumber": "",
-        "OrgAccountBalance": "49197.00",
-        "ThirdPartyTransID": "",
-        "MSISDN": "2547 ***** 126",
-        "FirstName": "John",
-        "MiddleName": "",
-        "LastName": "",
-    }
 
 
 def pay_by_paybill(client, account: str, amount, trans_id: str | None = None) -> dict:
-    body = confirmation(account, str(amount), trans_id)
+    body = c2b_confirmation(account, str(amount), trans_id)
     response = client.post(CONFIRM, data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.get_data(as_text=True)
     return body
