@@ -90,3 +90,32 @@ def describe(violations: list) -> str:
 def summary(violations: list) -> dict:
     """`{rule id: (impact, how many nodes)}`: short enough to log per page state."""
     return {v["id"]: (v["impact"], len(v["nodes"])) for v in violations}
+
+
+VIEWPORTS = {"1280": {"width": 1280, "height": 800}, "375": {"width": 375, "height": 740}}
+
+
+def page_is_sound(page, name: str, shot: str) -> None:
+    """What every admin page must be at any width: no sideways scroll and no serious or
+    critical axe violation. Saves a screenshot as test-artifacts/<shot>.png."""
+    page.wait_for_load_state("load")
+    artifacts = services.ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / f"{shot}.png"), full_page=True)
+    widths = page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+    )
+    assert widths["scroll"] <= widths["inner"], f"{name}: the page is {widths['scroll']} px wide"
+    serious = axe_violations(page)
+    assert serious == [], f"{name}:\n{describe(serious)}"
+
+
+def on_screen(page, locator, what: str) -> None:
+    """Visible, and entirely within the viewport's width (measured once styles applied)."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+    page.wait_for_load_state("load")
+    box = locator.bounding_box()
+    width = page.viewport_size["width"]
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, f"{what} is cut off: {box}"

@@ -81,3 +81,20 @@ def make_callback(db):
         return record
 
     return make
+
+
+@pytest.fixture(params=["1280", "375"])
+def sized_page(request, browser):
+    """A page at desktop and at phone width (`page.width`); JavaScript errors fail the test."""
+    from tests.a11y import VIEWPORTS
+    from tests.browser_app import WAIT_MS
+
+    context = browser.new_context(viewport=VIEWPORTS[request.param])
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.errors = []
+    page.width = request.param
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not page.errors, page.errors

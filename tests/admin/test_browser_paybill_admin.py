@@ -13,10 +13,8 @@ import uuid
 
 import pytest
 
-from tests import services
-from tests.a11y import axe_violations, describe
+from tests.a11y import on_screen, page_is_sound
 from tests.admin.stack import (
-    WAIT_MS,
     create_order,
     dashboard_stack,
     sign_in,
@@ -28,8 +26,6 @@ from tests.helpers import c2b_confirmation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-ARTIFACTS = services.ROOT / "test-artifacts"
-VIEWPORTS = {"1280": {"width": 1280, "height": 800}, "375": {"width": 375, "height": 740}}
 _trans = itertools.count(1)
 
 
@@ -67,42 +63,13 @@ def stack(tmp_path_factory):
         yield stack
 
 
-@pytest.fixture(params=list(VIEWPORTS))
-def page(request, browser):
-    context = browser.new_context(viewport=VIEWPORTS[request.param])
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    page.errors = []
-    page.width = request.param
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not page.errors, page.errors
-
-
 def check(page, name: str) -> None:
     """No sideways scroll and no serious/critical axe violation; saves a screenshot."""
-    page.wait_for_load_state("load")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"admin-{page.width}-paybill-{name}.png"), full_page=True)
-    widths = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert widths["scroll"] <= widths["inner"], f"{name}: the page is {widths['scroll']} px wide"
-    serious = axe_violations(page)
-    assert serious == [], f"{name}:\n{describe(serious)}"
+    page_is_sound(page, name, f"admin-{page.width}-paybill-{name}")
 
 
-def on_screen(page, locator, what: str) -> None:
-    from playwright.sync_api import expect
-
-    expect(locator).to_be_visible()
-    box = locator.bounding_box()
-    width = VIEWPORTS[page.width]["width"]
-    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, f"{what} is cut off: {box}"
-
-
-def test_orders_page_shows_methods_and_paybill_totals(stack, page):
+def test_orders_page_shows_methods_and_paybill_totals(stack, sized_page):
+    page = sized_page
     from playwright.sync_api import expect
 
     sign_in(page, stack.url)
@@ -116,7 +83,8 @@ def test_orders_page_shows_methods_and_paybill_totals(stack, page):
     check(page, "orders")
 
 
-def test_review_queue_assign_an_unmatched_payment(stack, page):
+def test_review_queue_assign_an_unmatched_payment(stack, sized_page):
+    page = sized_page
     from playwright.sync_api import expect
 
     order = create_order(stack, 640, f"assigned at {page.width} px")
@@ -162,7 +130,8 @@ def test_review_queue_assign_an_unmatched_payment(stack, page):
     check(page, "review-assigned")
 
 
-def test_order_page_refund_and_record_by_receipt(stack, page):
+def test_order_page_refund_and_record_by_receipt(stack, sized_page):
+    page = sized_page
     from playwright.sync_api import expect
 
     sign_in(page, stack.url)

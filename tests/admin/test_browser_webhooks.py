@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests import services
-from tests.a11y import axe_violations, describe
+from tests.a11y import axe_violations, describe, on_screen, page_is_sound
 from tests.admin.stack import (
     WAIT_MS,
     create_order,
@@ -23,8 +23,6 @@ from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-ARTIFACTS = services.ROOT / "test-artifacts"
-VIEWPORTS = {"1280": {"width": 1280, "height": 800}, "375": {"width": 375, "height": 740}}
 AUTO_DISABLED = "failing for 3 days: disabled automatically"
 
 
@@ -81,29 +79,9 @@ def stack(tmp_path_factory):
         yield stack
 
 
-@pytest.fixture(params=list(VIEWPORTS))
-def page(request, browser):
-    context = browser.new_context(viewport=VIEWPORTS[request.param])
-    page = context.new_page()
-    page.errors = []
-    page.width = request.param
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not page.errors, page.errors
-
-
 def check(page, name: str) -> None:
     """No sideways scroll and no serious/critical axe violation; saves a screenshot."""
-    page.wait_for_load_state("load")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"admin-{page.width}-webhooks-{name}.png"), full_page=True)
-    widths = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert widths["scroll"] <= widths["inner"], f"{name}: the page is {widths['scroll']} px wide"
-    serious = axe_violations(page)
-    assert serious == [], f"{name}:\n{describe(serious)}"
+    page_is_sound(page, name, f"admin-{page.width}-webhooks-{name}")
     empty = [
         v
         for v in axe_violations(page, impact=None, tags=("best-practice",))
@@ -112,17 +90,8 @@ def check(page, name: str) -> None:
     assert empty == [], describe(empty)
 
 
-def on_screen(page, locator, what: str) -> None:
-    from playwright.sync_api import expect
-
-    expect(locator).to_be_visible()
-    page.wait_for_load_state("load")  # measured with the stylesheet applied
-    box = locator.bounding_box()
-    width = VIEWPORTS[page.width]["width"]
-    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, f"{what} is cut off: {box}"
-
-
-def test_webhooks_page(stack, page):
+def test_webhooks_page(stack, sized_page):
+    page = sized_page
     from playwright.sync_api import expect
 
     sign_in(page, stack.url)
@@ -166,7 +135,8 @@ def test_webhooks_page(stack, page):
     expect(page.locator("tr", has_text="http://127.0.0.1:9/new-endpoint")).to_have_count(0)
 
 
-def test_order_page_with_webhook_events(stack, page):
+def test_order_page_with_webhook_events(stack, sized_page):
+    page = sized_page
     from playwright.sync_api import expect
 
     sign_in(page, stack.url)
