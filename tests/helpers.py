@@ -248,3 +248,22 @@ def assert_paid_once(db) -> None:
             assert paid_events == 0, order.number
     receipts = [r for r in db.session.scalars(select(Payment.receipt)) if r]
     assert len(receipts) == len(set(receipts))
+
+
+def updates(sock) -> list[dict]:
+    """The `payment_update` payloads an in-process Socket.IO test client received."""
+    return [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"]
+
+
+def change(db, order_id: str, status: str | None = None) -> int:
+    """A committed change of an order, then its emit (a test's stand-in for a service)."""
+    from paymentapp.models import Order
+    from paymentapp.realtime import emit
+
+    order = db.session.get(Order, order_id)
+    if status:
+        order.status = status
+    order.touch()
+    db.session.commit()
+    emit.emit_order_update(order)
+    return order.version

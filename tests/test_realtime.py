@@ -12,27 +12,12 @@ from paymentapp.realtime import emit, events
 from paymentapp.realtime.message_queue import BoundedRedisManager
 from paymentapp.security import CLIENT_TOKEN_SALT, make_client_token
 from tests import services
-from tests.helpers import TEST_SECRET
+from tests.helpers import TEST_SECRET, change, updates
 
 
 def subscribe(sock, order, token=None):
     payload = {"order_id": order["id"], "token": order["client_token"] if token is None else token}
     return sock.emit("subscribe", payload, callback=True)
-
-
-def updates(sock) -> list[dict]:
-    return [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"]
-
-
-def change(db, order_id: str, status: str | None = None) -> int:
-    """A committed change made the way services make them: touch, commit, then emit."""
-    order = db.session.get(Order, order_id)
-    if status:
-        order.status = status
-    order.touch()
-    db.session.commit()
-    emit.emit_order_update(order)
-    return order.version
 
 
 def assert_refused(ack, code):

@@ -4,9 +4,10 @@ per-connection limits SOCKET_MAX_ROOMS and SOCKET_EVENT_BURST."""
 import pytest
 
 from paymentapp.config import ConfigError, load_config
-from paymentapp.models import Order, OrderStatus
-from paymentapp.realtime import emit, events
+from paymentapp.models import OrderStatus
+from paymentapp.realtime import events
 from paymentapp.security import make_client_token
+from tests.helpers import change, updates
 
 
 def pairs(*orders) -> list[dict]:
@@ -15,20 +16,6 @@ def pairs(*orders) -> list[dict]:
 
 def subscribe_many(sock, payload):
     return sock.emit("subscribe_many", payload, callback=True)
-
-
-def updates(sock) -> list[dict]:
-    return [e["args"][0] for e in sock.get_received() if e["name"] == "payment_update"]
-
-
-def change(db, order_id: str, status: str | None = None) -> int:
-    order = db.session.get(Order, order_id)
-    if status:
-        order.status = status
-    order.touch()
-    db.session.commit()
-    emit.emit_order_update(order)
-    return order.version
 
 
 def codes(ack) -> list:
