@@ -392,3 +392,47 @@ def test_a_test_event_reaches_one_endpoint(client, auth, db, receiver):
     body = json.loads(got.body)
     assert body["type"] == "endpoint.test" and body["data"]["endpoint_id"] == endpoint["id"]
     assert signing.verify(got.headers["Paymentapp-Signature"], got.body, endpoint["secret"])
+
+
+def documented_recipe(language: str) -> str:
+    """The verification recipe exactly as docs/webhooks.md gives it."""
+    from tests.services import ROOT
+
+    text = (ROOT / "docs" / "webhooks.md").read_text()
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_recipes_verify_a_real_delivery(client, auth, db, receiver, make_order):
+    """The Python and Node recipes of docs/webhooks.md accept our signature, and refuse a
+    wrong secret and a changed body."""
+    import shutil
+    import subprocess
+
+    endpoint = register(client, auth, receiver.url, events=["order.created"])
+    make_order()
+    deliver_due()
+    [got] = receiver.received
+    header, body = got.headers["Paymentapp-Signature"], got.body
+    scope: dict = {}
+    exec(documented_recipe("python"), scope)  # noqa: S102 - our own documentation
+    assert scope["verify"](header, body, endpoint["secret"])
+    assert not scope["verify"](header, body, "whsec_wrong")
+    assert not scope["verify"](header, body + b" ", endpoint["secret"])
+    node = shutil.which("node")
+    assert node, "node is needed (it builds the JS packages too)"
+    script = documented_recipe("js") + (
+        "\nconst [h, b, s] = process.argv.slice(1);"
+        "\nprocess.stdout.write(String(verify(h, Buffer.from(b, 'base64'), s)));"
+    )
+    import base64
+
+    def node_says(secret: str, raw: bytes) -> str:
+        return subprocess.run(
+            [node, "-e", script, header, base64.b64encode(raw).decode(), secret],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+
+    assert node_says(endpoint["secret"], body) == "true"
+    assert node_says("whsec_wrong", body) == "false"
