@@ -31,7 +31,7 @@ from sqlalchemy import select
 from ..effects import order_changed, transitioned
 from ..extensions import db
 from ..logs import log_event
-from ..models import Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
+from ..models import DeliveryStatus, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ ORDER_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
     OrderStatus.PAID: frozenset(),  # paid once
     OrderStatus.CANCELLED: frozenset(),  # a later payment is flagged, never un-cancels
+}
+
+# A webhook delivery (webhooks/delivery.py): pending until a 2xx, given up, or cancelled.
+D = DeliveryStatus
+DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    D.PENDING: frozenset({D.SUCCEEDED, D.FAILED, D.CANCELLED}),
+    D.SUCCEEDED: frozenset(),
+    D.FAILED: frozenset(),
+    D.CANCELLED: frozenset(),
 }
 
 # Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
@@ -69,6 +78,13 @@ AMOUNT_FROM_HAND = "hand"
 
 class IllegalTransition(RuntimeError):
     """A move the tables do not allow: a bug in the caller, never a client's fault."""
+
+
+def move_delivery(delivery, to: DeliveryStatus) -> None:
+    """The one place a webhook delivery's status changes (checked against the table)."""
+    if to not in DELIVERY_MOVES[DeliveryStatus(delivery.status)]:
+        raise IllegalTransition(f"delivery {delivery.id}: {delivery.status} → {to}")
+    delivery.status = to
 
 
 def status_for_result(result_code: int) -> PaymentStatus:

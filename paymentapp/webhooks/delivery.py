@@ -39,6 +39,7 @@ from ..models import (
     WebhookEvent,
     utcnow,
 )
+from ..payments.states import move_delivery
 from .endpoints import UnsafeAddress, resolve
 from .signing import EVENT_ID_HEADER, HEADER, signature_header
 
@@ -245,7 +246,7 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
     delivery.last_error = answer.error
     delivery.claimed_until = None
     if answer.ok:
-        delivery.status = DeliveryStatus.SUCCEEDED
+        move_delivery(delivery, DeliveryStatus.SUCCEEDED)
         delivery.delivered_at = now
         delivery.next_attempt_at = None
         endpoint.failing_since = None
@@ -262,7 +263,7 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
                 endpoint=endpoint.id,
             )
         if now - event.created_at >= GIVE_UP_AFTER:
-            delivery.status = DeliveryStatus.FAILED
+            move_delivery(delivery, DeliveryStatus.FAILED)
             delivery.next_attempt_at = None
         else:
             delay = retry_delay(delivery.attempts, rng)
@@ -283,7 +284,7 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
 
 def _finish(delivery_id: int, status: DeliveryStatus, error: str) -> DeliveryStatus:
     delivery = db.session.get(WebhookDelivery, delivery_id)
-    delivery.status = status
+    move_delivery(delivery, status)
     delivery.last_error = error
     delivery.claimed_until = None
     db.session.commit()
