@@ -8,6 +8,8 @@ loads `wsgi:app`. Nothing from `paymentapp` is imported here (this runs in the m
 import logging
 import os
 import re
+import shutil
+import tempfile
 
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
@@ -133,3 +135,59 @@ def post_worker_init(worker):
         from paymentapp.webhooks.delivery import start_background_delivery
 
         start_background_delivery(worker.wsgi, float(os.environ.get("WEBHOOK_INTERVAL_S", "1")))
+
+
+# -- metrics: prometheus_client's multiprocess directory (docs/metrics.md) ------------------
+
+# Marks a PROMETHEUS_MULTIPROC_DIR made here (not the operator's), so it is removed at exit
+# and a re-executed master (USR2) makes its own instead of sharing this one.
+_OWN_METRICS_DIR = "PAYMENTAPP_METRICS_TMPDIR"
+_METRICS_FILE = re.compile(r"[a-z_]+_(\d+)\.db")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_starting(server):
+    """Give the workers one directory for their metric files, before any of them starts
+    (prometheus_client reads PROMETHEUS_MULTIPROC_DIR when a worker imports it).
+
+    Unset: a fresh temporary directory, removed at exit. Set (so that `flask … --loop`
+    processes can share it): created if missing, and the files of processes that no longer
+    run are removed, since their counters belong to an earlier run; a running reconciler's
+    files stay.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and path != os.environ.get(_OWN_METRICS_DIR):
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            match = _METRICS_FILE.fullmatch(name)
+            if match and not _alive(int(match.group(1))):
+                os.remove(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="paymentapp-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_OWN_METRICS_DIR] = path
+    server.log.info("metrics: PROMETHEUS_MULTIPROC_DIR=%s", path)
+
+
+def child_exit(server, worker):
+    """A worker is gone (exited or killed): drop its live gauges (its open sockets)."""
+    # Imported here, in the master, only once a worker has exited; the master already
+    # imported ssl and threading, so later workers' gevent patching is unaffected.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this master made (never the operator's)."""
+    path = os.environ.get(_OWN_METRICS_DIR)
+    if path and path == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(path, ignore_errors=True)

@@ -25,6 +25,7 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
         app.config.get("SECRET_KEY"),
         app.config.get("MPESA_CONSUMER_SECRET"),
         app.config.get("MPESA_PASSKEY"),
+        app.config.get("METRICS_TOKEN"),
     )
     # gunicorn's own error and access logs print request paths too
     install_redaction("gunicorn.error", "gunicorn.access")
@@ -50,6 +51,10 @@ def register_proxy_fix(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    with app.app_context():
+        from .database import ping_idle_connections
+
+        ping_idle_connections(db.engine)
     migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
@@ -59,7 +64,18 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, callbacks, favicon, health, orders, payments, shop, vendor, webhooks
+    from . import (
+        admin,
+        callbacks,
+        favicon,
+        health,
+        metrics,
+        orders,
+        payments,
+        shop,
+        vendor,
+        webhooks,
+    )
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
 
     for blueprint in (
@@ -72,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
         vendor.bp,
         favicon.bp,
         webhooks.bp,
+        metrics.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":

@@ -111,6 +111,19 @@ def parse_allowed_ips(raw: str | None) -> list:
     return networks
 
 
+def parse_metrics_allowed_ips(raw: str | None) -> list:
+    """`METRICS_ALLOWED_IPS`: the addresses (IPs or CIDRs) that may read `/metrics`."""
+    networks = []
+    for item in _list(raw):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOWED_IPS: {item!r} is not an IP address or CIDR"
+            ) from None
+    return networks
+
+
 def load_config(env=None) -> dict:
     """Build the app config from `env` (default: the process environment plus `.env`)."""
     if env is None:
@@ -244,10 +257,20 @@ def load_config(env=None) -> dict:
             f"ADMIN_LOGIN_RATE_LIMIT must look like '10 per minute', got {login_rate_limit!r}"
         ) from None
 
+    # `/metrics` (paymentapp/metrics.py): a bearer token and/or an address allowlist.
+    metrics_token = (env.get("METRICS_TOKEN") or "").strip() or None
+    if metrics_token and (
+        len(metrics_token) < 16 or not all("!" <= char <= "~" for char in metrics_token)
+    ):
+        raise ConfigError(
+            "METRICS_TOKEN must be at least 16 printable ASCII characters, without spaces"
+        )
+
     return {
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # liveness is checked on checkout after idle time only (paymentapp/database.py)
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
         "REDIS_URL": env.get("REDIS_URL") or None,
         "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
         # Per Socket.IO connection: orders watched at once, and the burst of events (a
@@ -277,6 +300,8 @@ def load_config(env=None) -> dict:
         "MPESA_CALLBACK_TOKENS": callback_tokens,
         "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
+        "METRICS_TOKEN": metrics_token,
+        "METRICS_ALLOWED_IPS": parse_metrics_allowed_ips(env.get("METRICS_ALLOWED_IPS")),
         "FAULTS": faults,
         "DEMO_SHOP": demo_shop,
         "ORDER_EXPIRE_AFTER_S": _int(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),

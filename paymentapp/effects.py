@@ -31,6 +31,7 @@ class Pending:
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
     transitions: list = field(default_factory=list)  # (order, audit kind, payment or None)
+    audit: list = field(default_factory=list)  # OrderEvent rows, written with the outbox
 
 
 def _pending(session: Session) -> Pending:
@@ -53,6 +54,12 @@ def transitioned(session: Session, order, kind: str, payment=None) -> None:
     _pending(session).transitions.append((order, kind, payment))
 
 
+def audited(session: Session, row: dict) -> None:
+    """Write this `OrderEvent` row just before the commit, in one statement with the
+    transaction's other appended rows (`webhooks.events.write_outbox`)."""
+    _pending(session).audit.append(row)
+
+
 def announce(session: Session, order) -> None:
     """Re-send `order`'s snapshot after the commit, unchanged (a duplicate callback: the
     process that applied the first copy may have died before its emit)."""
@@ -66,7 +73,8 @@ def order_created(session: Session, order) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _prepare(session: Session) -> None:
-    """Inside the transaction: write the webhook outbox rows and build the emit payloads."""
+    """Inside the transaction: write the audit and webhook outbox rows, build the emit
+    payloads."""
     pending = session.info.pop(CHANGED, None)
     if not pending:
         return
@@ -75,8 +83,7 @@ def _prepare(session: Session) -> None:
     from .webhooks.events import webhook_events, write_outbox
 
     events = webhook_events(pending.created.values(), pending.transitions)
-    if events:
-        write_outbox(session, events)
+    write_outbox(session, events, pending.audit)
     session.info[READY] = [
         ("order_created", order_created_payload(order)) for order in pending.created.values()
     ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]

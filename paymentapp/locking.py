@@ -7,12 +7,14 @@ from .extensions import db
 from .models import Order, OrderNumberCounter, Payment
 
 
-def for_update(stmt: Select, *, skip_locked: bool = False) -> Select:
+def for_update(stmt: Select, *, skip_locked: bool = False, of=None) -> Select:
     """Lock the rows `stmt` selects until commit.
 
     PostgreSQL: `SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE and has one
     database-wide write lock, so take that lock now with a no-op write; otherwise two
-    transactions could both read "pending" and both apply the same transition.
+    transactions could both read "pending" and both apply the same transition. `of`
+    names the tables whose rows are locked when `stmt` joins several (PostgreSQL's
+    `FOR UPDATE OF`; default: all of them).
     """
     if db.session.get_bind().dialect.name == "sqlite":
         db.session.execute(
@@ -21,7 +23,7 @@ def for_update(stmt: Select, *, skip_locked: bool = False) -> Select:
             .values(value=OrderNumberCounter.value)
         )
         return stmt
-    return stmt.with_for_update(skip_locked=skip_locked)
+    return stmt.with_for_update(skip_locked=skip_locked, of=of)
 
 
 def lock_order(order_id: str) -> Order:

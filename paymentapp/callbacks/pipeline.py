@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
+from sqlalchemy import insert
+from sqlalchemy.orm import make_transient_to_detached
+
+from .. import metrics
 from ..effects import announce, fault_before_effects
 from ..errors import ApiError
 from ..extensions import db
@@ -115,73 +120,111 @@ def load_json(body: bytes):
 # -- the pipeline ------------------------------------------------------------------------------
 
 
-def receive(kind: CallbackKind, body: bytes, remote_addr: str | None) -> dict:
-    """Store, parse, apply; the answer for Daraja. Never a 5xx for what the body holds."""
+def receive(
+    kind: CallbackKind, body: bytes, remote_addr: str | None, started: float | None = None
+) -> dict:
+    """Store, parse, apply; the answer for Daraja. Never a 5xx for what the body holds.
+
+    `started` (a `time.perf_counter()`): when the request arrived, for the metrics of the
+    handling time and of the time until the order's update was emitted.
+    """
+    started = time.perf_counter() if started is None else started
+    outcome = "store_failed"
     try:
-        record_id = store(kind, body, remote_addr)
-    except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
-        db.session.rollback()
-        log_event(
-            log,
-            "callback.store_failed",
-            "callback could not be stored",
-            level=logging.ERROR,
-            exc_info=True,
-        )
-        raise ApiError(
-            "The callback could not be stored; try again.", code="unavailable", status=503
-        ) from None
-    fault_point("callback.after_store")
-    try:
-        parsed = kind.parse(body)
-    except MalformedCallback as exc:
-        mark_malformed(record_id, str(exc))
-        raise ApiError(
-            f"Not an {kind.name.upper()} callback: {exc}.", code="malformed_callback"
-        ) from None
-    try:
-        outcome, detail = apply_stored(kind, record_id, parsed)
-    except Exception:  # noqa: BLE001 - the body is on disk; the reconciler retries it
-        db.session.rollback()
-        note_apply_failure(record_id)
-        outcome, detail = CallbackOutcome.RECEIVED, None
-    return kind.answer(outcome, detail)
+        try:
+            record = store(kind, body, remote_addr)
+        except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
+            db.session.rollback()
+            log_event(
+                log,
+                "callback.store_failed",
+                "callback could not be stored",
+                level=logging.ERROR,
+                exc_info=True,
+            )
+            raise ApiError(
+                "The callback could not be stored; try again.", code="unavailable", status=503
+            ) from None
+        outcome = CallbackOutcome.RECEIVED
+        fault_point("callback.after_store")
+        try:
+            parsed = kind.parse(body)
+        except MalformedCallback as exc:
+            outcome = CallbackOutcome.MALFORMED
+            mark_malformed(record.id, str(exc))
+            raise ApiError(
+                f"Not an {kind.name.upper()} callback: {exc}.", code="malformed_callback"
+            ) from None
+        try:
+            outcome, detail, announced = apply_stored(kind, record, parsed)
+        except Exception:  # noqa: BLE001 - the body is on disk; the reconciler retries it
+            db.session.rollback()
+            note_apply_failure(record.id)
+            outcome, detail, announced = CallbackOutcome.RECEIVED, None, False
+        if announced:
+            metrics.observe_callback_to_emit(time.perf_counter() - started)
+        return kind.answer(outcome, detail)
+    finally:
+        metrics.observe_callback(kind.name, str(outcome), time.perf_counter() - started)
 
 
-def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> int:
-    """Commit the raw body first: whatever happens next, the callback is on record."""
-    record = CallbackRecord(
-        kind=kind.name,
+def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackRecord:
+    """Commit the raw body first: whatever happens next, the callback is on record.
+
+    One autocommitted INSERT (a single round trip: no BEGIN, no COMMIT to wait for, and
+    as durable); the record comes back detached, with every column known, so applying
+    it needs no SELECT to read it again.
+    """
+    values = {
+        "kind": kind.name,
+        "received_at": utcnow(),
+        "remote_addr": remote_addr,
         # PostgreSQL text cannot hold NUL; keep the rest byte-for-byte readable
-        body=body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
-        remote_addr=remote_addr,
-        outcome=CallbackOutcome.RECEIVED,
-    )
-    db.session.add(record)
-    db.session.flush()
-    record_id = record.id
-    db.session.commit()
-    return record_id
+        "body": body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
+        "checkout_request_id": None,
+        "payment_id": None,
+        "outcome": CallbackOutcome.RECEIVED,
+        "attempts": 0,
+        "detail": None,
+    }
+    if db.session().in_transaction():  # something else is under way: commit with it
+        connection = db.session.connection()
+    else:
+        connection = db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    record_id = connection.execute(
+        insert(CallbackRecord).values(values).returning(CallbackRecord.id)
+    ).scalar_one()
+    db.session.commit()  # ends the autocommit "transaction" and gives the connection back
+    record = CallbackRecord(id=record_id, **values)
+    make_transient_to_detached(record)
+    return record
 
 
-def apply_stored(kind: CallbackKind, record_id: int, parsed) -> tuple[CallbackOutcome, str]:
+def apply_stored(
+    kind: CallbackKind, record: CallbackRecord | int, parsed
+) -> tuple[CallbackOutcome, str | None, bool]:
     """Apply a parsed callback to its payment under a row lock, record what it did, commit.
 
-    A duplicate re-sends the order's current snapshot too: the worker that applied the
+    `record` is the one `store` returned, or a stored record's id. Returns the outcome,
+    the record's detail, and whether an order's update was emitted after the commit. A
+    duplicate re-sends the order's current snapshot too: the worker that applied the
     first copy may have died between its commit and its emit.
     """
-    record = db.session.get(CallbackRecord, record_id)
+    if isinstance(record, int):
+        record = db.session.get(CallbackRecord, record)
+    else:
+        db.session.add(record)
     key = kind.match_key(parsed)
     fault_point("callback.apply", key=key)
-    record.checkout_request_id = key
     outcome, order = kind.apply(record, parsed)
+    record.checkout_request_id = key  # set after the kind's queries: flushed once, at commit
     record.outcome = outcome
     if order is not None:
         announce(db.session, order)
     detail = record.detail
     fault_before_effects(db.session, "callback.after_commit")
     db.session.commit()
-    return outcome, detail
+    return outcome, detail, order is not None
 
 
 def mark_malformed(record_id: int, reason: str) -> None:

@@ -4,6 +4,7 @@ lose one: the checks here, then `pipeline.receive` (store raw → parse → appl
 import hmac
 import ipaddress
 import logging
+import time
 
 from flask import current_app, jsonify, request
 
@@ -41,6 +42,7 @@ def token_matches(token: str) -> bool:
 @bp.post("/<path:kind_path>/<token>")
 def callback(kind_path: str, token: str):
     """Check token, address and size; store, apply and answer Daraja."""
+    started = time.perf_counter()
     kind = kind_at(kind_path)
     if kind is None or not token_matches(token):
         raise NotFound("Nothing lives at this address.", code="not_found")
@@ -59,4 +61,4 @@ def callback(kind_path: str, token: str):
     body = request.get_data(cache=False)
     if len(body) > MAX_CALLBACK_BYTES:
         raise ApiError("Callback body too large.", code="payload_too_large", status=413)
-    return jsonify(receive(kind, body, ip))
+    return jsonify(receive(kind, body, ip, started))

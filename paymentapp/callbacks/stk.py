@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..locking import for_update
+from ..locking import for_update, lock_order
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.client import EAT
@@ -153,6 +155,40 @@ def _find_orphan(result: StkResult) -> Payment | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+def lock_for_result(result: StkResult) -> tuple[Payment | None, Payment | None]:
+    """The payment this result is for, and the payment already holding its receipt (None
+    for either when there is none), in one query.
+
+    The payment and its order are row-locked (so a Paybill confirmation or another copy
+    of this callback for the same order waits), and the order comes back with all its
+    payments, which the money rules sum: nothing is lazily loaded afterwards.
+    """
+    order_id = (
+        select(Payment.order_id)
+        .where(Payment.checkout_request_id == result.checkout_request_id)
+        .scalar_subquery()
+    )
+    wanted = Payment.order_id == order_id
+    if result.receipt:
+        wanted = or_(wanted, Payment.receipt == result.receipt)
+    rows = db.session.scalars(
+        for_update(
+            select(Payment)
+            .join(Payment.order)
+            .options(contains_eager(Payment.order).lazyload(Order.payments))
+            .where(wanted)
+            .order_by(Payment.created_at, Payment.id),
+            of=(Payment, Order),
+        )
+    ).all()
+    payment = next((p for p in rows if p.checkout_request_id == result.checkout_request_id), None)
+    holder = next((p for p in rows if result.receipt and p.receipt == result.receipt), None)
+    if payment is not None:
+        siblings = [p for p in rows if p.order_id == payment.order_id]
+        set_committed_value(payment.order, "payments", siblings)
+    return payment, holder
+
+
 class StkKind(CallbackKind):
     """Daraja's STK Push result, matched to a payment by CheckoutRequestID."""
 
@@ -168,14 +204,13 @@ class StkKind(CallbackKind):
     def apply(
         self, record: CallbackRecord, result: StkResult
     ) -> tuple[CallbackOutcome, Order | None]:
-        payment = db.session.scalar(
-            for_update(
-                select(Payment).where(Payment.checkout_request_id == result.checkout_request_id)
-            )
-        )
+        payment, holder = lock_for_result(result)
         if payment is None and (payment := _find_orphan(result)) is not None:
             payment.checkout_request_id = result.checkout_request_id
             payment.merchant_request_id = result.merchant_request_id
+            lock_order(payment.order_id)
+            if result.receipt:
+                holder = db.session.scalar(select(Payment).where(Payment.receipt == result.receipt))
         if payment is None:
             record.detail = "no payment has this CheckoutRequestID"
             log_event(
@@ -187,14 +222,12 @@ class StkKind(CallbackKind):
                 result_code=result.result_code,
             )
             return CallbackOutcome.UNKNOWN, None
-        if result.receipt and (
-            other := db.session.scalar(select(Payment).where(Payment.receipt == result.receipt))
-        ) not in (None, payment):
+        if holder not in (None, payment):
             # one receipt is one movement of money: already recorded on another payment
             # (e.g. its Paybill confirmation came first, docs/paybill.md)
-            record.payment_id = other.id
-            record.detail = f"receipt {result.receipt} already on payment {other.id}"
-            return CallbackOutcome.DUPLICATE, other.order
+            record.payment_id = holder.id
+            record.detail = f"receipt {result.receipt} already on payment {holder.id}"
+            return CallbackOutcome.DUPLICATE, holder.order
         outcome = apply_result(
             payment,
             result_code=result.result_code,

@@ -13,6 +13,7 @@ Quirks handled here (see docs/daraja.md):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 import requests
 from flask import current_app
 
+from .. import metrics
 from ..logs import log_event
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,13 @@ TOKEN_REFRESH_MARGIN_S = 120  # refresh this long before Daraja's expiry
 BUSY_PAUSE_S = 10  # after a 500.003.0x spike arrest / quota answer, pause new pushes
 INVALID_TOKEN = "404.001.03"
 STILL_PROCESSING = "the transaction is being processed"
+# The `endpoint` label of the Daraja metrics (paymentapp/metrics.py), by request path.
+ENDPOINTS = {
+    TOKEN_PATH: "oauth",
+    STK_PUSH_PATH: "stkpush",
+    STK_QUERY_PATH: "stkquery",
+    C2B_REGISTER_PATH: "c2b_register",
+}
 
 
 class DarajaError(Exception):
@@ -110,6 +119,26 @@ def eat_timestamp(now: datetime | None = None) -> str:
 
 def stk_password(shortcode: str, passkey: str, timestamp: str) -> str:
     return base64.b64encode(f"{shortcode}{passkey}{timestamp}".encode()).decode()
+
+
+def _counts_errors(endpoint: str):
+    """Count a DarajaError leaving this call, once: a token fetch that fails inside an
+    STK Push is an `oauth` error, not also a `stkpush` one."""
+
+    def decorate(call):
+        @functools.wraps(call)
+        def counted(*args, **kwargs):
+            try:
+                return call(*args, **kwargs)
+            except DarajaError as exc:
+                if not getattr(exc, "counted", False):
+                    exc.counted = True
+                    metrics.count_daraja_error(endpoint, exc.kind)
+                raise
+
+        return counted
+
+    return decorate
 
 
 def _error_from_body(status: int, body: dict) -> DarajaError:
@@ -266,11 +295,14 @@ class DarajaClient:
 
     def _request(self, method: str, path: str, *, maybe_sent_on_timeout: bool, **kwargs):
         url = self.base_url + path
+        started = time.perf_counter()
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
+            metrics.observe_daraja(ENDPOINTS.get(path, "other"), time.perf_counter() - started)
             self._log_transport_error(exc, method, path)
             self._raise_unavailable(exc, maybe_sent_on_timeout)
+        metrics.observe_daraja(ENDPOINTS.get(path, "other"), time.perf_counter() - started)
         try:
             body = response.json()
         except ValueError:
@@ -316,6 +348,7 @@ class DarajaClient:
 
     # -- token -------------------------------------------------------------------------
 
+    @_counts_errors("oauth")
     def _fetch_token(self) -> tuple[str, int]:
         status, body = self._request(
             "GET",
@@ -381,6 +414,7 @@ class DarajaClient:
         timestamp = eat_timestamp()
         return stk_password(self.shortcode, self.passkey, timestamp), timestamp
 
+    @_counts_errors("stkpush")
     def stk_push(
         self, *, amount: int, phone: str, reference: str, description: str
     ) -> PushAccepted:
@@ -433,6 +467,7 @@ class DarajaClient:
         )
         raise error
 
+    @_counts_errors("stkquery")
     def stk_query(self, checkout_request_id: str) -> QueryResult:
         """Ask Daraja how a prompt ended; `pending` while the customer has not answered."""
         password, timestamp = self._password()
@@ -458,6 +493,7 @@ class DarajaClient:
 
     # -- C2B ------------------------------------------------------------------------------
 
+    @_counts_errors("c2b_register")
     def register_c2b_urls(
         self, *, shortcode: str, confirmation_url: str, validation_url: str, response_type: str
     ) -> dict:

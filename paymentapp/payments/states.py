@@ -28,10 +28,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from ..effects import order_changed, transitioned
+from ..effects import audited, order_changed, transitioned
 from ..extensions import db
 from ..logs import log_event
-from ..models import DeliveryStatus, Order, OrderEvent, OrderStatus, Payment, PaymentStatus, utcnow
+from ..models import DeliveryStatus, Order, OrderStatus, Payment, PaymentStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,16 @@ def transition(
     if order_changed(db.session, order):
         order.touch()  # once per transaction: one committed change is one version
     transitioned(db.session, order, kind, payment)
-    db.session.add(
-        OrderEvent(
-            order_id=order.id,
-            payment_id=payment.id if payment else None,
-            kind=kind,
-            detail=detail[:255],
-            actor=actor,
-        )
+    audited(
+        db.session,
+        {
+            "order_id": order.id,
+            "payment_id": payment.id if payment else None,
+            "kind": kind,
+            "detail": detail[:255],
+            "actor": actor,
+            "created_at": now,
+        },
     )
     log_event(
         log,

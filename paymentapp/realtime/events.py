@@ -21,6 +21,7 @@ import time
 from flask import current_app, request
 from flask_socketio import disconnect, join_room, leave_room, rooms
 
+from .. import metrics
 from ..errors import ApiError, NotFound, bad_text
 from ..extensions import db, socketio
 from ..models import Order
@@ -181,6 +182,18 @@ def _fresh_read() -> None:
 def _not_found(order_id: str) -> NotFound:
     leave_room(order_room(order_id))
     return NotFound("No order with this id.", code="order_not_found")
+
+
+@socketio.on("connect")
+def connected(auth=None):
+    """Count the open connection (`paymentapp_socket_connections`); everyone may connect:
+    each subscribe carries its own token."""
+    metrics.socket_connected()
+
+
+@socketio.on("disconnect")
+def disconnected(*_reason):
+    metrics.socket_disconnected()
 
 
 @socketio.on("subscribe")

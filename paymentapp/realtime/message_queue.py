@@ -30,6 +30,8 @@ import socketio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .. import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -79,10 +81,12 @@ class BoundedRedisManager(socketio.RedisManager):
         with self._lock:
             if time.monotonic() < self._skip_until:
                 self._skipped += 1
+                metrics.count_publish_failure("skipped")
                 return
         try:
             self._publisher_client().publish(self.channel, self.json.dumps(data))
         except redis.RedisError as exc:
+            metrics.count_publish_failure("error")
             with self._lock:
                 self._skip_until = time.monotonic() + self.skip_after_failure
                 self._skipped += 1

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import (
     DeliveryStatus,
     Order,
+    OrderEvent,
+    UTCDateTime,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -78,8 +80,8 @@ def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
     return events
 
 
-def new_event(event_type: str, data: dict, now, order: Order | None = None) -> WebhookEvent:
-    """An event row holding the exact JSON body every delivery of it sends."""
+def event_body(event_type: str, data: dict, now, order: Order | None = None) -> dict:
+    """An event row's values, holding the exact JSON body every delivery of it sends."""
     event_id = new_id("evt")
     body = {
         "id": event_id,
@@ -87,44 +89,96 @@ def new_event(event_type: str, data: dict, now, order: Order | None = None) -> W
         "created_at": now.isoformat().replace("+00:00", "Z"),
         "data": data,
     }
-    return WebhookEvent(
-        id=event_id,
-        type=event_type,
-        order_id=order.id if order else None,
-        version=order.version if order else None,
-        payload=json.dumps(body, separators=(",", ":"), sort_keys=True),
-        created_at=now,
+    return {
+        "id": event_id,
+        "type": event_type,
+        "order_id": order.id if order else None,
+        "version": order.version if order else None,
+        "payload": json.dumps(body, separators=(",", ":"), sort_keys=True),
+        "created_at": now,
+    }
+
+
+def new_event(event_type: str, data: dict, now, order: Order | None = None) -> WebhookEvent:
+    """An event row (`event_body`) as an ORM object."""
+    return WebhookEvent(**event_body(event_type, data, now, order))
+
+
+def _deliveries_for(new_events, now):
+    """INSERT a pending delivery of each of `new_events` (id, type) for every live
+    endpoint that wants its type (`wants`, in SQL: the endpoint's comma list holds the
+    type or `*`). Endpoints are read by the statement itself: no query before it."""
+    listed = literal(",") + func.replace(WebhookEndpoint.events, " ", "") + literal(",")
+    wanted = select(
+        new_events.c.id,
+        WebhookEndpoint.id,
+        literal(DeliveryStatus.PENDING.value),
+        literal(0),
+        literal(now, UTCDateTime),
+        literal(now, UTCDateTime),
+    ).where(
+        WebhookEndpoint.enabled.is_(True),
+        WebhookEndpoint.deleted_at.is_(None),
+        or_(listed.like("%,*,%"), listed.like(literal("%,") + new_events.c.type + literal(",%"))),
+    )
+    return insert(WebhookDelivery).from_select(
+        ["event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at"],
+        wanted,
     )
 
 
-def write_outbox(session: Session, events: list[tuple[Order, str, dict]]) -> list[WebhookEvent]:
-    """Write one `WebhookEvent` per (order, type, extra) and its due deliveries."""
-    endpoints = list(
-        session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.enabled.is_(True), WebhookEndpoint.deleted_at.is_(None)
-            )
-        )
-    )
+def write_outbox(
+    session: Session, events: list[tuple[Order, str, dict]], audit: list[dict] = ()
+) -> list[str]:
+    """Write one event row per (order, type, extra), the due deliveries, and `audit` (the
+    transaction's `OrderEvent` rows); returns the event ids.
+
+    On PostgreSQL this is one statement (data-modifying CTEs), whatever the number of
+    rows: one round trip in the commit of every payment change. Elsewhere, one per table.
+    """
     now = utcnow()
-    written = []
     snapshots: dict[str, dict] = {}
-    for order, event_type, extra in events:
-        snapshot = snapshots.setdefault(order.id, order_snapshot(order))
-        event = new_event(event_type, {"order": snapshot, **extra}, now, order)
-        session.add(event)
-        for endpoint in endpoints:
-            if wants(endpoint, event_type):
-                session.add(
-                    WebhookDelivery(
-                        event=event,
-                        endpoint_id=endpoint.id,
-                        status=DeliveryStatus.PENDING,
-                        next_attempt_at=now,
-                    )
-                )
-        written.append(event)
-    return written
+    rows = [
+        event_body(
+            event_type,
+            {"order": snapshots.setdefault(order.id, order_snapshot(order)), **extra},
+            now,
+            order,
+        )
+        for order, event_type, extra in events
+    ]
+    audit = list(audit)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = None
+        if rows:
+            new_events = (
+                insert(WebhookEvent)
+                .values(rows)
+                .returning(WebhookEvent.id, WebhookEvent.type)
+                .cte("new_events")
+            )
+            statement = _deliveries_for(new_events, now)
+        if audit:
+            audit_insert = insert(OrderEvent).values(audit)
+            statement = (
+                audit_insert
+                if statement is None
+                else statement.add_cte(audit_insert.cte("new_audit"))
+            )
+        if statement is not None:
+            session.execute(statement)
+        return [row["id"] for row in rows]
+    if audit:
+        session.execute(insert(OrderEvent), audit)
+    if rows:
+        session.execute(insert(WebhookEvent), rows)
+        new_events = (
+            select(WebhookEvent.id, WebhookEvent.type)
+            .where(WebhookEvent.id.in_([row["id"] for row in rows]))
+            .subquery()
+        )
+        session.execute(_deliveries_for(new_events, now))
+    return [row["id"] for row in rows]
 
 
 TEST_EVENT = "endpoint.test"
