@@ -9,8 +9,10 @@ carry the same order `version` and the same snapshot.
 from __future__ import annotations
 
 import json
+from functools import cache
 
-from sqlalchemy import func, insert, literal, or_, select
+from sqlalchemy import bindparam, func, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..models import (
@@ -104,27 +106,69 @@ def new_event(event_type: str, data: dict, now, order: Order | None = None) -> W
     return WebhookEvent(**event_body(event_type, data, now, order))
 
 
-def _deliveries_for(new_events, now):
+def _deliveries_for(new_events):
     """INSERT a pending delivery of each of `new_events` (id, type) for every live
     endpoint that wants its type (`wants`, in SQL: the endpoint's comma list holds the
-    type or `*`). Endpoints are read by the statement itself: no query before it."""
+    type or `*`), due at `:now`. The statement reads the endpoints itself: no query
+    before it."""
     listed = literal(",") + func.replace(WebhookEndpoint.events, " ", "") + literal(",")
+    now = bindparam("now", type_=UTCDateTime)
     wanted = select(
         new_events.c.id,
         WebhookEndpoint.id,
         literal(DeliveryStatus.PENDING.value),
         literal(0),
-        literal(now, UTCDateTime),
-        literal(now, UTCDateTime),
+        now,
+        now,
     ).where(
         WebhookEndpoint.enabled.is_(True),
         WebhookEndpoint.deleted_at.is_(None),
         or_(listed.like("%,*,%"), listed.like(literal("%,") + new_events.c.type + literal(",%"))),
     )
-    return insert(WebhookDelivery).from_select(
+    return insert(WebhookDelivery.__table__).from_select(
         ["event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at"],
         wanted,
     )
+
+
+EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
+AUDIT_COLUMNS = ("order_id", "payment_id", "kind", "detail", "actor", "created_at")
+
+
+def _insert_arrays(model, columns: tuple[str, ...], prefix: str):
+    """`INSERT INTO <model> (columns) SELECT * FROM unnest(:prefix_column, …)`: any number
+    of rows, passed as one array per column, in one statement that compiles once."""
+    table = model.__table__
+    arrays = (
+        func.unnest(
+            *(bindparam(f"{prefix}_{name}", type_=ARRAY(table.c[name].type)) for name in columns)
+        )
+        .table_valued(*columns)
+        .render_derived(name=f"{prefix}_rows")
+    )
+    return insert(table).from_select(list(columns), select(*arrays.c))
+
+
+@cache
+def _append_statement(with_events: bool, with_audit: bool):
+    """PostgreSQL: the transaction's audit rows, its webhook events and their deliveries
+    as one statement (data-modifying CTEs), built once per shape."""
+    statement = None
+    if with_events:
+        new_events = (
+            _insert_arrays(WebhookEvent, EVENT_COLUMNS, "event")
+            .returning(WebhookEvent.__table__.c.id, WebhookEvent.__table__.c.type)
+            .cte("new_events")
+        )
+        statement = _deliveries_for(new_events)
+    if with_audit:
+        audit = _insert_arrays(OrderEvent, AUDIT_COLUMNS, "audit")
+        statement = audit if statement is None else statement.add_cte(audit.cte("new_audit"))
+    return statement
+
+
+def _as_arrays(rows: list[dict], columns: tuple[str, ...], prefix: str) -> dict:
+    return {f"{prefix}_{name}": [row[name] for row in rows] for name in columns}
 
 
 def write_outbox(
@@ -133,8 +177,8 @@ def write_outbox(
     """Write one event row per (order, type, extra), the due deliveries, and `audit` (the
     transaction's `OrderEvent` rows); returns the event ids.
 
-    On PostgreSQL this is one statement (data-modifying CTEs), whatever the number of
-    rows: one round trip in the commit of every payment change. Elsewhere, one per table.
+    On PostgreSQL this is one statement, whatever the number of rows: one round trip in
+    the commit of every payment change. Elsewhere, one per table.
     """
     now = utcnow()
     snapshots: dict[str, dict] = {}
@@ -148,36 +192,26 @@ def write_outbox(
         for order, event_type, extra in events
     ]
     audit = list(audit)
+    if not rows and not audit:
+        return []
     if session.get_bind().dialect.name == "postgresql":
-        statement = None
-        if rows:
-            new_events = (
-                insert(WebhookEvent)
-                .values(rows)
-                .returning(WebhookEvent.id, WebhookEvent.type)
-                .cte("new_events")
-            )
-            statement = _deliveries_for(new_events, now)
-        if audit:
-            audit_insert = insert(OrderEvent).values(audit)
-            statement = (
-                audit_insert
-                if statement is None
-                else statement.add_cte(audit_insert.cte("new_audit"))
-            )
-        if statement is not None:
-            session.execute(statement)
+        params = {
+            "now": now,
+            **_as_arrays(rows, EVENT_COLUMNS, "event"),
+            **_as_arrays(audit, AUDIT_COLUMNS, "audit"),
+        }
+        session.execute(_append_statement(bool(rows), bool(audit)), params)
         return [row["id"] for row in rows]
     if audit:
-        session.execute(insert(OrderEvent), audit)
+        session.execute(insert(OrderEvent.__table__), audit)
     if rows:
-        session.execute(insert(WebhookEvent), rows)
+        session.execute(insert(WebhookEvent.__table__), rows)
         new_events = (
             select(WebhookEvent.id, WebhookEvent.type)
             .where(WebhookEvent.id.in_([row["id"] for row in rows]))
             .subquery()
         )
-        session.execute(_deliveries_for(new_events, now))
+        session.execute(_deliveries_for(new_events), {"now": now})
     return [row["id"] for row in rows]
 
 
