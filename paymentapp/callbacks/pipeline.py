@@ -168,6 +168,9 @@ def receive(
         metrics.observe_callback(kind.name, str(outcome), time.perf_counter() - started)
 
 
+_STORE = insert(CallbackRecord.__table__).returning(CallbackRecord.__table__.c.id)
+
+
 def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackRecord:
     """Commit the raw body first: whatever happens next, the callback is on record.
 
@@ -191,9 +194,7 @@ def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackR
         connection = db.session.connection()
     else:
         connection = db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    record_id = connection.execute(
-        insert(CallbackRecord).values(values).returning(CallbackRecord.id)
-    ).scalar_one()
+    record_id = connection.execute(_STORE, values).scalar_one()
     db.session.commit()  # ends the autocommit "transaction" and gives the connection back
     record = CallbackRecord(id=record_id, **values)
     make_transient_to_detached(record)

@@ -96,10 +96,32 @@ def order_created_payload(order) -> dict:
 
 def send(event: str, payload: dict) -> None:
     """Deliver a prepared payload: `payment_update` to its order's room and to admins,
-    `order_created` to admins. Called by `effects.py` after the commit."""
-    if event == "payment_update":
-        _safe_emit(event, payload, to=order_room(payload["order_id"]))
-    _safe_emit(event, payload, namespace=ADMIN_NAMESPACE)
+    `order_created` to admins. Called by `effects.py` after the commit.
+
+    Through Redis, both go out as one published message (`emit_many`)."""
+    targets = [("/", order_room(payload["order_id"]))] if event == "payment_update" else []
+    targets.append((ADMIN_NAMESPACE, None))
+    manager = _batching_manager()
+    if manager is not None:
+        try:
+            manager.emit_many([(event, payload, namespace, room) for namespace, room in targets])
+        except Exception:  # noqa: BLE001 - an emit must never fail the committed request
+            log.exception("emit of %s failed (state is committed; clients will resync)", event)
+        return
+    for namespace, room in targets:
+        _safe_emit(event, payload, to=room, namespace=namespace)
+
+
+def _batching_manager() -> BoundedRedisManager | None:
+    """The Redis manager that publishes for this process, when there is one."""
+    try:
+        emitter = current_emitter()
+    except Exception:  # noqa: BLE001 - no app context or no emitter: emit one by one
+        return None
+    if isinstance(emitter, BoundedRedisManager):
+        return emitter
+    manager = getattr(getattr(emitter, "server", None), "manager", None)
+    return manager if isinstance(manager, BoundedRedisManager) else None
 
 
 def emit_order_update(order) -> None:

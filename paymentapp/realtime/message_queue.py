@@ -34,6 +34,8 @@ from .. import metrics
 
 log = logging.getLogger(__name__)
 
+BATCH = "paymentapp_emit_many"  # a published message holding several emits
+
 
 class BoundedRedisManager(socketio.RedisManager):
     """A `socketio.RedisManager` whose emits cost at most about `publish_timeout`."""
@@ -108,6 +110,43 @@ class BoundedRedisManager(socketio.RedisManager):
                 )
             self._failing = False
             self._skipped = 0
+
+    def emit_many(self, emits: list[tuple[str, dict, str, str | None]]) -> None:
+        """Several emits `(event, data, namespace, room)` delivered to this process's
+        clients, then published to the others as ONE Redis message (a `payment_update`
+        goes to its order's room and to the admin dashboards: one publish, not two)."""
+        messages = []
+        for event, data, namespace, room in emits:
+            message = {
+                "method": "emit",
+                "event": event,
+                "data": [data],
+                "binary": False,
+                "namespace": namespace,
+                "room": room,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+            self._handle_emit(message)  # this process's clients
+            messages.append(message)
+        self._publish({"method": BATCH, "messages": messages, "host_id": self.host_id})
+
+    def _listen(self):
+        """python-socketio's listener loop reads one message at a time: unpack batches."""
+        for data in super()._listen():
+            message = data
+            if isinstance(data, (bytes, str)) and BATCH.encode() in (
+                data if isinstance(data, bytes) else data.encode()
+            ):
+                try:
+                    message = self.json.loads(data)
+                except ValueError:
+                    message = data
+            if isinstance(message, dict) and message.get("method") == BATCH:
+                yield from message.get("messages") or ()
+            else:
+                yield data
 
     def _listener_client(self) -> redis.Redis:
         return redis.Redis.from_url(
