@@ -7,21 +7,30 @@ from .extensions import db
 from .models import Order, OrderNumberCounter, Payment
 
 
-def for_update(stmt: Select, *, skip_locked: bool = False, of=None) -> Select:
-    """Lock the rows `stmt` selects until commit.
-
-    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE and has one
-    database-wide write lock, so take that lock now with a no-op write; otherwise two
-    transactions could both read "pending" and both apply the same transition. `of`
-    names the tables whose rows are locked when `stmt` joins several (PostgreSQL's
-    `FOR UPDATE OF`; default: all of them).
-    """
+def row_locks() -> bool:
+    """Make ready to lock rows until commit: True when the database locks rows itself
+    (PostgreSQL: add `FOR UPDATE`); False on SQLite, whose one database-wide write lock
+    this takes now, with a no-op write."""
     if db.session.get_bind().dialect.name == "sqlite":
         db.session.execute(
             update(OrderNumberCounter)
             .where(OrderNumberCounter.id == 1)
             .values(value=OrderNumberCounter.value)
         )
+        return False
+    return True
+
+
+def for_update(stmt: Select, *, skip_locked: bool = False, of=None) -> Select:
+    """Lock the rows `stmt` selects until commit.
+
+    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE and has one
+    database-wide write lock, so take that lock now (`row_locks`); otherwise two
+    transactions could both read "pending" and both apply the same transition. `of`
+    names the tables whose rows are locked when `stmt` joins several (PostgreSQL's
+    `FOR UPDATE OF`; default: all of them).
+    """
+    if not row_locks():
         return stmt
     return stmt.with_for_update(skip_locked=skip_locked, of=of)
 

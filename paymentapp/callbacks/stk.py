@@ -14,13 +14,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..locking import for_update, lock_order
+from ..locking import for_update, lock_order, row_locks
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.client import EAT
@@ -155,6 +156,28 @@ def _find_orphan(result: StkResult) -> Payment | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+@cache
+def _lock_statement(with_receipt: bool, lock_rows: bool):
+    """`lock_for_result`'s query, built once per shape (a prebuilt statement skips the
+    construction and cache-key work of building it per callback)."""
+    order_id = (
+        select(Payment.order_id)
+        .where(Payment.checkout_request_id == bindparam("checkout_id"))
+        .scalar_subquery()
+    )
+    wanted = Payment.order_id == order_id
+    if with_receipt:
+        wanted = or_(wanted, Payment.receipt == bindparam("receipt"))
+    statement = (
+        select(Payment)
+        .join(Payment.order)
+        .options(contains_eager(Payment.order).lazyload(Order.payments))
+        .where(wanted)
+        .order_by(Payment.created_at, Payment.id)
+    )
+    return statement.with_for_update(of=(Payment, Order)) if lock_rows else statement
+
+
 def lock_for_result(result: StkResult) -> tuple[Payment | None, Payment | None]:
     """The payment this result is for, and the payment already holding its receipt (None
     for either when there is none), in one query.
@@ -163,24 +186,11 @@ def lock_for_result(result: StkResult) -> tuple[Payment | None, Payment | None]:
     of this callback for the same order waits), and the order comes back with all its
     payments, which the money rules sum: nothing is lazily loaded afterwards.
     """
-    order_id = (
-        select(Payment.order_id)
-        .where(Payment.checkout_request_id == result.checkout_request_id)
-        .scalar_subquery()
-    )
-    wanted = Payment.order_id == order_id
+    params = {"checkout_id": result.checkout_request_id}
     if result.receipt:
-        wanted = or_(wanted, Payment.receipt == result.receipt)
-    rows = db.session.scalars(
-        for_update(
-            select(Payment)
-            .join(Payment.order)
-            .options(contains_eager(Payment.order).lazyload(Order.payments))
-            .where(wanted)
-            .order_by(Payment.created_at, Payment.id),
-            of=(Payment, Order),
-        )
-    ).all()
+        params["receipt"] = result.receipt
+    statement = _lock_statement(bool(result.receipt), row_locks())
+    rows = db.session.scalars(statement, params).all()
     payment = next((p for p in rows if p.checkout_request_id == result.checkout_request_id), None)
     holder = next((p for p in rows if result.receipt and p.receipt == result.receipt), None)
     if payment is not None:
