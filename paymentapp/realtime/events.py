@@ -20,6 +20,7 @@ import time
 
 from flask import current_app, request
 from flask_socketio import disconnect, join_room, leave_room, rooms
+from sqlalchemy.orm import joinedload
 
 from .. import metrics
 from ..errors import ApiError, NotFound, bad_text
@@ -204,7 +205,10 @@ def subscribe(data=None, *_extra):
     # snapshot, one committed after it is emitted to the room we are already in.
     order_id = _join(data)
     _fresh_read()
-    order = db.session.get(Order, order_id, populate_existing=True)
+    # the order and its payments in one query (the snapshot lists every payment)
+    order = db.session.get(
+        Order, order_id, populate_existing=True, options=[joinedload(Order.payments)]
+    )
     if order is None:
         raise _not_found(order_id)
     return {"ok": True, "status": status_snapshot(order)}
@@ -235,8 +239,9 @@ def subscribe_many(data=None, *_extra):
         found = db.session.scalars(
             db.select(Order)
             .where(Order.id.in_(set(joined.values())))
+            .options(joinedload(Order.payments))
             .execution_options(populate_existing=True)
-        )
+        ).unique()
         orders = {order.id: order for order in found}
         for index, order_id in joined.items():
             order = orders.get(order_id)
