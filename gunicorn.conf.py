@@ -8,6 +8,7 @@ loads `wsgi:app`. Nothing from `paymentapp` is imported here (this runs in the m
 import logging
 import os
 import re
+import resource
 import shutil
 import tempfile
 
@@ -105,8 +106,10 @@ bind = (
 )
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = Worker
-# Each open Socket.IO connection holds one greenlet; allow thousands per worker.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "5000"))
+# Each open Socket.IO connection holds one greenlet and one file descriptor. Workers do
+# not share connections evenly (whichever is free accepts), so each may hold all of
+# them: 10,000 per worker, and `on_starting` raises the open-files limit to match.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 preload_app = False
 timeout = 60
 graceful_timeout = 20
@@ -155,7 +158,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _allow_open_files(wanted: int) -> int:
+    """Raise this process's soft open-files limit towards `wanted` (never past the hard
+    limit); workers inherit it. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def on_starting(server):
+    """Open files for every connection a worker may hold (plus the database, Redis and
+    log files), then metrics."""
+    limit = _allow_open_files(worker_connections + 1024)
+    if limit != resource.RLIM_INFINITY and limit < worker_connections + 64:
+        server.log.warning(
+            "open-files limit %d is below WORKER_CONNECTIONS=%d: raise `ulimit -n`",
+            limit,
+            worker_connections,
+        )
+    _metrics_dir(server)
+
+
+def _metrics_dir(server):
     """Give the workers one directory for their metric files, before any of them starts
     (prometheus_client reads PROMETHEUS_MULTIPROC_DIR when a worker imports it).
 

@@ -31,3 +31,38 @@ def test_gunicorn_serves_with_two_gevent_workers(tmp_path):
         assert env["MPESA_CALLBACK_TOKEN"] not in log
     finally:
         services.drop_pg_database(url)
+
+
+def _open_files_limit(pid: int) -> int:
+    """The soft 'Max open files' of a running process."""
+    from pathlib import Path
+
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files line")
+
+
+@pytest.mark.e2e
+def test_workers_may_open_a_file_per_connection(tmp_path):
+    """With a low `ulimit -n`, gunicorn.conf.py raises the workers' open-files limit to
+    WORKER_CONNECTIONS plus room for the database, Redis and logs (up to the hard limit)."""
+    import resource
+    import subprocess
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-files limit here is {hard}")  # nothing to raise to
+    env = {**base_env(f"sqlite:///{tmp_path}/app.db"), "WORKER_CONNECTIONS": "3000"}
+    env["PAYMENTAPP_INSTANCE_PATH"] = str(tmp_path)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # inherited by gunicorn
+    try:
+        with services.Gunicorn(env, workers=2) as server:
+            workers = subprocess.run(
+                ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            assert len(workers) == 2
+            for pid in workers:
+                assert _open_files_limit(int(pid)) >= 3000 + 1024
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
