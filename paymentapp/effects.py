@@ -31,7 +31,8 @@ class Pending:
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
     transitions: list = field(default_factory=list)  # (order, audit kind, payment or None)
-    audit: list = field(default_factory=list)  # OrderEvent rows, written with the outbox
+    audit: list = field(default_factory=list)  # OrderEvent rows (appends.py)
+    record: dict | None = None  # a stored callback's outcome (appends.py)
 
 
 def _pending(session: Session) -> Pending:
@@ -56,8 +57,14 @@ def transitioned(session: Session, order, kind: str, payment=None) -> None:
 
 def audited(session: Session, row: dict) -> None:
     """Write this `OrderEvent` row just before the commit, in one statement with the
-    transaction's other appended rows (`webhooks.events.write_outbox`)."""
+    transaction's other appended rows (`appends.py`)."""
     _pending(session).audit.append(row)
+
+
+def callback_outcome(session: Session, values: dict) -> None:
+    """Write a stored callback record's outcome (`appends.RECORD_COLUMNS` and its id) just
+    before the commit, with the transaction's other appended rows."""
+    _pending(session).record = values
 
 
 def announce(session: Session, order) -> None:
@@ -79,11 +86,12 @@ def _prepare(session: Session) -> None:
     if not pending:
         return
     session.flush()  # defaults such as created_at are filled in by the flush
+    from .appends import write_appended
     from .realtime.emit import order_created_payload, order_update_payload
-    from .webhooks.events import webhook_events, write_outbox
+    from .webhooks.events import outbox_rows, webhook_events
 
-    events = webhook_events(pending.created.values(), pending.transitions)
-    write_outbox(session, events, pending.audit)
+    events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
+    write_appended(session, events, pending.audit, pending.record)
     session.info[READY] = [
         ("order_created", order_created_payload(order)) for order in pending.created.values()
     ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]

@@ -271,8 +271,7 @@ class C2BValidation(CallbackKind):
                 db.session.execute(text("SET LOCAL statement_timeout = 2000"))
             code, why = self._decide(parsed, config["MPESA_C2B_MIN_AMOUNT"])
         except Exception:  # noqa: BLE001 - in doubt, accept: the money is better matched later
-            db.session.rollback()
-            record = db.session.get(CallbackRecord, record.id)
+            db.session.rollback()  # `record` keeps its values: nothing reads it back
             log.exception("C2B validation could not decide; accepting")
             code, why = None, "accepted: could not check in time"
         if code is None:

@@ -24,7 +24,8 @@ from sqlalchemy import insert
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
-from ..effects import announce, fault_before_effects
+from ..appends import RECORD_COLUMNS
+from ..effects import announce, callback_outcome, fault_before_effects
 from ..errors import ApiError
 from ..extensions import db
 from ..faults import fault_point
@@ -206,20 +207,25 @@ def apply_stored(
 ) -> tuple[CallbackOutcome, str | None, bool]:
     """Apply a parsed callback to its payment under a row lock, record what it did, commit.
 
-    `record` is the one `store` returned, or a stored record's id. Returns the outcome,
+    `record` is the one `store` returned (kept out of the session: its outcome is
+    written with the commit's appended rows), or a stored record's id. Returns the outcome,
     the record's detail, and whether an order's update was emitted after the commit. A
     duplicate re-sends the order's current snapshot too: the worker that applied the
     first copy may have died between its commit and its emit.
     """
-    if isinstance(record, int):
+    fresh = not isinstance(record, int)  # just stored: detached, every column known
+    if not fresh:
         record = db.session.get(CallbackRecord, record)
-    else:
-        db.session.add(record)
     key = kind.match_key(parsed)
     fault_point("callback.apply", key=key)
     outcome, order = kind.apply(record, parsed)
-    record.checkout_request_id = key  # set after the kind's queries: flushed once, at commit
+    record.checkout_request_id = key
     record.outcome = outcome
+    if fresh:
+        # written by the commit's one appended statement (appends.py), not a flush
+        callback_outcome(
+            db.session, {"id": record.id, **{n: getattr(record, n) for n in RECORD_COLUMNS}}
+        )
     if order is not None:
         announce(db.session, order)
     detail = record.detail

@@ -1,24 +1,22 @@
 """The event catalogue, and the outbox: event rows written in the transaction of the
 change that causes them, with a delivery row for every endpoint that wants them.
 
-`effects.py` calls `write_outbox` from SQLAlchemy's `before_commit`, so a committed
-payment always has its events and a rolled-back one never does. Events from one commit
-carry the same order `version` and the same snapshot.
+`effects.py` builds the rows (`outbox_rows`) in SQLAlchemy's `before_commit` and
+`appends.py` writes them with their deliveries (`deliveries_for`), so a committed payment
+always has its events and a rolled-back one never does. Events from one commit carry the
+same order `version` and the same snapshot.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
 
 from sqlalchemy import bindparam, func, insert, literal, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..models import (
     DeliveryStatus,
     Order,
-    OrderEvent,
     UTCDateTime,
     WebhookDelivery,
     WebhookEndpoint,
@@ -106,7 +104,7 @@ def new_event(event_type: str, data: dict, now, order: Order | None = None) -> W
     return WebhookEvent(**event_body(event_type, data, now, order))
 
 
-def _deliveries_for(new_events):
+def deliveries_for(new_events):
     """INSERT a pending delivery of each of `new_events` (id, type) for every live
     endpoint that wants its type (`wants`, in SQL: the endpoint's comma list holds the
     type or `*`), due at `:now`. The statement reads the endpoints itself: no query
@@ -131,58 +129,12 @@ def _deliveries_for(new_events):
     )
 
 
-EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
-AUDIT_COLUMNS = ("order_id", "payment_id", "kind", "detail", "actor", "created_at")
-
-
-def _insert_arrays(model, columns: tuple[str, ...], prefix: str):
-    """`INSERT INTO <model> (columns) SELECT * FROM unnest(:prefix_column, …)`: any number
-    of rows, passed as one array per column, in one statement that compiles once."""
-    table = model.__table__
-    arrays = (
-        func.unnest(
-            *(bindparam(f"{prefix}_{name}", type_=ARRAY(table.c[name].type)) for name in columns)
-        )
-        .table_valued(*columns)
-        .render_derived(name=f"{prefix}_rows")
-    )
-    return insert(table).from_select(list(columns), select(*arrays.c))
-
-
-@cache
-def _append_statement(with_events: bool, with_audit: bool):
-    """PostgreSQL: the transaction's audit rows, its webhook events and their deliveries
-    as one statement (data-modifying CTEs), built once per shape."""
-    statement = None
-    if with_events:
-        new_events = (
-            _insert_arrays(WebhookEvent, EVENT_COLUMNS, "event")
-            .returning(WebhookEvent.__table__.c.id, WebhookEvent.__table__.c.type)
-            .cte("new_events")
-        )
-        statement = _deliveries_for(new_events)
-    if with_audit:
-        audit = _insert_arrays(OrderEvent, AUDIT_COLUMNS, "audit")
-        statement = audit if statement is None else statement.add_cte(audit.cte("new_audit"))
-    return statement
-
-
-def _as_arrays(rows: list[dict], columns: tuple[str, ...], prefix: str) -> dict:
-    return {f"{prefix}_{name}": [row[name] for row in rows] for name in columns}
-
-
-def write_outbox(
-    session: Session, events: list[tuple[Order, str, dict]], audit: list[dict] = ()
-) -> list[str]:
-    """Write one event row per (order, type, extra), the due deliveries, and `audit` (the
-    transaction's `OrderEvent` rows); returns the event ids.
-
-    On PostgreSQL this is one statement, whatever the number of rows: one round trip in
-    the commit of every payment change. Elsewhere, one per table.
-    """
+def outbox_rows(events: list[tuple[Order, str, dict]]) -> list[dict]:
+    """The `webhook_events` rows of one transaction's (order, type, extra) events; events
+    of one order share its snapshot."""
     now = utcnow()
     snapshots: dict[str, dict] = {}
-    rows = [
+    return [
         event_body(
             event_type,
             {"order": snapshots.setdefault(order.id, order_snapshot(order)), **extra},
@@ -191,28 +143,6 @@ def write_outbox(
         )
         for order, event_type, extra in events
     ]
-    audit = list(audit)
-    if not rows and not audit:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        params = {
-            "now": now,
-            **_as_arrays(rows, EVENT_COLUMNS, "event"),
-            **_as_arrays(audit, AUDIT_COLUMNS, "audit"),
-        }
-        session.execute(_append_statement(bool(rows), bool(audit)), params)
-        return [row["id"] for row in rows]
-    if audit:
-        session.execute(insert(OrderEvent.__table__), audit)
-    if rows:
-        session.execute(insert(WebhookEvent.__table__), rows)
-        new_events = (
-            select(WebhookEvent.id, WebhookEvent.type)
-            .where(WebhookEvent.id.in_([row["id"] for row in rows]))
-            .subquery()
-        )
-        session.execute(_deliveries_for(new_events), {"now": now})
-    return [row["id"] for row in rows]
 
 
 TEST_EVENT = "endpoint.test"

@@ -1,0 +1,114 @@
+"""The rows a transaction appends just before it commits, written in one statement.
+
+A payment change appends its audit rows (`order_events`), its webhook events with their
+deliveries (`webhooks/events.py`) and, for a callback, the stored record's outcome. On
+PostgreSQL all of them go in ONE statement (data-modifying CTEs over `unnest` arrays, so
+it compiles once whatever the number of rows): one round trip in the commit of every
+payment change. Elsewhere (SQLite) one statement per table.
+
+`effects.py` calls `write_appended` from `before_commit`, after the ORM's own flush.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from .models import CallbackRecord, OrderEvent, WebhookEvent, utcnow
+from .webhooks.events import deliveries_for
+
+EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
+AUDIT_COLUMNS = ("order_id", "payment_id", "kind", "detail", "actor", "created_at")
+# What applying a stored callback records on it (pipeline.apply_stored)
+RECORD_COLUMNS = ("checkout_request_id", "payment_id", "outcome", "detail")
+
+
+def _insert_arrays(model, columns: tuple[str, ...], prefix: str):
+    """`INSERT INTO <model> (columns) SELECT * FROM unnest(:prefix_column, …)`: any number
+    of rows, passed as one array per column."""
+    table = model.__table__
+    arrays = (
+        func.unnest(
+            *(bindparam(f"{prefix}_{name}", type_=ARRAY(table.c[name].type)) for name in columns)
+        )
+        .table_valued(*columns)
+        .render_derived(name=f"{prefix}_rows")
+    )
+    return insert(table).from_select(list(columns), select(*arrays.c))
+
+
+def _record_update():
+    table = CallbackRecord.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("record_id"))
+        .values({name: bindparam(f"record_{name}") for name in RECORD_COLUMNS})
+    )
+
+
+@cache
+def _statement(with_events: bool, with_audit: bool, with_record: bool):
+    """PostgreSQL: everything appended as one statement, built once per shape."""
+    parts = []
+    if with_audit:
+        parts.append(("new_audit", _insert_arrays(OrderEvent, AUDIT_COLUMNS, "audit")))
+    if with_record:
+        parts.append(("record_outcome", _record_update()))
+    if with_events:
+        table = WebhookEvent.__table__
+        new_events = (
+            _insert_arrays(WebhookEvent, EVENT_COLUMNS, "event")
+            .returning(table.c.id, table.c.type)
+            .cte("new_events")
+        )
+        statement = deliveries_for(new_events)
+    else:
+        _, statement = parts.pop()
+    for name, part in parts:
+        statement = statement.add_cte(part.cte(name))
+    return statement
+
+
+def write_appended(
+    session: Session,
+    events: list[dict] = (),
+    audit: list[dict] = (),
+    record: dict | None = None,
+) -> None:
+    """Write `events` (webhook_events rows) and their due deliveries, `audit`
+    (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS)."""
+    events, audit = list(events), list(audit)
+    if not (events or audit or record):
+        return
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"now": now}
+        for rows, columns, prefix in (
+            (events, EVENT_COLUMNS, "event"),
+            (audit, AUDIT_COLUMNS, "audit"),
+        ):
+            params.update({f"{prefix}_{name}": [row[name] for row in rows] for name in columns})
+        if record:
+            params["record_id"] = record["id"]
+            params.update({f"record_{name}": record[name] for name in RECORD_COLUMNS})
+        session.execute(_statement(bool(events), bool(audit), bool(record)), params)
+        return
+    if audit:
+        session.execute(insert(OrderEvent.__table__), audit)
+    if record:
+        session.execute(
+            _record_update(),
+            {"record_id": record["id"], **{f"record_{n}": record[n] for n in RECORD_COLUMNS}},
+        )
+    if events:
+        session.execute(insert(WebhookEvent.__table__), events)
+        table = WebhookEvent.__table__
+        new_events = (
+            select(table.c.id, table.c.type)
+            .where(table.c.id.in_([row["id"] for row in events]))
+            .subquery()
+        )
+        session.execute(deliveries_for(new_events), {"now": now})
