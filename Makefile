@@ -62,7 +62,17 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The side-by-side callback benchmark (bench/README.md): paymentapp, the bare
+# Flask-SocketIO floor and the Node peer, 2,000 dialogs, 100/s and a sweep, median of 3
+# runs, then 10,000 dialogs on paymentapp. About half an hour on 2 cores.
+BENCH_ARGS ?= --servers paymentapp,floor,node-pg --dialogs 2000 --rates 100 \
+	--sweep 50,100,200,300,400 --full-sweep --runs 3 --big --json test-artifacts/bench-callbacks.json
+.PHONY: bench-flow
 bench: install
+	$(VENV)/bin/python bench/callbacks.py $(BENCH_ARGS)
+
+# The order-creation and 'Enter PIN' -> browser flow through the simulator (bench/run.py).
+bench-flow: install
 	$(VENV)/bin/python bench/run.py
 
 lock: $(STAMP)

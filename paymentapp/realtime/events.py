@@ -19,7 +19,7 @@ import os
 import time
 
 from flask import current_app, request
-from flask_socketio import disconnect, join_room, leave_room, rooms
+from flask_socketio import disconnect, join_room, leave_room
 from sqlalchemy.orm import joinedload
 
 from .. import metrics
@@ -28,7 +28,7 @@ from ..extensions import db, socketio
 from ..models import Order
 from ..orders.schemas import status_snapshot
 from ..security import check_client_token
-from .emit import ROOM_PREFIX, order_room
+from .emit import order_room
 from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ DISCONNECT_AFTER_REFUSED = 50  # a client still flooding after this many refusal
 MAX_ORDER_ID = 64
 MAX_TOKEN = 512
 LIMITER_KEY = "paymentapp.socket_limiter"
+ROOMS_KEY = "paymentapp.socket_rooms"
 LISTEN_WAIT_S = 2.0
 
 
@@ -153,8 +154,17 @@ def _wait_for_message_queue() -> None:
         manager.listening.wait(LISTEN_WAIT_S)
 
 
-def _order_rooms() -> list[str]:
-    return [room for room in rooms() if isinstance(room, str) and room.startswith(ROOM_PREFIX)]
+def _watched() -> set[str]:
+    """The order rooms this connection is in, kept beside its rate limiter (python-socketio
+    finds a connection's rooms by looking through every room of the namespace: with
+    thousands of dialogs open, every subscribe would cost a pass over all of them)."""
+    return request.environ.setdefault(ROOMS_KEY, set())
+
+
+def _leave(order_id: str) -> None:
+    room = order_room(order_id)
+    leave_room(room)
+    _watched().discard(room)
 
 
 def _join(data) -> str:
@@ -165,12 +175,14 @@ def _join(data) -> str:
     check_client_token(order_id, token)
     room = order_room(order_id)
     limit = _max_rooms()
-    if room not in rooms() and len(_order_rooms()) >= limit:
+    watched = _watched()
+    if room not in watched and len(watched) >= limit:
         raise SocketError(
             "too_many_subscriptions",
             f"One connection may watch at most {limit} orders; unsubscribe first.",
         )
     join_room(room)
+    watched.add(room)
     return order_id
 
 
@@ -186,7 +198,7 @@ def _fresh_read() -> None:
 
 
 def _not_found(order_id: str) -> NotFound:
-    leave_room(order_room(order_id))
+    _leave(order_id)
     return NotFound("No order with this id.", code="order_not_found")
 
 
@@ -264,7 +276,7 @@ def subscribe_many(data=None, *_extra):
 def unsubscribe(data=None, *_extra):
     """Leave `order:<id>`; leaving a room one is not in is fine."""
     order_id = _text(_payload(data), "order_id", MAX_ORDER_ID)
-    leave_room(order_room(order_id))
+    _leave(order_id)
     return {"ok": True}
 
 
