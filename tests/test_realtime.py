@@ -150,6 +150,28 @@ def test_rooms_per_connection_are_limited(make_order, socket_client, monkeypatch
     assert subscribe(socket_client(), b)["ok"]
 
 
+def test_rooms_are_indexed_per_connection_and_dropped_on_disconnect(make_order, socket_client):
+    """The manager's sid → rooms index (realtime/rooms.py) answers `rooms()` and empties
+    a closing connection's rooms without looking through every room; nothing of the
+    connection is left behind, and the other connections keep theirs."""
+    manager = socketio.server.manager
+    a, b = make_order(), make_order()
+    first, second = socket_client(), socket_client()
+    assert subscribe(first, a)["ok"] and subscribe(first, b)["ok"] and subscribe(second, a)["ok"]
+    sid = manager.sid_from_eio_sid(first.eio_sid, "/")
+    other = manager.sid_from_eio_sid(second.eio_sid, "/")
+    assert sorted(map(str, socketio.server.rooms(sid))) == sorted(
+        [sid, f"order:{a['id']}", f"order:{b['id']}"]
+    )
+    first.emit("unsubscribe", {"order_id": b["id"]}, callback=True)
+    assert f"order:{b['id']}" not in manager.rooms["/"]  # an emptied room is gone
+    first.disconnect()
+    assert all(sid not in members for members in manager.rooms["/"].values())
+    assert ("/", sid) not in manager._rooms_of
+    assert set(manager.rooms["/"][f"order:{a['id']}"]) == {other}
+    assert sorted(map(str, socketio.server.rooms(other))) == sorted([other, f"order:{a['id']}"])
+
+
 def test_event_rate_is_limited_and_a_flooding_client_is_dropped(socket_client, monkeypatch):
     monkeypatch.setattr(events, "DISCONNECT_AFTER_REFUSED", 30)
     sock = socket_client()

@@ -31,13 +31,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import metrics
+from .rooms import RoomIndex
 
 log = logging.getLogger(__name__)
 
 BATCH = "paymentapp_emit_many"  # a published message holding several emits
 
 
-class BoundedRedisManager(socketio.RedisManager):
+class BoundedRedisManager(RoomIndex, socketio.RedisManager):
     """A `socketio.RedisManager` whose emits cost at most about `publish_timeout`."""
 
     name = "redis"

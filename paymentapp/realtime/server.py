@@ -12,6 +12,7 @@ from flask_socketio import SocketIO
 from . import events  # noqa: F401
 from .emit import STATE_KEY, resend_local_snapshots
 from .message_queue import BoundedRedisManager
+from .rooms import IndexedManager
 
 # Incoming Socket.IO messages are tiny ({order_id, token}); refuse anything bigger.
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -23,7 +24,7 @@ PING_TIMEOUT_S = 20
 def init_socketio(app: Flask, socketio: SocketIO) -> None:
     """Bind Flask-SocketIO with settings from config (CORS never `*` outside simulator)."""
     cors = app.config["CORS_ALLOWED_ORIGINS"]
-    manager = None
+    manager = IndexedManager()  # one process: in memory
     if app.config.get("REDIS_URL"):
         manager = BoundedRedisManager(
             app.config["REDIS_URL"],
@@ -34,8 +35,8 @@ def init_socketio(app: Flask, socketio: SocketIO) -> None:
     socketio.init_app(
         app,
         async_mode=app.config.get("SOCKETIO_ASYNC_MODE", "gevent"),
-        # Always passed (None: in-memory), because Flask-SocketIO keeps options from
-        # an earlier init_app on the same SocketIO object.
+        # Always passed, because Flask-SocketIO keeps options from an earlier init_app
+        # on the same SocketIO object.
         client_manager=manager,
         # CORS_ALLOWED_ORIGINS=* (simulator mode only) is passed on as the string engine.io wants
         cors_allowed_origins=cors[0] if cors == ["*"] else cors,
