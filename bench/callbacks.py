@@ -56,7 +56,7 @@ NODE_SCHEMA = BENCH / "peers" / "node-pg" / "schema.sql"
 SECRET_KEY = "bench-secret-key-0123456789abcdef"
 CALLBACK_TOKEN = "bench-callback-token-0123"
 GUNICORN_WORKERS = 2
-DEFAULT_WORKER_CONNECTIONS = 5000  # gunicorn.conf.py's default
+DEFAULT_WORKER_CONNECTIONS = 10_000  # gunicorn.conf.py's default
 SERVERS = ("paymentapp", "floor", "node-pg")
 LABELS = {
     "paymentapp": "paymentapp (gunicorn, 2 gevent workers, PostgreSQL, Redis)",

@@ -2,10 +2,10 @@
 
 python-socketio's stock `RedisManager` uses redis-py's defaults. Measured with redis-py
 8.1 and a frozen Redis (`kill -STOP`): one emit held its caller for 10 s (a 5 s socket
-timeout, tried twice), and `emit_order_update` emits twice, so a callback would wait
-20 s. After Redis restarts, its listener backs off up to 60 s (missing every message
-meanwhile), and redis-py may silently resubscribe, so nobody learns that messages were
-lost. `BoundedRedisManager` changes three things:
+timeout, tried twice); an order update then was two emits, so a callback waited 20 s
+(now one publish carries both, `emit_many`). After Redis restarts, its listener backs
+off up to 60 s (missing every message meanwhile), and redis-py may silently resubscribe,
+so nobody learns that messages were lost. `BoundedRedisManager` changes three things:
 
 - publishing uses its own client with 1 s timeouts and one immediate retry on a broken
   connection (the first publish after a Redis restart meets a stale pooled socket);
