@@ -58,6 +58,9 @@ CALLBACK_TOKEN = "bench-callback-token-0123"
 GUNICORN_WORKERS = 2
 DEFAULT_WORKER_CONNECTIONS = 10_000  # gunicorn.conf.py's default
 SERVERS = ("paymentapp", "floor", "node-pg")
+# The Python servers' log level; BENCH_LOG_LEVEL=INFO measures with paymentapp's
+# structured payment lines written (to the run's log file), as in production.
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
 LABELS = {
     "paymentapp": "paymentapp (gunicorn, 2 gevent workers, PostgreSQL, Redis)",
     "floor": "floor: bare Flask-SocketIO (same worker, 2 workers, Redis, no DB)",
@@ -229,7 +232,7 @@ def gunicorn_env(port: int, dialogs: int, extra: dict) -> dict:
         "WEB_CONCURRENCY": str(GUNICORN_WORKERS),
         "WORKER_CONNECTIONS": str(worker_connections(dialogs)),
         "ACCESS_LOG": "/dev/null",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": LOG_LEVEL,
         **extra,
     }
 
@@ -244,7 +247,7 @@ def setup_paymentapp(stack, workdir: Path, dialogs: int, tag: str):
         "SECRET_KEY": SECRET_KEY,
         "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
         "ACCESS_LOG": "/dev/null",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": LOG_LEVEL,
     }
     env = {**os.environ, **app_env}
     py = sys.executable
