@@ -175,16 +175,19 @@ def _lock_statement(with_receipt: bool, lock_rows: bool):
         .where(wanted)
         .order_by(Payment.created_at, Payment.id)
     )
-    return statement.with_for_update(of=(Payment, Order)) if lock_rows else statement
+    # Payment rows only, in created order: every path locks a payment before it writes
+    # its order (the reconciler, the admin actions), so locking the order here as well
+    # would take the two in the other order and could deadlock with them.
+    return statement.with_for_update(of=Payment) if lock_rows else statement
 
 
 def lock_for_result(result: StkResult) -> tuple[Payment | None, Payment | None]:
     """The payment this result is for, and the payment already holding its receipt (None
     for either when there is none), in one query.
 
-    The payment and its order are row-locked (so a Paybill confirmation or another copy
-    of this callback for the same order waits), and the order comes back with all its
-    payments, which the money rules sum: nothing is lazily loaded afterwards.
+    The order's payments are row-locked (another copy of this callback waits), and the
+    order comes back with all of them, which the money rules sum: nothing is lazily
+    loaded afterwards. The order row is locked by the flush's UPDATE, after them.
     """
     params = {"checkout_id": result.checkout_request_id}
     if result.receipt:
