@@ -95,33 +95,30 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def parse_allowed_ips(raw: str | None) -> list:
-    """`MPESA_CALLBACK_ALLOWED_IPS` as networks; `safaricom` expands to the published list."""
+def parse_allowed_ips(
+    raw: str | None, name: str = "MPESA_CALLBACK_ALLOWED_IPS", *, safaricom: bool = True
+) -> list:
+    """An allowlist setting (`name`) as networks: IPs or CIDRs, comma-separated; with
+    `safaricom`, that word expands to Safaricom's published callback addresses."""
     networks = []
     for item in _list(raw):
-        if item.lower() == "safaricom":
+        if safaricom and item.lower() == "safaricom":
             networks.extend(ipaddress.ip_network(ip) for ip in SAFARICOM_CALLBACK_IPS)
             continue
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError(
-                f"MPESA_CALLBACK_ALLOWED_IPS: {item!r} is not an IP address or CIDR"
-            ) from None
+            raise ConfigError(f"{name}: {item!r} is not an IP address or CIDR") from None
     return networks
 
 
-def parse_metrics_allowed_ips(raw: str | None) -> list:
-    """`METRICS_ALLOWED_IPS`: the addresses (IPs or CIDRs) that may read `/metrics`."""
-    networks = []
-    for item in _list(raw):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"METRICS_ALLOWED_IPS: {item!r} is not an IP address or CIDR"
-            ) from None
-    return networks
+def address_in(ip: str | None, networks: list) -> bool:
+    """Is `ip` (a client address, possibly missing or malformed) in one of `networks`?"""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def load_config(env=None) -> dict:
@@ -301,7 +298,9 @@ def load_config(env=None) -> dict:
         "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "METRICS_TOKEN": metrics_token,
-        "METRICS_ALLOWED_IPS": parse_metrics_allowed_ips(env.get("METRICS_ALLOWED_IPS")),
+        "METRICS_ALLOWED_IPS": parse_allowed_ips(
+            env.get("METRICS_ALLOWED_IPS"), "METRICS_ALLOWED_IPS", safaricom=False
+        ),
         "FAULTS": faults,
         "DEMO_SHOP": demo_shop,
         "ORDER_EXPIRE_AFTER_S": _int(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import hmac
-import ipaddress
 import logging
 import os
 from contextlib import suppress
@@ -40,7 +39,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from .config import ConfigError
+from .config import ConfigError, address_in
 from .errors import Forbidden, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -325,14 +324,6 @@ def registry() -> CollectorRegistry:
 # -- the endpoint ------------------------------------------------------------------------------
 
 
-def _address_allowed(networks: list) -> bool:
-    try:
-        address = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
-
-
 def authorise() -> None:
     """`METRICS_ALLOWED_IPS` and `METRICS_TOKEN`: each one configured must pass. With
     neither, `/metrics` is open in simulator mode (a laptop) and absent in live modes."""
@@ -343,7 +334,7 @@ def authorise() -> None:
         if config["MPESA_ENV"] == "simulator":
             return
         raise NotFound("Nothing lives at this address.", code="not_found")
-    if networks and not _address_allowed(networks):
+    if networks and not address_in(request.remote_addr, networks):
         raise Forbidden("This address may not read the metrics.", code="ip_not_allowed")
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")

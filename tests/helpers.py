@@ -267,3 +267,26 @@ def change(db, order_id: str, status: str | None = None) -> int:
     db.session.commit()
     emit.emit_order_update(order)
     return order.version
+
+
+# -- /metrics ----------------------------------------------------------------------------------
+
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """A scrape as `{(sample name, sorted label pairs without pid): value}`, summed over
+    processes (pid labels of multiprocess gauges)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
+            key = (sample.name, labels)
+            found[key] = found.get(key, 0.0) + sample.value
+    return found
+
+
+def value(scraped: dict, name: str, **labels) -> float:
+    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)

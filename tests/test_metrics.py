@@ -22,14 +22,18 @@ from paymentapp.mpesa import client as daraja
 from tests import services
 from tests.helpers import (
     LIVE,
+    METRICS_TOKEN,
     TEST_CALLBACK_TOKEN,
     assert_error,
     base_env,
     change,
+    samples,
     stk_callback,
+    value,
 )
 
-TOKEN = "metrics-token-0123456789abcdef"
+TOKEN = METRICS_TOKEN
+
 FAMILIES = {
     "paymentapp_callback_seconds",
     "paymentapp_callback_to_emit_seconds",
@@ -44,22 +48,6 @@ FAMILIES = {
     "paymentapp_webhook_deliveries_pending",
     "paymentapp_metrics_database_up",
 }
-
-
-def samples(text: str) -> dict[tuple, float]:
-    """A scrape as `{(sample name, sorted label pairs without pid): value}`, summed over
-    processes (pid labels of multiprocess gauges)."""
-    found: dict[tuple, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
-            key = (sample.name, labels)
-            found[key] = found.get(key, 0.0) + sample.value
-    return found
-
-
-def value(scraped: dict, name: str, **labels) -> float:
-    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def scrape(client, **headers) -> dict[tuple, float]:

@@ -24,8 +24,7 @@ from tests.e2e import (
     running_stack,
     start_payment,
 )
-from tests.helpers import base_env
-from tests.test_metrics import TOKEN, samples, value
+from tests.helpers import METRICS_TOKEN, base_env, samples, value
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +67,7 @@ def stack(tmp_path_factory, metrics_dir):
     with running_stack(
         tmp_path_factory.mktemp("instance"),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        METRICS_TOKEN=TOKEN,
+        METRICS_TOKEN=METRICS_TOKEN,
     ) as running:
         yield running
 
@@ -77,7 +76,7 @@ def scrape_text(stack) -> str:
     """One scrape on a connection of its own (so either worker may answer it)."""
     response = requests.get(
         stack.url + "/metrics",
-        headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"},
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}", "Connection": "close"},
         timeout=10,
     )
     assert response.status_code == 200, response.text

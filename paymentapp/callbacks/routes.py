@@ -2,12 +2,12 @@
 lose one: the checks here, then `pipeline.receive` (store raw → parse → apply)."""
 
 import hmac
-import ipaddress
 import logging
 import time
 
 from flask import current_app, jsonify, request
 
+from ..config import address_in
 from ..errors import ApiError, Forbidden, NotFound
 from ..logs import log_event
 from . import bp, c2b, stk  # noqa: F401  (kinds register themselves on import)
@@ -20,13 +20,7 @@ MAX_CALLBACK_BYTES = 16 * 1024  # real callbacks are well under 2 KiB
 
 def ip_allowed(ip: str | None) -> bool:
     networks = current_app.config["MPESA_CALLBACK_ALLOWED_IPS"]
-    if not networks:
-        return True
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return False
-    return any(address in network for network in networks)
+    return not networks or address_in(ip, networks)
 
 
 def token_matches(token: str) -> bool:
