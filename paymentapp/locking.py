@@ -1,10 +1,53 @@
-"""Row locks that work on PostgreSQL and SQLite alike."""
+"""The lock rule: the order row is the lock (docs/payments.md, "Locking and versions").
 
-from sqlalchemy import Select, select, update
+Payments are never locked on their own. A lookup by checkout id, receipt, phone or
+account is a plain read; then the order row is locked (`SELECT … FROM orders … FOR
+UPDATE`), refreshed from the row, and its payments are read again *after* the lock, in a
+statement of their own; the caller re-checks what it looked up. Every path that changes
+an order or its payments does this first, so two changes to one order run one after the
+other, each deciding on what the other committed.
 
+Why a second statement: under READ COMMITTED a statement sees the database as it was when
+the statement started. A `SELECT … FOR UPDATE` that waited for the lock returns the locked
+row re-read, but anything else it read (a joined row, a CTE) is as it was before the wait.
+
+Exempt: scheduling-only updates committed on their own, which change no status and no
+money (the reconciler's claim and reschedule of a payment's next query,
+`payments/reconcile.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from functools import cache, wraps
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from . import metrics
 from .errors import NotFound
 from .extensions import db
+from .faults import fault_point
+from .logs import log_event
 from .models import Order, OrderNumberCounter, Payment
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+A = ParamSpec("A")
+
+# PostgreSQL's SQLSTATEs for "try the transaction again": deadlock_detected and
+# serialization_failure; unique_violation only where the caller says it is a race (two
+# messages inserting the same receipt), since elsewhere it is a real conflict.
+RETRYABLE = {"40P01": "deadlock", "40001": "serialization"}
+UNIQUE_VIOLATION = "23505"
+MAX_ATTEMPTS = 3
+BACKOFF_S = (0.05, 0.2)  # before the 2nd and 3rd attempts, each ±50 %: < 1 s in all
 
 
 def row_locks() -> bool:
@@ -25,27 +68,165 @@ def for_update(stmt: Select, *, skip_locked: bool = False, of=None) -> Select:
     """Lock the rows `stmt` selects until commit.
 
     PostgreSQL: `SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE and has one
-    database-wide write lock, so take that lock now (`row_locks`); otherwise two
-    transactions could both read "pending" and both apply the same transition. `of`
-    names the tables whose rows are locked when `stmt` joins several (PostgreSQL's
-    `FOR UPDATE OF`; default: all of them).
+    database-wide write lock, so take that lock now (`row_locks`). `of` names the tables
+    whose rows are locked when `stmt` joins several (PostgreSQL's `FOR UPDATE OF`).
     """
     if not row_locks():
         return stmt
     return stmt.with_for_update(skip_locked=skip_locked, of=of)
 
 
+BY_ID = "id"
+BY_CHECKOUT_ID = "checkout_id"
+BY_PAYMENT = "payment"
+
+
+@cache
+def _order_statement(by: str, lock_rows: bool):
+    """The order-lock query, built once per shape (bound parameter `key`)."""
+    key = bindparam("key")
+    if by == BY_ID:
+        wanted = Order.id == key
+    else:
+        column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
+        wanted = Order.id == select(Payment.order_id).where(column == key).scalar_subquery()
+    statement = (
+        select(Order)
+        .where(wanted)
+        .options(lazyload(Order.payments))  # read after the lock, below
+        .execution_options(populate_existing=True)
+    )
+    return statement.with_for_update(of=Order) if lock_rows else statement
+
+
+@cache
+def _payments_statement(with_receipt: bool):
+    wanted = Payment.order_id == bindparam("order_id")
+    if with_receipt:
+        wanted = or_(wanted, Payment.receipt == bindparam("receipt"))
+    return (
+        select(Payment)
+        .where(wanted)
+        .order_by(Payment.created_at, Payment.id)
+        .execution_options(populate_existing=True)
+    )
+
+
+def _lock(by: str, key: str, receipt: str | None = None) -> tuple[Order | None, Payment | None]:
+    """Lock the order `by` names, then read its payments (and the payment holding
+    `receipt`, wherever it is) fresh. Returns the order (None: no such order) and the
+    receipt's holder (None: no payment has it)."""
+    order = db.session.scalars(_order_statement(by, row_locks()), {"key": key}).first()
+    if order is None:
+        return None, None
+    fault_point("order.locked", key=order.number)
+    params = {"order_id": order.id}
+    if receipt:
+        params["receipt"] = receipt
+    rows = db.session.scalars(_payments_statement(bool(receipt)), params).all()
+    set_committed_value(order, "payments", [p for p in rows if p.order_id == order.id])
+    holder = next((p for p in rows if receipt and p.receipt == receipt), None)
+    return order, holder
+
+
 def lock_order(order_id: str) -> Order:
-    """The order with this id, row-locked until commit, or a 404."""
-    order = db.session.scalar(for_update(select(Order).where(Order.id == order_id)))
+    """The order with this id, row-locked until commit and read fresh with its
+    payments, or a 404."""
+    order, _ = _lock(BY_ID, order_id)
     if order is None:
         raise NotFound("No order with this id.", code="order_not_found")
     return order
 
 
+def lock_order_with_receipt(order_id: str, receipt: str | None) -> tuple[Order, Payment | None]:
+    """`lock_order`, and the payment (of any order) already holding `receipt`, read after
+    the lock in the same statement as the order's payments."""
+    order, holder = _lock(BY_ID, order_id, receipt)
+    if order is None:
+        raise NotFound("No order with this id.", code="order_not_found")
+    return order, holder
+
+
+def lock_order_of_checkout(
+    checkout_id: str, receipt: str | None
+) -> tuple[Order | None, Payment | None, Payment | None]:
+    """The order of the prompt with this CheckoutRequestID, locked (one statement: the
+    id → order lookup never changes, so it may be read in the locking statement), then
+    the prompt and the receipt's holder read after the lock. Nones when no prompt has
+    this checkout id."""
+    order, holder = _lock(BY_CHECKOUT_ID, checkout_id, receipt)
+    if order is None:
+        return None, None, holder
+    payment = next((p for p in order.payments if p.checkout_request_id == checkout_id), None)
+    return order, payment, holder
+
+
 def lock_payment(payment_id: str) -> Payment:
-    """The payment with this id, row-locked until commit, or a 404."""
-    payment = db.session.scalar(for_update(select(Payment).where(Payment.id == payment_id)))
+    """The payment with this id, read after locking its ORDER's row (payments are never
+    locked on their own), or a 404."""
+    order, _ = _lock(BY_PAYMENT, payment_id)
+    payment = next((p for p in order.payments if p.id == payment_id), None) if order else None
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
     return payment
+
+
+def _conflict(exc: DBAPIError, unique_is_race: bool) -> str | None:
+    """Why `exc` is worth a retry (deadlock, serialization, unique), or None."""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if code in RETRYABLE:
+        return RETRYABLE[code]
+    if unique_is_race and code == UNIQUE_VIOLATION:
+        return "unique"
+    if "database is locked" in str(getattr(exc, "orig", "")):  # SQLite's busy timeout ran out
+        return "locked"
+    return None
+
+
+def retry_conflicts(
+    what: str, work: Callable[[], T], *, unique_is_race: bool = False, rng=random
+) -> T:
+    """Run `work` (one whole transaction, from its locks to its commit); if the database
+    aborts it for a deadlock or a serialization failure, roll back and run it again, at
+    most MAX_ATTEMPTS times with jittered pauses (under a second in all). Counted in
+    /metrics (`paymentapp_db_retries_total`) and logged; the last failure is raised."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            db.session.rollback()
+            reason = _conflict(exc, unique_is_race)
+            if reason is None:
+                raise
+            last = attempt == MAX_ATTEMPTS
+            metrics.count_db_retry(what, reason, "gave_up" if last else "retried")
+            log_event(
+                log,
+                "db.retry",
+                f"{what}: {reason}, {'giving up' if last else 'retrying'} (attempt {attempt})",
+                level=logging.ERROR if last else logging.WARNING,
+                what=what,
+                reason=reason,
+                attempt=attempt,
+            )
+            if last:
+                raise
+            pause = BACKOFF_S[attempt - 1]
+            time.sleep(pause * rng.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def retried(what: str, *, unique_is_race: bool = False):
+    """Decorate a function that is one whole transaction (locks to commit) so that it is
+    retried in place after a deadlock or serialization failure (`retry_conflicts`)."""
+
+    def decorate(function: Callable[A, T]) -> Callable[A, T]:
+        @wraps(function)
+        def run(*args: A.args, **kwargs: A.kwargs) -> T:
+            return retry_conflicts(
+                what, lambda: function(*args, **kwargs), unique_is_race=unique_is_race
+            )
+
+        return run
+
+    return decorate

@@ -103,6 +103,12 @@ REDIS_PUBLISH_FAILURES = Counter(
     "skipped (sent during the pause after a failure).",
     ["reason"],
 )
+DB_RETRIES = Counter(
+    "paymentapp_db_retries",
+    "Transactions retried in place after a deadlock or serialization failure (reason), "
+    "by what was running (what: callback_stk, admin, …) and whether the last try gave up.",
+    ["what", "reason", "result"],
+)
 for _endpoint in DARAJA_ENDPOINTS:  # every endpoint's series exists from the start (0)
     DARAJA_SECONDS.labels(_endpoint)
 
@@ -164,6 +170,15 @@ def socket_disconnected() -> None:
         SOCKETS.dec()
     except Exception:  # noqa: BLE001
         _failed("socket")
+
+
+def count_db_retry(what: str, reason: str, result: str) -> None:
+    """Count a transaction retried in place (`locking.retry_conflicts`): result `retried`
+    or `gave_up`."""
+    try:
+        DB_RETRIES.labels(what, reason, result).inc()
+    except Exception:  # noqa: BLE001
+        _failed("db_retry")
 
 
 def count_publish_failure(reason: str) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -19,7 +20,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
+    false,
+    func,
+    or_,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -151,7 +157,8 @@ class AdminUser(db.Model):
 
 
 class Order(db.Model):
-    """What the customer pays for. `version` increases on every change."""
+    """What the customer pays for. `version` increases on every committed change, and the
+    database counts it (`bump_version`)."""
 
     __tablename__ = "orders"
     __table_args__ = (
@@ -160,6 +167,8 @@ class Order(db.Model):
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_api_key_idempotency"),
         one_of("status", OrderStatus, "status"),
     )
+    # every UPDATE of an order reads its `version` back (RETURNING): the database's count
+    __mapper_args__ = {"eager_defaults": True}
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ord"))
     number: Mapped[str] = mapped_column(String(12), nullable=False, unique=True)
@@ -170,7 +179,9 @@ class Order(db.Model):
     status: Mapped[OrderStatus] = mapped_column(
         String(16), nullable=False, default=OrderStatus.PENDING
     )
-    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_onupdate=FetchedValue()
+    )
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str | None] = mapped_column(String(64))
@@ -188,9 +199,11 @@ class Order(db.Model):
         back_populates="order", order_by="Payment.created_at", lazy="selectin"
     )
 
-    def touch(self) -> None:
-        """Record a change: bump `version` and `updated_at` (call inside the transaction)."""
-        self.version += 1
+    def bump_version(self) -> None:
+        """Record a change, once per transaction, holding the order's row lock: the flush
+        writes `version = version + 1` and reads the result back (RETURNING), so the
+        version is the database's, never one computed from a row read before a wait."""
+        self.version = Order.version + 1
         self.updated_at = utcnow()
 
     @property
@@ -199,8 +212,13 @@ class Order(db.Model):
 
     @property
     def amount_paid(self) -> int:
-        """What the payments that count have brought (`payments/states.py`)."""
-        return sum(p.paid_amount or 0 for p in self.payments if p.counts)
+        """What the payments that count have brought, net of refunds (`Payment.counts`)."""
+        return sum(p.net_amount for p in self.payments if p.counts)
+
+    @property
+    def amount_refunded(self) -> int:
+        """What was given back, on any of the order's payments."""
+        return sum(p.refunded_amount or 0 for p in self.payments)
 
     @property
     def amount_due(self) -> int:
@@ -239,8 +257,15 @@ class Payment(db.Model):
     account_reference: Mapped[str | None] = mapped_column(String(64))
     # a payment recorded by hand from its receipt: who entered it
     entered_by: Mapped[str | None] = mapped_column(String(64))
-    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    refund_note: Mapped[str | None] = mapped_column(Text)
+    # the sum of its refunds (`Refund`), written with them under the order's lock
+    refunded_amount: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    # money that arrived when the order could not take it (expired or cancelled): it
+    # counts only once an admin accepts it (resolves the review)
+    held: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     paid_amount: Mapped[int | None] = mapped_column(Integer)
     # "callback" (the amount M-Pesa reported), "query" (STK Query confirmed the prompt,
     # whose requested amount is the one paid) or "hand" (an admin entered it by receipt)
@@ -258,14 +283,88 @@ class Payment(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
     order: Mapped[Order] = relationship(back_populates="payments")
+    refunds: Mapped[list[Refund]] = relationship(
+        back_populates="payment", order_by="Refund.created_at"
+    )
 
-    @property
+    @hybrid_property
     def counts(self) -> bool:
-        """Does this payment's money count toward its order: completed, and its amount
-        trusted (what was asked for, or an admin resolved its review)?"""
+        """The one definition of money that counts toward its order (Python and SQL):
+        completed, and trusted: the amount asked for and not held, or an admin accepted
+        it (resolved its review)."""
         return self.status == PaymentStatus.COMPLETED and (
-            self.paid_amount == self.amount or self.reviewed_at is not None
+            self.reviewed_at is not None or (self.paid_amount == self.amount and not self.held)
         )
+
+    @counts.inplace.expression
+    @classmethod
+    def _counts_expression(cls):
+        return and_(
+            cls.status == PaymentStatus.COMPLETED,
+            or_(
+                cls.reviewed_at.is_not(None),
+                and_(cls.paid_amount == cls.amount, cls.held.is_(False)),
+            ),
+        )
+
+    @hybrid_property
+    def net_amount(self) -> int:
+        """What the payment brought and kept: paid, less what was refunded."""
+        return (self.paid_amount or 0) - (self.refunded_amount or 0)
+
+    @net_amount.inplace.expression
+    @classmethod
+    def _net_amount_expression(cls):
+        return func.coalesce(cls.paid_amount, 0) - cls.refunded_amount
+
+
+class RefundStatus(StrEnum):
+    """A refund's life: a manual one (money given back outside the app) is completed
+    when recorded; refunds through M-Pesa wait for Daraja's answer."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALL = nonmember(("pending", "completed", "failed"))
+
+
+class RefundReason(StrEnum):
+    """Why money goes back (chosen by the admin; the default follows the review flag)."""
+
+    OVERPAYMENT = "overpayment"
+    LATE = "late"  # arrived after the order expired or was cancelled
+    DUPLICATE = "duplicate"  # the order was already paid
+    CUSTOMER_REQUEST = "customer_request"
+    OTHER = "other"
+    ALL = nonmember(("overpayment", "late", "duplicate", "customer_request", "other"))
+
+
+class Refund(db.Model):
+    """Money given back from one payment: how much, why, by whom, and how."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        one_of("status", RefundStatus, "status"),
+        one_of("reason", RefundReason, "reason"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ref"))
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), nullable=False, index=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    # "manual": given back outside the app; later Daraja's Reversal and B2C
+    method: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")
+    status: Mapped[RefundStatus] = mapped_column(
+        String(16), nullable=False, default=RefundStatus.COMPLETED
+    )
+    reason: Mapped[RefundReason] = mapped_column(String(32), nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    payment: Mapped[Payment] = relationship(back_populates="refunds")
 
 
 class CallbackRecord(db.Model):

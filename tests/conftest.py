@@ -248,7 +248,7 @@ def make_payment(app):
             merchant_request_id="29115-34620561-1",
         )
         _db.session.add(payment)
-        stored.touch()
+        stored.bump_version()
         _db.session.commit()
         return payment
 

@@ -209,11 +209,15 @@ _c2b_ids = iter(range(10**7))
 
 def c2b_confirmation(account: str, amount="1450.00", trans_id: str | None = None, **extra) -> dict:
     """A Daraja C2B confirmation (or validation) body, with the MSISDN masked as Daraja's
-    v2 does (docs/daraja.md). Each call gets a fresh TransID unless one is given."""
+    v2 does (docs/daraja.md). Each call gets a fresh TransID unless one is given, and
+    `TransTime` is now in East Africa Time unless given."""
+    from datetime import UTC, datetime, timedelta
+
+    now_eat = datetime.now(UTC) + timedelta(hours=3)
     return {
         "TransactionType": "Pay Bill",
         "TransID": trans_id or f"RKT{next(_c2b_ids):07d}",
-        "TransTime": "20261126103015",
+        "TransTime": now_eat.strftime("%Y%m%d%H%M%S"),
         "TransAmount": amount,
         "BusinessShortCode": "600638",
         "BillRefNumber": account,
@@ -263,7 +267,7 @@ def change(db, order_id: str, status: str | None = None) -> int:
     order = db.session.get(Order, order_id)
     if status:
         order.status = status
-    order.touch()
+    order.bump_version()
     db.session.commit()
     emit.emit_order_update(order)
     return order.version

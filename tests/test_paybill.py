@@ -231,6 +231,37 @@ def test_money_for_an_expired_order_is_flagged_for_refund(client, make_order, db
     post(client, c2b_confirmation(order["number"], "200"))
     stored = fresh(db, order["id"])
     assert stored.status == "pending" and "refund due" in stored.payments[0].review_reason
+    held = stored.payments[0]
+    assert held.held and not held.counts and stored.amount_paid == 0
+
+
+def test_lateness_is_judged_by_when_mpesa_took_the_money(client, make_order, db):
+    """A confirmation that arrives after the expiry for money M-Pesa took before it is on
+    time: it pays the order."""
+    order = make_order(200)
+    stored = db.session.get(Order, order["id"])
+    stored.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    before_expiry = (utcnow() - timedelta(minutes=2) + timedelta(hours=3)).strftime("%Y%m%d%H%M%S")
+    post(client, c2b_confirmation(order["number"], "200", TransTime=before_expiry))
+    stored = fresh(db, order["id"])
+    assert stored.status == "paid" and not stored.payments[0].held
+    assert_paid_once(db)
+
+
+def test_accepting_held_money_counts_it(client, make_order, db):
+    from paymentapp.payments.services import resolve_review
+
+    order = make_order(200)
+    stored = db.session.get(Order, order["id"])
+    stored.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    post(client, c2b_confirmation(order["number"], "200"))
+    payment_id = fresh(db, order["id"]).payments[0].id
+    resolve_review(payment_id, "customer still wants it", "admin:a")
+    stored = fresh(db, order["id"])
+    assert stored.status == "paid" and stored.amount_paid == 200
+    assert_paid_once(db)
 
 
 def test_cancelled_order_payment_is_unmatched_and_can_be_assigned(client, auth, make_order, db):
@@ -279,16 +310,14 @@ def test_validation(client, make_order, app, db, enabled, account, amount, code)
     assert fresh(db, order["id"]).payments == []
 
 
-def test_hand_entry_and_refund(make_order, db):
-    from paymentapp.payments.services import mark_refunded, record_payment_by_hand
+def test_hand_entry(make_order, db):
+    from paymentapp.payments.services import record_payment_by_hand
 
     order = make_order(900)
     payment = record_payment_by_hand(order["id"], "hand123456", 900, "bank statement", "admin:a")
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and payment.entered_by == "admin:a"
     assert payment.amount_source == "hand" and payment.needs_review
-    refunded = mark_refunded(payment.id, "returned by M-Pesa reversal", "admin:a")
-    assert refunded.refunded_at is not None and not refunded.needs_review
 
 
 def test_separate_stk_money_after_its_paybill_twin_is_its_own_payment(

@@ -29,7 +29,7 @@ from flask import current_app
 from sqlalchemy import select, text
 
 from ..extensions import db
-from ..locking import lock_order
+from ..locking import lock_order_with_receipt
 from ..logs import log_event
 from ..models import (
     CallbackOutcome,
@@ -43,7 +43,15 @@ from ..models import (
 )
 from ..mpesa.client import EAT
 from ..orders.services import luhn_ok
-from ..payments.states import AMOUNT_FROM_CALLBACK, PARTIAL, complete_payment, flag
+from ..payments.states import (
+    AMOUNT_FROM_CALLBACK,
+    PARTIAL,
+    attach_to_prompt,
+    complete_payment,
+    flag,
+    hold,
+    prompt_for,
+)
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 from .stk import _parse_amount
 
@@ -122,41 +130,41 @@ def find_order(account: str) -> tuple[Order | None, str]:
     return order, number
 
 
-def _by_receipt(trans_id: str) -> Payment | None:
-    return db.session.scalar(select(Payment).where(Payment.receipt == trans_id))
+def _order_with_receipt(trans_id: str) -> str | None:
+    """The id of the order whose payment already holds this receipt (a plain read)."""
+    return db.session.scalar(select(Payment.order_id).where(Payment.receipt == trans_id))
 
 
-def apply_confirmation(order: Order, payment_in: C2BPayment, source: str) -> str:
-    """Apply a matched confirmation to a LOCKED order; returns the outcome."""
-    twin = _by_receipt(payment_in.trans_id)
-    if twin is not None:
-        return "duplicate"
-    pending = [
-        p
-        for p in order.payments
-        if p.status == PaymentStatus.PENDING
-        and p.method == PaymentMethod.STK
-        and p.amount == payment_in.amount
-    ]
-    if len(pending) == 1:
-        # the STK prompt's own money, sent to the confirmation URL too (docs/paybill.md)
-        complete_payment(
-            pending[0],
-            result_code=0,
-            result_desc="confirmed by its Paybill confirmation",
-            source=source,
-            amount_from=AMOUNT_FROM_CALLBACK,
-            paid_amount=payment_in.amount,
-            receipt=payment_in.trans_id,
-            paid_at=payment_in.trans_time,
-        )
-        pending[0].account_reference = payment_in.account
-        return "applied"
-    expired = (
+def late(order: Order, paid_at: datetime | None) -> bool:
+    """Did this money arrive after the order's offer ended? Judged by when M-Pesa took
+    it (`TransTime`), else by now."""
+    return (
         order.status == OrderStatus.PENDING
         and order.expires_at is not None
-        and order.expires_at < utcnow()
+        and order.expires_at < (paid_at or utcnow())
     )
+
+
+def apply_confirmation(
+    order: Order, holder: Payment | None, payment_in: C2BPayment, source: str
+) -> str:
+    """Apply a matched confirmation to a LOCKED order; `holder` is the payment already
+    holding its receipt, read after the lock. Returns the outcome."""
+    if holder is not None:
+        return "duplicate"  # one receipt is one movement of money
+    prompt, several = prompt_for(order, payment_in.amount)
+    if prompt is not None:
+        # the STK prompt's own money, sent to the confirmation URL too (docs/paybill.md)
+        attach_to_prompt(
+            prompt,
+            receipt=payment_in.trans_id,
+            amount=payment_in.amount,
+            source=source,
+            paid_at=payment_in.trans_time,
+        )
+        prompt.account_reference = payment_in.account
+        return "applied"
+    expired = late(order, payment_in.trans_time)
     payment = Payment(
         method=PaymentMethod.PAYBILL,
         phone=payment_in.msisdn,
@@ -179,7 +187,14 @@ def apply_confirmation(order: Order, payment_in: C2BPayment, source: str) -> str
         settle=not expired,
     )
     if expired:
-        flag(order, payment, "paid after the order expired: refund due", source=source)
+        hold(order, payment, "paid after the order expired: refund due", source=source)
+    elif several and not payment.needs_review:
+        flag(
+            order,
+            payment,
+            "several prompts of this amount: check it is not their money",
+            source=source,
+        )
     elif order.status == OrderStatus.PENDING and order.amount_due > 0 and not payment.needs_review:
         flag(
             order,
@@ -203,11 +218,11 @@ class C2BConfirmation(CallbackKind):
         return parsed.trans_id
 
     def apply(self, record: CallbackRecord, parsed: C2BPayment):
-        twin = _by_receipt(parsed.trans_id)
-        if twin is not None:
+        if (known := _order_with_receipt(parsed.trans_id)) is not None:
+            order, twin = lock_order_with_receipt(known, parsed.trans_id)
             record.payment_id = twin.id
             record.detail = f"receipt {parsed.trans_id} already on payment {twin.id}"
-            return CallbackOutcome.DUPLICATE, twin.order
+            return CallbackOutcome.DUPLICATE, order  # locked: its committed state
         order, why = find_order(parsed.account)
         if order is not None and order.status == OrderStatus.CANCELLED:
             order, why = None, f"{order.number} is cancelled"
@@ -225,10 +240,10 @@ class C2BConfirmation(CallbackKind):
                 phone=parsed.msisdn,
             )
             return CallbackOutcome.UNKNOWN, None
-        order = lock_order(order.id)
-        outcome = apply_confirmation(order, parsed, source="paybill")
-        payment = _by_receipt(parsed.trans_id)
-        record.payment_id = payment.id if payment else None
+        order, holder = lock_order_with_receipt(order.id, parsed.trans_id)
+        outcome = apply_confirmation(order, holder, parsed, source="paybill")
+        payment = holder or next(p for p in order.payments if p.receipt == parsed.trans_id)
+        record.payment_id = payment.id
         record.detail = f"{order.number}: {outcome}"
         log_event(
             log,

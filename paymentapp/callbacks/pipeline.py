@@ -29,6 +29,7 @@ from ..effects import announce, callback_outcome, fault_before_effects
 from ..errors import ApiError
 from ..extensions import db
 from ..faults import fault_point
+from ..locking import retry_conflicts
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
 
@@ -205,7 +206,8 @@ def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackR
 def apply_stored(
     kind: CallbackKind, record: CallbackRecord | int, parsed
 ) -> tuple[CallbackOutcome, str | None, bool]:
-    """Apply a parsed callback to its payment under a row lock, record what it did, commit.
+    """Apply a parsed callback under its order's lock, record what it did, commit; a
+    deadlock or serialization failure is retried in place (`locking.retry_conflicts`).
 
     `record` is the one `store` returned (kept out of the session: its outcome is
     written with the commit's appended rows), or a stored record's id. Returns the outcome,
@@ -213,6 +215,16 @@ def apply_stored(
     duplicate re-sends the order's current snapshot too: the worker that applied the
     first copy may have died between its commit and its emit.
     """
+    return retry_conflicts(
+        f"callback_{kind.name}",
+        lambda: _apply_once(kind, record, parsed),
+        unique_is_race=True,  # two messages with one receipt for two orders: one wins
+    )
+
+
+def _apply_once(
+    kind: CallbackKind, record: CallbackRecord | int, parsed
+) -> tuple[CallbackOutcome, str | None, bool]:
     fresh = not isinstance(record, int)  # just stored: detached, every column known
     if not fresh:
         record = db.session.get(CallbackRecord, record)

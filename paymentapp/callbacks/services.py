@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
+from ..locking import lock_order_with_receipt, retried
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, utcnow
 from ..payments.services import review_note
@@ -40,10 +41,10 @@ def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> Ca
     return record
 
 
+@retried("assign_paybill", unique_is_race=True)
 def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: str):
     """An admin assigns an unmatched Paybill payment to an order: the same rules apply as
     if the customer had typed that account (`callbacks/c2b.py`). Returns the order."""
-    from ..locking import lock_order
     from ..models import Order
     from .c2b import apply_confirmation, normalise_account, parse_c2b
     from .pipeline import MalformedCallback
@@ -70,8 +71,8 @@ def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: 
         raise ValidationError(
             "No order with this number.", fields={"order": "Give an order number, e.g. ORD-10017."}
         )
-    order = lock_order(order.id)
-    outcome = apply_confirmation(order, parsed, source=f"assigned by {actor}")
+    order, holder = lock_order_with_receipt(order.id, parsed.trans_id)
+    outcome = apply_confirmation(order, holder, parsed, source=f"assigned by {actor}")
     record.outcome = CallbackOutcome.APPLIED if outcome == "applied" else CallbackOutcome.DUPLICATE
     record.detail = f"assigned to {order.number} by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
     db.session.commit()

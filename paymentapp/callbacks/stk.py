@@ -14,14 +14,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 
-from sqlalchemy import bindparam, or_, select
-from sqlalchemy.orm import contains_eager
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import select
 
 from ..extensions import db
-from ..locking import for_update, lock_order, row_locks
+from ..locking import lock_order_of_checkout, lock_order_with_receipt
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.client import EAT
@@ -136,69 +133,42 @@ def parse_callback(body: bytes) -> StkResult:
     )
 
 
-def _find_orphan(result: StkResult) -> Payment | None:
-    """A pending payment whose push got no answer (no checkout id) but matches this success."""
+def _find_orphan(result: StkResult) -> str | None:
+    """The id of a pending payment whose push got no answer (no checkout id) but that
+    matches this success by phone and amount: a plain read (the caller locks its order,
+    then checks again)."""
     if result.result_code != 0 or not result.phone or not isinstance(result.amount, int):
         return None
     candidates = list(
         db.session.scalars(
-            for_update(
-                select(Payment).where(
-                    Payment.checkout_request_id.is_(None),
-                    Payment.status == PaymentStatus.PENDING,
-                    Payment.phone == result.phone,
-                    Payment.amount == result.amount,
-                    Payment.created_at > utcnow() - ORPHAN_MATCH_WINDOW,
-                )
+            select(Payment.id).where(
+                Payment.checkout_request_id.is_(None),
+                Payment.status == PaymentStatus.PENDING,
+                Payment.phone == result.phone,
+                Payment.amount == result.amount,
+                Payment.created_at > utcnow() - ORPHAN_MATCH_WINDOW,
             )
         )
     )
     return candidates[0] if len(candidates) == 1 else None
 
 
-@cache
-def _lock_statement(with_receipt: bool, lock_rows: bool):
-    """`lock_for_result`'s query, built once per shape (a prebuilt statement skips the
-    construction and cache-key work of building it per callback)."""
-    order_id = (
-        select(Payment.order_id)
-        .where(Payment.checkout_request_id == bindparam("checkout_id"))
-        .scalar_subquery()
-    )
-    wanted = Payment.order_id == order_id
-    if with_receipt:
-        wanted = or_(wanted, Payment.receipt == bindparam("receipt"))
-    statement = (
-        select(Payment)
-        .join(Payment.order)
-        .options(contains_eager(Payment.order).lazyload(Order.payments))
-        .where(wanted)
-        .order_by(Payment.created_at, Payment.id)
-    )
-    # Payment rows only, in created order: every path locks a payment before it writes
-    # its order (the reconciler, the admin actions), so locking the order here as well
-    # would take the two in the other order and could deadlock with them.
-    return statement.with_for_update(of=Payment) if lock_rows else statement
-
-
 def lock_for_result(result: StkResult) -> tuple[Payment | None, Payment | None]:
-    """The payment this result is for, and the payment already holding its receipt (None
-    for either when there is none), in one query.
-
-    The order's payments are row-locked (another copy of this callback waits), and the
-    order comes back with all of them, which the money rules sum: nothing is lazily
-    loaded afterwards. The order row is locked by the flush's UPDATE, after them.
-    """
-    params = {"checkout_id": result.checkout_request_id}
-    if result.receipt:
-        params["receipt"] = result.receipt
-    statement = _lock_statement(bool(result.receipt), row_locks())
-    rows = db.session.scalars(statement, params).all()
-    payment = next((p for p in rows if p.checkout_request_id == result.checkout_request_id), None)
-    holder = next((p for p in rows if result.receipt and p.receipt == result.receipt), None)
-    if payment is not None:
-        siblings = [p for p in rows if p.order_id == payment.order_id]
-        set_committed_value(payment.order, "payments", siblings)
+    """The payment this result is for and the payment already holding its receipt
+    (None for either when there is none), read after locking the prompt's order
+    (`locking.py`): the order row first, then its payments, fresh."""
+    _, payment, holder = lock_order_of_checkout(result.checkout_request_id, result.receipt)
+    if payment is not None or (orphan_id := _find_orphan(result)) is None:
+        return payment, holder
+    order, holder = lock_order_with_receipt(
+        db.session.scalar(select(Payment.order_id).where(Payment.id == orphan_id)),
+        result.receipt,
+    )
+    payment = next((p for p in order.payments if p.id == orphan_id), None)
+    if payment is None or payment.status != PaymentStatus.PENDING or payment.checkout_request_id:
+        return None, holder  # settled or matched while we waited for the lock
+    payment.checkout_request_id = result.checkout_request_id
+    payment.merchant_request_id = result.merchant_request_id
     return payment, holder
 
 
@@ -218,12 +188,6 @@ class StkKind(CallbackKind):
         self, record: CallbackRecord, result: StkResult
     ) -> tuple[CallbackOutcome, Order | None]:
         payment, holder = lock_for_result(result)
-        if payment is None and (payment := _find_orphan(result)) is not None:
-            payment.checkout_request_id = result.checkout_request_id
-            payment.merchant_request_id = result.merchant_request_id
-            lock_order(payment.order_id)
-            if result.receipt:
-                holder = db.session.scalar(select(Payment).where(Payment.receipt == result.receipt))
         if payment is None:
             record.detail = "no payment has this CheckoutRequestID"
             log_event(
@@ -240,7 +204,7 @@ class StkKind(CallbackKind):
             # (e.g. its Paybill confirmation came first, docs/paybill.md)
             record.payment_id = holder.id
             record.detail = f"receipt {result.receipt} already on payment {holder.id}"
-            return CallbackOutcome.DUPLICATE, holder.order
+            return CallbackOutcome.DUPLICATE, payment.order  # locked: its committed state
         outcome = apply_result(
             payment,
             result_code=result.result_code,

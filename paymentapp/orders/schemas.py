@@ -125,6 +125,7 @@ def payment_json(payment: Payment, *, full: bool = False) -> dict:
             checkout_request_id=payment.checkout_request_id,
             merchant_request_id=payment.merchant_request_id,
             paid_amount=payment.paid_amount,
+            amount_refunded=payment.refunded_amount or 0,
             amount_source=payment.amount_source,
             account_reference=payment.account_reference,
             review_reason=payment.review_reason,
@@ -142,6 +143,7 @@ def status_snapshot(order: Order) -> dict:
         "order_status": order.status,
         "amount": order.amount,
         "amount_paid": order.amount_paid,
+        "amount_refunded": order.amount_refunded,
         "amount_due": order.amount_due,
         "version": order.version,
         "updated_at": iso(order.updated_at),
@@ -155,6 +157,7 @@ def status_snapshot(order: Order) -> dict:
                 "status": p.status,
                 "amount": p.amount,
                 "paid_amount": p.paid_amount,
+                "amount_refunded": p.refunded_amount or 0,
             }
             for p in order.payments
         ],
@@ -178,6 +181,7 @@ def order_json(order: Order, *, with_payments: bool = False) -> dict:
         "customer_phone": order.customer_phone,
         "status": order.status,
         "amount_paid": order.amount_paid,
+        "amount_refunded": order.amount_refunded,
         "amount_due": order.amount_due,
         "version": order.version,
         "created_at": iso(order.created_at),

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ..effects import order_created
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
-from ..locking import lock_order
+from ..locking import lock_order, retried
 from ..logs import log_event
 from ..models import (
     ApiKey,
@@ -160,6 +160,7 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
     return order, True
 
 
+@retried("cancel_order")
 def cancel_order(order_id: str, actor: str) -> Order:
     """Cancel an unpaid order with no prompt in flight."""
     order = lock_order(order_id)

@@ -15,8 +15,17 @@ from sqlalchemy import select
 
 from ..errors import ApiError, Conflict, NotFound, TooManyRequests, UpstreamError
 from ..extensions import db
-from ..locking import lock_order, lock_payment
-from ..models import OrderStatus, Payment, PaymentMethod, PaymentStatus, utcnow
+from ..locking import lock_order, lock_order_with_receipt, lock_payment, retried
+from ..models import (
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundReason,
+    RefundStatus,
+    utcnow,
+)
 from ..mpesa.client import (
     DarajaAuthError,
     DarajaBusy,
@@ -31,9 +40,12 @@ from .states import (
     AMOUNT_FROM_HAND,
     AMOUNT_FROM_QUERY,
     apply_result,
+    attach_to_prompt,
     complete_payment,
     flag,
     pay_if_covered,
+    prompt_for,
+    refundable,
     transition,
 )
 
@@ -108,11 +120,52 @@ def start_payment(order_id: str, phone: str) -> Payment:
             code="mpesa_busy",
             headers={"Retry-After": str(wait)},
         )
+    payment = _create_pending(order_id, phone, now)
+    order = payment.order
+
+    try:
+        accepted = client.stk_push(
+            amount=order.amount,
+            phone=phone,
+            reference=order.number,
+            description=f"Pay {order.number}",
+        )
+    except DarajaUnavailable as exc:
+        if exc.maybe_sent:
+            # Daraja may have sent the prompt; keep it pending so a late callback (matched
+            # by phone and amount) or the expiry sweep settles it.
+            _note_unknown_push(payment.id, exc.message)
+            return db.session.get(Payment, payment.id)
+        _fail_push(payment.id, exc)
+        raise _upstream(exc) from None
+    except DarajaError as exc:
+        _fail_push(payment.id, exc)
+        raise _upstream(exc) from None
+
+    return _accepted(payment.id, accepted)
+
+
+@retried("start_payment")
+def _accepted(payment_id: str, accepted) -> Payment:
+    """Daraja took the push: give the payment its ids (under the order's lock)."""
+    payment = lock_payment(payment_id)
+    payment.checkout_request_id = accepted.checkout_request_id
+    payment.merchant_request_id = accepted.merchant_request_id
+    payment.updated_at = utcnow()
+    db.session.commit()
+    return payment
+
+
+@retried("start_payment")
+def _create_pending(order_id: str, phone: str, now: datetime) -> Payment:
+    """The pending payment, committed under the order's lock before Daraja is called."""
     order = lock_order(order_id)
     if order.status == OrderStatus.PAID:
         raise Conflict("This order is already paid.", code="order_paid")
     if order.status == OrderStatus.CANCELLED:
         raise Conflict("This order was cancelled.", code="order_cancelled")
+    if order.expires_at is not None and order.expires_at <= now:
+        raise Conflict("This order has expired; ask the shop for a new one.", code="order_expired")
     pending = next((p for p in order.payments if p.status == PaymentStatus.PENDING), None)
     if pending is not None:
         raise Conflict(
@@ -140,31 +193,6 @@ def start_payment(order_id: str, phone: str) -> Payment:
         amount=payment.amount,
     )
     db.session.commit()
-
-    try:
-        accepted = client.stk_push(
-            amount=order.amount,
-            phone=phone,
-            reference=order.number,
-            description=f"Pay {order.number}",
-        )
-    except DarajaUnavailable as exc:
-        if exc.maybe_sent:
-            # Daraja may have sent the prompt; keep it pending so a late callback (matched
-            # by phone and amount) or the expiry sweep settles it.
-            _note_unknown_push(payment.id, exc.message)
-            return db.session.get(Payment, payment.id)
-        _fail_push(payment.id, exc)
-        raise _upstream(exc) from None
-    except DarajaError as exc:
-        _fail_push(payment.id, exc)
-        raise _upstream(exc) from None
-
-    payment = lock_payment(payment.id)
-    payment.checkout_request_id = accepted.checkout_request_id
-    payment.merchant_request_id = accepted.merchant_request_id
-    payment.updated_at = utcnow()
-    db.session.commit()
     return payment
 
 
@@ -182,6 +210,7 @@ def _upstream(exc: DarajaError) -> ApiError:
     return UpstreamError(message, code=code)
 
 
+@retried("fail_push")
 def _fail_push(payment_id: str, exc: DarajaError) -> None:
     payment = lock_payment(payment_id)
     if payment.status != PaymentStatus.PENDING:
@@ -201,6 +230,7 @@ def _fail_push(payment_id: str, exc: DarajaError) -> None:
     db.session.commit()
 
 
+@retried("note_unknown_push")
 def _note_unknown_push(payment_id: str, message: str) -> None:
     payment = lock_payment(payment_id)
     transition(
@@ -216,6 +246,7 @@ def _note_unknown_push(payment_id: str, message: str) -> None:
 # -- settling a payment -----------------------------------------------------------------
 
 
+@retried("settle_from_query")
 def settle_from_query(payment_id: str, result, source: str) -> tuple[Payment, str]:
     """Apply an STK Query's final answer under a row lock and commit."""
     payment = lock_payment(payment_id)
@@ -230,6 +261,7 @@ def settle_from_query(payment_id: str, result, source: str) -> tuple[Payment, st
     return payment, outcome
 
 
+@retried("expire_pending")
 def expire_pending(payment_id: str, reason: str) -> tuple[Payment, str]:
     """Time out a payment nobody answered, under a row lock, and commit."""
     payment = lock_payment(payment_id)
@@ -263,7 +295,7 @@ def check_payment_now(payment_id: str, actor: str) -> tuple[str, str]:
     query sent leaves a `status_checked` event on the order's timeline, written in the
     same transaction as whatever the answer changed.
     """
-    payment = db.session.get(Payment, payment_id)
+    payment = db.session.get(Payment, payment_id)  # a plain read: nothing changes yet
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
     if payment.status != PaymentStatus.PENDING:
@@ -273,9 +305,16 @@ def check_payment_now(payment_id: str, actor: str) -> tuple[str, str]:
         return "not_checked", "M-Pesa never confirmed this prompt, so it cannot be queried."
     db.session.rollback()  # hold no transaction while waiting for M-Pesa; reload after
     try:
-        result = get_client().stk_query(checkout_id)
+        result, problem = get_client().stk_query(checkout_id), None
     except DarajaError as exc:
         result, problem = None, exc.message or "no reason given"
+    return _apply_check(payment_id, result, problem, actor)
+
+
+@retried("check_payment")
+def _apply_check(payment_id: str, result, problem: str | None, actor: str) -> tuple[str, str]:
+    """Record what an admin's STK Query found, under the order's lock (read fresh: a
+    callback may have settled the payment while M-Pesa was asked)."""
     payment = lock_payment(payment_id)
     order = payment.order
     level = logging.INFO
@@ -327,6 +366,7 @@ def check_payment_now(payment_id: str, actor: str) -> tuple[str, str]:
     return found, sentence
 
 
+@retried("resolve_review")
 def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     """Mark a flagged payment as handled, with the admin's note; once resolved, its money
     counts toward the order (which may then be paid)."""
@@ -351,11 +391,16 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     return payment
 
 
+@retried("record_by_hand", unique_is_race=True)
 def record_payment_by_hand(
     order_id: str, receipt: str, amount: int, note: str | None, actor: str
 ) -> Payment:
     """A payment whose confirmation never arrived, entered from its M-Pesa receipt: it
-    counts like any other, and stays flagged as entered by hand, with who entered it."""
+    counts like any other, and stays flagged as entered by hand, with who entered it.
+
+    If the money is an STK prompt's own (`prompt_for`: one pending prompt of that amount,
+    or one completed by STK Query without a receipt), the receipt goes on that prompt, so
+    its STK callback or query later finds it paid: the same money never counts twice."""
     note = review_note(note)
     receipt = (receipt or "").strip().upper()
     fields = {}
@@ -367,53 +412,126 @@ def record_payment_by_hand(
         raise ApiError(
             "The payment is not valid.", code="validation_error", status=422, fields=fields
         )
-    if db.session.scalar(select(Payment.id).where(Payment.receipt == receipt)) is not None:
+    order, holder = lock_order_with_receipt(order_id, receipt)
+    if holder is not None:
         raise Conflict("This receipt is already recorded.", code="receipt_known")
-    order = lock_order(order_id)
-    payment = Payment(
-        method=PaymentMethod.PAYBILL,
-        phone="",
-        amount=amount,
-        status=PaymentStatus.PENDING,
-        entered_by=actor,
-    )
-    order.payments.append(payment)
-    db.session.flush()
-    complete_payment(
-        payment,
-        result_code=None,
-        result_desc=f"entered by hand by {actor}: {note}",
-        source=f"hand entry by {actor}",
-        amount_from=AMOUNT_FROM_HAND,
-        paid_amount=amount,
-        receipt=receipt,
-    )
-    if not payment.needs_review:
+    source = f"hand entry by {actor}"
+    prompt, several = prompt_for(order, amount)
+    if prompt is not None:
+        attach_to_prompt(
+            prompt, receipt=receipt, amount=amount, source=source, amount_from=AMOUNT_FROM_HAND
+        )
+        payment = prompt
+    else:
+        payment = Payment(
+            method=PaymentMethod.PAYBILL,
+            phone="",
+            amount=amount,
+            status=PaymentStatus.PENDING,
+        )
+        order.payments.append(payment)
+        db.session.flush()
+        complete_payment(
+            payment,
+            result_code=None,
+            result_desc=f"entered by hand by {actor}: {note}",
+            source=source,
+            amount_from=AMOUNT_FROM_HAND,
+            paid_amount=amount,
+            receipt=receipt,
+        )
+    payment.entered_by = actor
+    if several and not payment.needs_review:
+        flag(
+            order,
+            payment,
+            "several prompts of this amount: check it is not their money",
+            source="admin",
+        )
+    elif not payment.needs_review:
         flag(order, payment, f"entered by hand by {actor}", source="admin")
     db.session.commit()
     return payment
 
 
-def mark_refunded(payment_id: str, note: str | None, actor: str) -> Payment:
-    """Record that money was given back outside the app (overpayment, expired order)."""
+MAX_REFUND = 10_000_000
+
+
+def _refund_amount(amount) -> int | None:
+    """The typed amount (None: the default); 422 for anything but whole shillings."""
+    if amount is None:
+        return None
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_REFUND:
+        raise ApiError(
+            "The refund is not valid.",
+            code="validation_error",
+            status=422,
+            fields={"amount": "Whole shillings, e.g. 500."},
+        )
+    return amount
+
+
+@retried("record_refund")
+def record_refund(
+    payment_id: str, amount: int | None, reason: str, note: str | None, actor: str
+) -> Refund:
+    """Record money given back from a payment outside the app (`method = manual`).
+
+    `amount` None is the default: what may be refunded (`states.refundable`: the overpaid
+    part of an overpayment, else what is left of the payment). More than that, or a
+    payment that brought nothing, is refused (409 `not_refundable`, nothing changes). The
+    refund is taken off what the payment counts; the order's status never changes (paid
+    once; what may be refunded from a paid order never takes it below its amount). A
+    review that asked for the refund is closed once nothing more may be refunded."""
     note = review_note(note)
+    amount = _refund_amount(amount)
+    if reason not in RefundReason.ALL:
+        raise ApiError(
+            "The refund is not valid.",
+            code="validation_error",
+            status=422,
+            fields={"reason": f"One of {', '.join(RefundReason.ALL)}."},
+        )
     payment = lock_payment(payment_id)
-    if payment.status != PaymentStatus.COMPLETED:
-        raise Conflict("Only money that arrived can be refunded.", code="not_completed")
-    if payment.refunded_at is not None:
-        raise Conflict("This payment is already marked refunded.", code="already_refunded")
-    payment.refunded_at = utcnow()
-    payment.refund_note = note
-    payment.needs_review = False
-    payment.review_note = f"refunded by {actor}: {note}"
-    payment.reviewed_at = payment.refunded_at
+    order = payment.order
+    most = refundable(payment)
+    if most == 0 or (amount is not None and amount > most):
+        db.session.rollback()
+        raise Conflict(
+            f"At most KES {most:,} of this payment may be refunded."
+            if most
+            else "Nothing of this payment may be refunded.",
+            code="not_refundable",
+            extra={"refundable": most},
+        )
+    amount = most if amount is None else amount
+    now = utcnow()
+    refund = Refund(
+        payment_id=payment.id,
+        order_id=order.id,
+        amount=amount,
+        method="manual",
+        status=RefundStatus.COMPLETED,
+        reason=reason,
+        note=note,
+        actor=actor,
+        created_at=now,
+        completed_at=now,
+    )
+    db.session.add(refund)
+    payment.refunded_amount = (payment.refunded_amount or 0) + amount
+    if payment.needs_review and refundable(payment) == 0:
+        payment.needs_review = False
+        payment.review_note = f"refunded KES {amount:,} by {actor}: {note}"
     transition(
-        payment.order,
+        order,
         "payment_refunded",
-        f"{actor}: refunded outside the app: {note}",
+        f"{actor}: refunded KES {amount:,} outside the app ({reason}): {note}",
         payment=payment,
         actor=actor,
-        message=f"order {payment.order.number} payment {payment.id} marked refunded by {actor}",
+        message=f"order {order.number} payment {payment.id}: KES {amount} refunded by {actor}",
+        amount=amount,
+        reason=reason,
     )
     db.session.commit()
-    return payment
+    return refund

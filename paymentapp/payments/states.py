@@ -26,12 +26,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
-
 from ..effects import audited, order_changed, transitioned
 from ..extensions import db
 from ..logs import log_event
-from ..models import DeliveryStatus, Order, OrderStatus, Payment, PaymentStatus, utcnow
+from ..models import (
+    DeliveryStatus,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +134,7 @@ def transition(
     if payment is not None:
         payment.updated_at = now
     if order_changed(db.session, order):
-        order.touch()  # once per transaction: one committed change is one version
+        order.bump_version()  # once per transaction: one committed change is one version
     transitioned(db.session, order, kind, payment)
     audited(
         db.session,
@@ -150,6 +156,13 @@ def transition(
         payment=payment.id if payment else None,
         **log_fields,
     )
+
+
+def hold(order: Order, payment: Payment, reason: str, *, source: str) -> None:
+    """Money that arrived when the order could not take it (expired, cancelled): it does
+    not count until an admin accepts it (resolves the review), and it may be refunded."""
+    payment.held = True
+    flag(order, payment, reason, source=source)
 
 
 def flag(order: Order, payment: Payment, reason: str, *, source: str, **log_fields) -> None:
@@ -234,21 +247,20 @@ def apply_result(
 def _second_payment(
     payment: Payment, receipt: str, paid_amount, paid_phone, paid_at, source: str
 ) -> str:
-    """A success with another receipt for a prompt its Paybill twin settled: separate
-    money, its own record. Any other second receipt is only flagged."""
-    if db.session.scalar(select(Payment.id).where(Payment.receipt == receipt)) is not None:
-        return "duplicate"
-    order = payment.order
-    if paid_amount is None or payment.account_reference is None:
-        # one prompt is one payment: a second receipt for it is only possible when a
-        # Paybill confirmation of the same amount settled it first (docs/paybill.md);
-        # anything else stays on record as an ignored callback, and no money is invented
+    """A success with another receipt for a prompt that is already completed: another
+    movement of money (one receipt is one movement), so its own payment, completed and
+    flagged by the money rules. Without a usable amount nothing is invented: ignored, on
+    record. The caller checked that no payment holds `receipt` yet."""
+    if paid_amount is None:
         return "ignored"
-    twin = Payment(method=payment.method, phone=payment.phone, amount=paid_amount, status=P.PENDING)
-    order.payments.append(twin)
+    order = payment.order
+    second = Payment(
+        method=payment.method, phone=payment.phone, amount=paid_amount, status=P.PENDING
+    )
+    order.payments.append(second)
     db.session.flush()
     complete_payment(
-        twin,
+        second,
         result_code=0,
         result_desc=f"a second payment for prompt {payment.id}",
         source=source,
@@ -259,6 +271,58 @@ def _second_payment(
         paid_at=paid_at,
     )
     return "applied"
+
+
+def prompt_for(order: Order, amount: int | None) -> tuple[Payment | None, bool]:
+    """The STK prompt that money of `amount` arriving by another message (a Paybill
+    confirmation, a receipt entered by hand) is most likely the same money as: a prompt of
+    that amount still pending, or completed by STK Query without a receipt. Returns it when
+    exactly one prompt fits, and whether several did (then none is chosen: the money is
+    its own payment, flagged). Call it holding the order's lock."""
+    fits = [
+        p
+        for p in order.payments
+        if p.method == PaymentMethod.STK
+        and p.amount == amount
+        and (
+            p.status == P.PENDING
+            or (
+                p.status == P.COMPLETED
+                and p.receipt is None
+                and p.amount_source == AMOUNT_FROM_QUERY
+            )
+        )
+    ]
+    return (fits[0] if len(fits) == 1 else None), len(fits) > 1
+
+
+def attach_to_prompt(
+    prompt: Payment,
+    *,
+    receipt: str,
+    amount: int,
+    source: str,
+    amount_from: str = AMOUNT_FROM_CALLBACK,
+    paid_phone: str | None = None,
+    paid_at: datetime | None = None,
+) -> None:
+    """The money of `receipt` is `prompt`'s own (`prompt_for`): complete the pending
+    prompt with it, or give the query-settled prompt its receipt; never a second payment."""
+    if prompt.status == P.COMPLETED:
+        prompt.receipt = receipt
+        transition(prompt.order, "receipt_added", f"receipt {receipt} via {source}", payment=prompt)
+        return
+    complete_payment(
+        prompt,
+        result_code=0,
+        result_desc=f"confirmed by {source}",
+        source=source,
+        amount_from=amount_from,
+        paid_amount=amount,
+        receipt=receipt,
+        paid_phone=paid_phone,
+        paid_at=paid_at,
+    )
 
 
 def _success_without_amount(
@@ -332,6 +396,19 @@ def complete_payment(
         settle_order(order, payment, source=source, via=via, late=late)
 
 
+def refundable(payment: Payment) -> int:
+    """How much of `payment` may still be given back (0: nothing). Call it holding the
+    order's lock. From a paid order's counting money only the part above the order's
+    amount (a paid order stays covered); otherwise what the payment brought and kept."""
+    if payment.status != P.COMPLETED:
+        return 0
+    left = payment.net_amount
+    order = payment.order
+    if order.status == OrderStatus.PAID and payment.counts:
+        left = min(left, order.amount_paid - order.amount)
+    return max(0, left)
+
+
 def settle_order(order: Order, payment: Payment, *, source: str, via: str, late: str = "") -> None:
     """After a payment completed: pay the order if what counts covers it, else flag why."""
     if payment.paid_amount != payment.amount and not payment.counts:
@@ -344,7 +421,7 @@ def settle_order(order: Order, payment: Payment, *, source: str, via: str, late:
         )
         return
     if order.status == OrderStatus.CANCELLED:
-        flag(order, payment, "paid after the order was cancelled", source=source)
+        hold(order, payment, "paid after the order was cancelled", source=source)
         return
     if order.status == OrderStatus.PAID:
         reason = f"order already paid; second payment {payment.receipt or ''}".strip()

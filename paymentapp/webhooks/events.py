@@ -32,6 +32,7 @@ CATALOGUE = {
     "order.cancelled": "an order was cancelled",
     "payment.failed": "a payment attempt failed, was cancelled or timed out (reason, result code)",
     "payment.needs_review": "a payment was flagged for an admin (wrong amount, late, …)",
+    "payment.refunded": "money was given back from a payment (amount, reason)",
 }
 # audit kinds of `payments/states.py` transitions → event types
 FROM_TRANSITION = {
@@ -41,6 +42,7 @@ FROM_TRANSITION = {
     "payment_cancelled": "payment.failed",
     "payment_timeout": "payment.failed",
     "payment_review": "payment.needs_review",
+    "payment_refunded": "payment.refunded",
 }
 
 
@@ -76,6 +78,8 @@ def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
                 extra.update(reason=payment.result_desc, result_code=payment.result_code)
             elif event_type == "payment.needs_review":
                 extra["reason"] = payment.review_reason
+            elif event_type == "payment.refunded":
+                extra["amount_refunded"] = payment.refunded_amount
         events.append((order, event_type, extra))
     return events
 

@@ -50,12 +50,15 @@ def add_payment(db):
             **fields,
         )
         if status == "completed":
+            # the money path always records the amount paid (`Payment.counts` compares it)
+            if payment.paid_amount is None:
+                payment.paid_amount = payment.amount
             payment.paid_at = payment.paid_at or created + timedelta(seconds=seconds_to_pay)
             payment.receipt = payment.receipt or f"SIM{order.number[-4:]}XYZ"
             if not payment.needs_review:
                 order.status = "paid"
                 order.paid_at = payment.paid_at
-        order.touch()
+        order.bump_version()
         db.session.add(payment)
         db.session.commit()
         return payment
