@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from datetime import timedelta
 
 import pytest
@@ -223,44 +222,6 @@ def test_after_three_days_a_delivery_fails_and_the_endpoint_is_disabled(
     endpoint = db.session.scalar(select(WebhookEndpoint))
     db.session.refresh(endpoint)
     assert not endpoint.enabled and "3 days" in endpoint.disabled_reason
-
-
-def test_two_workers_at_once_never_send_one_delivery_twice(app, client, auth, db, make_order):
-    with Receiver() as slow:
-        slow.delay_s = 0.3
-        register(client, auth, slow.url, events=["order.created"])
-        for _ in range(6):
-            make_order()
-        reports, barrier = [], threading.Barrier(2)
-
-        def worker():
-            with app.app_context():
-                barrier.wait()
-                reports.append(deliver_due())
-                sqla.session.remove()
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert sum(r.succeeded for r in reports) == 6
-        assert sorted(slow.event_ids()) == sorted(set(slow.event_ids()))
-        assert len(slow.received) == 6
-
-
-def test_a_claim_left_by_a_dead_worker_expires_and_is_redelivered(
-    client, auth, db, receiver, make_order
-):
-    from paymentapp.webhooks.delivery import CLAIM_LEASE_S, claim_due
-
-    register(client, auth, receiver.url, events=["order.created"])
-    make_order()
-    now = utcnow()
-    assert len(claim_due(now)) == 1  # claimed, then the worker died before sending
-    assert deliver_due(now=now + timedelta(seconds=5)).sent == 0  # still held
-    assert deliver_due(now=now + timedelta(seconds=CLAIM_LEASE_S + 1)).succeeded == 1
-    assert len(receiver.received) == 1
 
 
 def test_rotated_secret_both_signatures_valid_in_the_grace_period(

@@ -1,15 +1,19 @@
 """Delivering webhook events: claim, sign, POST, record, retry with back-off.
 
-At least once overall, never two copies at the same time: a worker claims a delivery by
-setting `claimed_until` with a compare-and-set (plus `FOR UPDATE SKIP LOCKED` on
-PostgreSQL, so workers do not queue behind each other); a worker killed mid-delivery
-leaves a claim that expires after CLAIM_LEASE_S, and the delivery is sent again.
+At least once overall, never two copies at the same time. A pass lists what is due and
+claims each delivery only just before sending it (not the whole batch up front: a batch
+sent a few at a time can outlast any lease), by setting `claimed_until` with a
+compare-and-set; that value is the claim's token. An attempt, DNS lookup included, ends
+within the total timeout, well inside the lease, and its result is recorded only if
+`claimed_until` still holds our token, in the same transaction; a worker that stalled
+past its lease records nothing (`webhook.claim_lost`). A worker killed mid-delivery
+leaves a claim that expires after the lease, and the delivery is sent again.
 
-Any non-2xx, a timeout (connect 3 s, 10 s in all) or a connection error is retried after
-1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then every 12 h (each ±10 %), until the event is 3
-days old; then the delivery is `failed`. An endpoint failing without a break for 3 days
-is disabled and shown as such. Redirects are not followed. Time is passed in (`now`) so
-tests need no sleeps.
+Any non-2xx, a timeout (connect 3 s, 10 s in all, DNS included) or a connection error is
+retried after 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then every 12 h (each ±10 %), until
+the event is 3 days old; then the delivery is `failed`. An endpoint failing without a
+break for 3 days is disabled and shown as such. Redirects are not followed. Time is
+passed in (`now`) so tests need no sleeps.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 import certifi
@@ -48,7 +54,8 @@ log = logging.getLogger(__name__)
 SCHEDULE_S = (60, 300, 1800, 7200, 18000, 36000)
 THEN_EVERY_S = 43200
 GIVE_UP_AFTER = timedelta(days=3)
-CLAIM_LEASE_S = 60
+CLAIM_LEASE_S = 60  # WEBHOOK_CLAIM_LEASE_S; see lease_s()
+LEASE_PER_ATTEMPT = 3  # a lease is never shorter than this many attempt time limits
 CONNECT_TIMEOUT_S = 3.0
 TOTAL_TIMEOUT_S = 10.0
 MAX_BODY_READ = 64 * 1024
@@ -70,6 +77,18 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class Outcome(StrEnum):
+    """How a delivery's turn in a pass ended when it recorded no status."""
+
+    NOT_CLAIMED = "not_claimed"  # another worker holds it, or it is no longer due
+    CLAIM_LOST = "claim_lost"  # sent, but the claim expired and was taken: not recorded
+    ERROR = "error"  # unexpected (logged); the claim expires and it is sent again
+
+
+class ResolveTimeout(Exception):
+    """The endpoint's host name was not resolved within the attempt's time limit."""
+
+
 @dataclass
 class Report:
     sent: int = 0
@@ -77,11 +96,12 @@ class Report:
     retrying: int = 0
     failed: int = 0
     cancelled: int = 0
+    lost: int = 0
 
     def __str__(self) -> str:
         return (
             f"sent={self.sent} succeeded={self.succeeded} retrying={self.retrying} "
-            f"failed={self.failed} cancelled={self.cancelled}"
+            f"failed={self.failed} cancelled={self.cancelled} lost={self.lost}"
         )
 
 
@@ -91,16 +111,33 @@ def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     return base * (rng or random).uniform(0.9, 1.1)
 
 
-def post(url: str, body: bytes, headers: dict, addresses: list[str]) -> Answer:
+def total_timeout_s() -> float:
+    """The time limit of one attempt, DNS lookup and POST together (WEBHOOK_TIMEOUT_S)."""
+    return current_app.config.get("WEBHOOK_TIMEOUT_S", TOTAL_TIMEOUT_S)
+
+
+def lease_s() -> float:
+    """How long a claim holds (WEBHOOK_CLAIM_LEASE_S, 60 s): never under LEASE_PER_ATTEMPT
+    attempt time limits, so an attempt ends and records well before its claim expires."""
+    configured = current_app.config.get("WEBHOOK_CLAIM_LEASE_S", CLAIM_LEASE_S)
+    return max(configured, LEASE_PER_ATTEMPT * total_timeout_s())
+
+
+def post(
+    url: str, body: bytes, headers: dict, addresses: list[str], deadline: float | None = None
+) -> Answer:
     """POST to the checked address (pinned: no second DNS lookup), TLS checked against the
-    URL's host name; no redirects; at most TOTAL_TIMEOUT_S; the body read is bounded."""
+    URL's host name; no redirects; done by `deadline` (time.monotonic(); default
+    TOTAL_TIMEOUT_S from now); the body read is bounded."""
     parts = urlsplit(url)
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    total = current_app.config.get("WEBHOOK_TIMEOUT_S", TOTAL_TIMEOUT_S)
-    pool = _pool(parts.scheme, addresses[0], port, host, total)
     started = time.monotonic()
+    if deadline is None:
+        deadline = started + total_timeout_s()
+    budget = max(deadline - started, 0.001)  # what the DNS lookup left
+    pool = _pool(parts.scheme, addresses[0], port, host)
     try:
         response = pool.urlopen(
             "POST",
@@ -110,9 +147,11 @@ def post(url: str, body: bytes, headers: dict, addresses: list[str]) -> Answer:
             redirect=False,
             retries=False,
             preload_content=False,
+            timeout=urllib3.Timeout(
+                connect=min(CONNECT_TIMEOUT_S, budget), read=budget, total=budget
+            ),
         )
         chunks, size = [], 0
-        deadline = started + total
         for chunk in response.stream(8192):
             chunks.append(chunk)
             size += len(chunk)
@@ -132,20 +171,17 @@ _POOLS: dict[tuple, urllib3.HTTPConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _pool(scheme: str, address: str, port: int, host: str, total: float):
-    """A keep-alive connection pool per checked address (and the host name TLS checks)."""
-    key = (scheme, address, port, host, total)
+def _pool(scheme: str, address: str, port: int, host: str):
+    """A keep-alive connection pool per checked address (and the host name TLS checks);
+    each request brings its own timeout (what is left of its attempt's)."""
+    key = (scheme, address, port, host)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None:
-            timeout = urllib3.Timeout(
-                connect=min(CONNECT_TIMEOUT_S, total), read=total, total=total
-            )
             if scheme == "https":
                 pool = urllib3.HTTPSConnectionPool(
                     address,
                     port,
-                    timeout=timeout,
                     retries=False,
                     maxsize=4,
                     server_hostname=host,
@@ -154,9 +190,7 @@ def _pool(scheme: str, address: str, port: int, host: str, total: float):
                     ca_certs=certifi.where(),
                 )
             else:
-                pool = urllib3.HTTPConnectionPool(
-                    address, port, timeout=timeout, retries=False, maxsize=4
-                )
+                pool = urllib3.HTTPConnectionPool(address, port, retries=False, maxsize=4)
             if len(_POOLS) > 256:
                 _POOLS.clear()
             _POOLS[key] = pool
@@ -167,46 +201,90 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def claim_due(now: datetime, limit: int = BATCH) -> list[int]:
-    """Take up to `limit` due deliveries for this worker; others skip them."""
-    due = (
-        select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-    )
-    if db.session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    candidates = list(db.session.scalars(due))
-    claimed = []
-    for delivery_id in candidates:
-        won = db.session.execute(
-            update(WebhookDelivery)
+def resolve_within(url: str, deadline: float, resolver=resolve) -> list[str]:
+    """`resolver(url)`, given up at `deadline` (time.monotonic()): getaddrinfo has no
+    timeout of its own, so it runs in a thread of its own (a greenlet under gevent, whose
+    resolver yields) that is abandoned when late; raises ResolveTimeout, or what the
+    resolver raised (UnsafeAddress)."""
+    app = current_app._get_current_object()  # the address rules read the app's config
+    outcome: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                outcome["addresses"] = resolver(url)
+            except Exception as exc:  # noqa: BLE001 - raised again in the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+    threading.Thread(target=run, name="webhook-dns", daemon=True).start()
+    if not done.wait(max(deadline - time.monotonic(), 0)):
+        raise ResolveTimeout(url)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["addresses"]
+
+
+def _unclaimed(at: datetime):
+    return or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < at)
+
+
+def find_due(now: datetime, limit: int = BATCH) -> list[int]:
+    """Up to `limit` deliveries due and unclaimed at `now`, oldest first; nothing is
+    claimed yet (each is claimed just before it is sent)."""
+    due = list(
+        db.session.scalars(
+            select(WebhookDelivery.id)
             .where(
-                WebhookDelivery.id == delivery_id,
                 WebhookDelivery.status == DeliveryStatus.PENDING,
-                or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+                WebhookDelivery.next_attempt_at <= now,
+                _unclaimed(now),
             )
-            .values(claimed_until=now + timedelta(seconds=CLAIM_LEASE_S))
-        ).rowcount
-        if won == 1:
-            claimed.append(delivery_id)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+        )
+    )
+    db.session.commit()  # no transaction left open while the deliveries are sent
+    return due
+
+
+def claim(delivery_id: int, at: datetime) -> datetime | None:
+    """Take one delivery, if it is still pending, due and unclaimed at `at`; returns the
+    claim's token (its `claimed_until`), or None when another worker has it or it is done.
+
+    A compare-and-set in one UPDATE: of two workers racing for a delivery one wins. The
+    token identifies the claim without a column of its own: a claim is taken over only
+    once it has ended, so the new one ends later and the old holder's token no longer
+    matches (`_hold`).
+    """
+    token = at + timedelta(seconds=lease_s())
+    won = db.session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= at,  # not already retried by another worker
+            _unclaimed(at),
+        )
+        .values(claimed_until=token)
+    ).rowcount
     db.session.commit()
-    return claimed
+    return token if won == 1 else None
 
 
-def attempt(delivery_id: int, now: datetime, send=post, rng=None) -> DeliveryStatus:
-    """Send one claimed delivery once and record what happened."""
+def attempt(
+    delivery_id: int, token: datetime, now: datetime, send=post, resolver=resolve, rng=None
+) -> DeliveryStatus | Outcome:
+    """Send one delivery we hold the claim `token` on, once, and record what happened."""
+    deadline = time.monotonic() + total_timeout_s()  # the whole attempt, DNS included
     delivery = db.session.get(WebhookDelivery, delivery_id)
     endpoint = db.session.get(WebhookEndpoint, delivery.endpoint_id)
     event = db.session.get(WebhookEvent, delivery.event_id)
     db.session.commit()  # no transaction (and no lock) held while the network is slow
     if not endpoint.enabled or endpoint.deleted_at is not None:
-        return _finish(delivery_id, DeliveryStatus.CANCELLED, error="endpoint disabled or deleted")
+        return _finish(delivery_id, token, DeliveryStatus.CANCELLED, "endpoint disabled or deleted")
     body = event.payload.encode()
     keys = [endpoint.secret]
     if (
@@ -221,15 +299,58 @@ def attempt(delivery_id: int, now: datetime, send=post, rng=None) -> DeliverySta
         HEADER: signature_header(keys, int(now.timestamp()), body),
         EVENT_ID_HEADER: event.id,
     }
+    answer = _resolve_and_send(endpoint.url, body, headers, deadline, send, resolver)
+    return _record(delivery_id, token, event, answer, now, rng)
+
+
+def _resolve_and_send(url: str, body: bytes, headers: dict, deadline: float, send, resolver):
+    """The endpoint's answer; a refused address or a lookup past `deadline` is an attempt
+    that failed."""
+    started = time.monotonic()
     try:
-        answer = send(endpoint.url, body, headers, resolve(endpoint.url))
+        addresses = resolve_within(url, deadline, resolver)
     except UnsafeAddress as exc:
-        answer = Answer(None, 0, error=f"refused: {exc}"[:255])
-    return _record(delivery_id, event, answer, now, rng)
+        return Answer(None, 0, error=f"refused: {exc}"[:255])
+    except ResolveTimeout:
+        return Answer(None, _ms(started), error="DNS resolution timed out")
+    return send(url, body, headers, addresses, deadline=deadline)
 
 
-def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> DeliveryStatus:
-    delivery = db.session.get(WebhookDelivery, delivery_id)
+def _hold(delivery_id: int, token: datetime) -> WebhookDelivery | None:
+    """The delivery, for recording, if our claim on it still stands (the claim is released
+    in the same transaction); None, logged, if another worker took it after it expired
+    (or the delivery was cancelled meanwhile, which also clears the claim).
+
+    The compare-and-set on `claimed_until` and the writes after it commit together (the
+    UPDATE holds the row, or SQLite's write lock, until then): a worker that stalled past
+    its lease cannot overwrite the result of the worker that sent the delivery after it.
+    """
+    held = db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.claimed_until == token)
+        .values(claimed_until=None)
+    ).rowcount
+    if held != 1:
+        db.session.rollback()
+        log_event(
+            log,
+            "webhook.claim_lost",
+            f"webhook delivery {delivery_id}: claim lost before the result was recorded "
+            "(it expired and another worker took the delivery, or it was cancelled); "
+            "nothing recorded",
+            level=logging.WARNING,
+            delivery=delivery_id,
+        )
+        return None
+    return db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
+
+
+def _record(
+    delivery_id: int, token: datetime, event: WebhookEvent, answer: Answer, now, rng
+) -> DeliveryStatus | Outcome:
+    delivery = _hold(delivery_id, token)
+    if delivery is None:
+        return Outcome.CLAIM_LOST
     endpoint = db.session.get(WebhookEndpoint, delivery.endpoint_id)
     db.session.add(
         WebhookAttempt(
@@ -244,7 +365,6 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
     delivery.attempts += 1
     delivery.last_status_code = answer.status_code
     delivery.last_error = answer.error
-    delivery.claimed_until = None
     if answer.ok:
         move_delivery(delivery, DeliveryStatus.SUCCEEDED)
         delivery.delivered_at = now
@@ -282,57 +402,90 @@ def _record(delivery_id: int, event: WebhookEvent, answer: Answer, now, rng) -> 
     return DeliveryStatus(delivery.status)
 
 
-def _finish(delivery_id: int, status: DeliveryStatus, error: str) -> DeliveryStatus:
-    delivery = db.session.get(WebhookDelivery, delivery_id)
+def _finish(
+    delivery_id: int, token: datetime, status: DeliveryStatus, error: str
+) -> DeliveryStatus | Outcome:
+    delivery = _hold(delivery_id, token)
+    if delivery is None:
+        return Outcome.CLAIM_LOST
     move_delivery(delivery, status)
     delivery.last_error = error
-    delivery.claimed_until = None
     db.session.commit()
     return status
 
 
+def deliver_one(
+    delivery_id: int, clock: Callable[[], datetime], send=post, resolver=resolve, rng=None
+) -> DeliveryStatus | Outcome:
+    """Claim one delivery and, if we won it, send it once and record the answer; an
+    unexpected error is logged (one bad delivery must not stop the others)."""
+    try:
+        now = clock()  # the lease counts from the claim, not from the start of the pass
+        token = claim(delivery_id, now)
+        if token is None:
+            return Outcome.NOT_CLAIMED
+        return attempt(delivery_id, token, now, send, resolver, rng)
+    except Exception:  # noqa: BLE001 - the claim expires and the delivery is sent again
+        db.session.rollback()
+        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
+        return Outcome.ERROR
+
+
+def pass_clock(now: datetime | None) -> Callable[[], datetime]:
+    """A pass's clock: real time, or the time a test passed in, moving on at real speed."""
+    if now is None:
+        return utcnow
+    started = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - started)
+
+
 def deliver_due(
-    now: datetime | None = None, send=post, rng=None, limit: int = BATCH, concurrency: int = 1
+    now: datetime | None = None,
+    send=post,
+    rng=None,
+    limit: int = BATCH,
+    concurrency: int = 1,
+    resolver=resolve,
 ) -> Report:
-    """One pass: claim what is due and send it (`concurrency` at a time, each with its own
-    database session); safe with any number of workers."""
-    report = Report()
-    now = now or utcnow()
-    claimed = claim_due(now, limit)
-    report.sent = len(claimed)
-    if concurrency > 1 and len(claimed) > 1:
+    """One pass: find what is due and deliver it (`concurrency` at a time, each with its
+    own database session), each claimed just before it is sent; safe with any number of
+    workers."""
+    clock = pass_clock(now)
+    due = find_due(clock(), limit)
+    if concurrency > 1 and len(due) > 1:
         app = current_app._get_current_object()
 
-        def one(delivery_id: int):
+        def one(delivery_id: int) -> DeliveryStatus | Outcome:
             with app.app_context():
                 try:
-                    return _attempt_safely(delivery_id, now, send, rng)
+                    return deliver_one(delivery_id, clock, send, resolver, rng)
                 finally:
                     db.session.remove()
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            statuses = list(pool.map(one, claimed))
+            outcomes = list(pool.map(one, due))
     else:
-        statuses = [_attempt_safely(d, now, send, rng) for d in claimed]
-    for status in statuses:
-        if status == DeliveryStatus.SUCCEEDED:
+        outcomes = [deliver_one(d, clock, send, resolver, rng) for d in due]
+    return _report(outcomes)
+
+
+def _report(outcomes: list[DeliveryStatus | Outcome]) -> Report:
+    report = Report()
+    for outcome in outcomes:
+        if outcome == Outcome.NOT_CLAIMED:
+            continue
+        report.sent += 1
+        if outcome == DeliveryStatus.SUCCEEDED:
             report.succeeded += 1
-        elif status == DeliveryStatus.PENDING:
+        elif outcome == DeliveryStatus.PENDING:
             report.retrying += 1
-        elif status == DeliveryStatus.FAILED:
+        elif outcome == DeliveryStatus.FAILED:
             report.failed += 1
-        elif status == DeliveryStatus.CANCELLED:
+        elif outcome == DeliveryStatus.CANCELLED:
             report.cancelled += 1
+        elif outcome == Outcome.CLAIM_LOST:
+            report.lost += 1
     return report
-
-
-def _attempt_safely(delivery_id: int, now, send, rng) -> DeliveryStatus | None:
-    try:
-        return attempt(delivery_id, now, send, rng)
-    except Exception:  # noqa: BLE001 - one bad delivery must not stop the others
-        db.session.rollback()
-        log.exception("webhook delivery %s failed unexpectedly", delivery_id)
-        return None
 
 
 def resend(event_id: str) -> int:
