@@ -7,10 +7,16 @@ The value is a comma-separated list of `point=action`:
   `PAYMENTAPP_FAULT_DIR`) writes its pid to `<dir>/<point>.pid` and sleeps there for good,
   so a test can SIGKILL it at exactly that place; later arrivals pass through.
 - `raise:<key>`: raise `InjectedFault` whenever the point is reached with that key.
+- `sleep:<seconds>`: sleep that long every time the point is reached, whatever the key
+  (under gevent the sleep yields, so other requests run meanwhile). At `order.locked`
+  it widens a race window on purpose: whoever takes an order's lock first holds it that
+  long, and every other request for the order queues behind it
+  (`tests/test_concurrency_e2e.py`).
 
 Points: `callback.after_store` (raw body committed, not yet applied),
 `callback.after_commit` (transition committed, not yet emitted), `callback.apply`
-(keyed by CheckoutRequestID: applying it fails).
+(keyed by CheckoutRequestID: applying it fails), `order.locked` (an order's row lock
+was just taken; keyed by order number).
 """
 
 from __future__ import annotations
@@ -33,7 +39,19 @@ def parse_faults(raw: str | None) -> dict[str, str]:
         point, _, action = item.strip().partition("=")
         if point:
             faults[point] = action or "pause"
+            if action.startswith("sleep:"):
+                _seconds(point, action)  # a typo fails at start-up, not mid-test
     return faults
+
+
+def _seconds(point: str, action: str) -> float:
+    try:
+        seconds = float(action[len("sleep:") :])
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:
+        raise ValueError(f"PAYMENTAPP_FAULTS: {point}={action}: seconds must be 0 to 60")
+    return seconds
 
 
 def fault_point(point: str, key: str | None = None) -> None:
@@ -44,6 +62,9 @@ def fault_point(point: str, key: str | None = None) -> None:
     action = faults[point]
     if action.startswith("raise:") and key == action[len("raise:") :]:
         raise InjectedFault(f"fault injected at {point}")
+    if action.startswith("sleep:"):
+        time.sleep(_seconds(point, action))
+        return
     if action == "pause":
         folder = Path(current_app.config.get("FAULT_DIR") or "instance")
         try:

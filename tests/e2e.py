@@ -4,17 +4,19 @@ Redis, PostgreSQL), real Socket.IO watchers, and Daraja-format callbacks."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
 import socketio
 
 from tests import services
-from tests.helpers import Simulator, base_env, stk_callback
+from tests.helpers import Simulator, base_env, csrf_in, stk_callback
 
 WAIT_S = 15  # bound for any single event to arrive
 _phones = itertools.count(100)
@@ -185,3 +187,159 @@ def post_callback(stack: Stack, checkout_id: str, result_code: int, amount: int 
     response = stack.http.post(callback_url(stack), json=body, timeout=10)
     assert response.status_code == 200 and response.json()["ResultCode"] == 0, response.text
     return body
+
+
+# -- concurrency: the dashboard over HTTP, Paybill confirmations, a lock gate, races ------
+
+
+class Admin:
+    """A dashboard session over real HTTP (its own cookies), for a user the CLI created."""
+
+    def __init__(self, stack: Stack, username: str, password: str):
+        self.stack = stack
+        self.http = requests.Session()
+        page = self.http.get(f"{stack.url}/admin/login", timeout=10)
+        signed_in = self.http.post(
+            f"{stack.url}/admin/login",
+            data={"username": username, "password": password, "csrf_token": csrf_in(page.text)},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert signed_in.status_code == 302, signed_in.text
+        # the session is started afresh at sign-in: the form token comes from a new page
+        # (a plain one: the tests here need no more of the dashboard than its forms)
+        self.csrf = csrf_in(self.http.get(f"{stack.url}/admin/api-keys", timeout=10).text)
+
+    def post(self, path: str, **fields) -> requests.Response:
+        """A dashboard form, as the browser sends it (redirects are not followed)."""
+        return self.http.post(
+            self.stack.url + path,
+            data={**fields, "csrf_token": self.csrf},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def create_admin(stack: Stack, username: str, password: str) -> Admin:
+    """`flask admin create` (as an operator would), then sign in over HTTP."""
+    services.flask_cli(stack.env, "admin", "create", username, "--password", password)
+    return Admin(stack, username, password)
+
+
+def c2b_url(stack: Stack) -> str:
+    return f"{stack.url}/callbacks/c2b/confirmation/{stack.env['MPESA_CALLBACK_TOKEN']}"
+
+
+def order_details(stack: Stack, order_id: str) -> dict:
+    """`GET /api/orders/<id>`: the committed state, with payments."""
+    response = stack.http.get(f"{stack.url}/api/orders/{order_id}", headers=stack.auth, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def deliver_webhooks(stack: Stack) -> str:
+    """One `flask webhooks deliver` pass: every delivery due now is sent when it returns."""
+    return services.flask_cli(stack.env, "webhooks", "deliver")
+
+
+class OrderGate:
+    """Holds an order's row, and its payments' rows, locked by a transaction of the test's
+    own (`FOR NO KEY UPDATE`: an insert referencing them still passes), so requests that
+    want the order queue on the lock in the order they were sent; `release` lets them
+    through, first come first served. Whatever the app locks first (the order, or the
+    payments), a request sent while the gate is shut waits for it, so an interleaving
+    is the same on every run, with or without a pause in the app itself."""
+
+    def __init__(self, stack: Stack, order_id: str):
+        import psycopg
+
+        url = stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+        self.conn = psycopg.connect(url)
+        self.conn.execute("SELECT 1 FROM orders WHERE id = %s FOR NO KEY UPDATE", (order_id,))
+        self.conn.execute(
+            "SELECT 1 FROM payments WHERE order_id = %s FOR NO KEY UPDATE", (order_id,)
+        )
+        self.watch = psycopg.connect(url, autocommit=True)
+
+    def waiting(self) -> int:
+        """How many other database sessions are waiting for a lock right now."""
+        return self.watch.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+
+    def release(self) -> None:
+        if not self.conn.closed:
+            self.conn.commit()
+            self.conn.close()
+
+    def close(self) -> None:
+        self.release()
+        self.watch.close()
+
+
+@dataclass
+class Sent:
+    """One request of a race and what came of it."""
+
+    label: str
+    response: requests.Response | None = None
+    error: BaseException | None = None
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    @property
+    def status(self) -> int | None:
+        return self.response.status_code if self.response is not None else None
+
+    def json(self) -> dict:
+        try:
+            return self.response.json()
+        except ValueError:
+            return {}
+
+
+def race(gate: OrderGate, *groups: list[tuple[str, Callable]], timeout: float = WAIT_S):
+    """Send groups of requests, one group after the other, and return what each got.
+
+    A group's requests start together (threads released by one `threading.Barrier`);
+    the next group goes once every request sent so far is queued on a lock (or was
+    answered), so it lands behind them. Then the gate opens and the queue drains in
+    the order it formed. A request is `(label, send)`; `send()` returns the response.
+    """
+    sent: list[Sent] = []
+    threads: list[threading.Thread] = []
+
+    def run(item: Sent, send, barrier: threading.Barrier) -> None:
+        try:
+            barrier.wait(timeout)
+            item.response = send()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            item.error = exc
+        finally:
+            item.done.set()
+
+    try:
+        for group in groups:
+            barrier = threading.Barrier(len(group))
+            for label, send in group:
+                item = Sent(label)
+                sent.append(item)
+                thread = threading.Thread(target=run, args=(item, send, barrier), daemon=True)
+                threads.append(thread)
+                thread.start()
+            services.wait_for(
+                lambda: gate.waiting() + sum(s.done.is_set() for s in sent) >= len(sent),
+                f"{[s.label for s in sent]} to queue on the order's lock",
+                timeout,
+                interval=0.01,
+            )
+    finally:
+        gate.release()
+        for thread in threads:
+            thread.join(timeout)
+    for item in sent:
+        assert item.done.is_set(), f"{item.label}: no answer within {timeout}s"
+    return sent

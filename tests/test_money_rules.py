@@ -344,3 +344,22 @@ def test_payment_rows_never_lock_alone():
         if "of=Payment" in path.read_text() or "for_update(select(Payment" in path.read_text()
     ]
     assert offenders == []
+
+
+def test_a_refund_sends_a_payment_refunded_event_with_its_amount(client, make_order, db, app):
+    from paymentapp.models import WebhookEndpoint, WebhookEvent
+
+    db.session.add(
+        WebhookEndpoint(url="https://shop.example/hooks", events="*", secret="whsec_test")
+    )
+    db.session.commit()
+    order = make_order(1000)
+    confirm(client, c2b_confirmation(order["number"], "1300"))
+    payment = fresh(db, order["id"]).payments[0]
+    refund = record_refund(payment.id, 200, "overpayment", "part", "admin:a")
+    event = db.session.scalar(select(WebhookEvent).where(WebhookEvent.type == "payment.refunded"))
+    data = json.loads(event.payload)["data"]
+    assert data["refund_id"] == refund.id and data["amount"] == 200
+    assert data["reason"] == "overpayment" and data["amount_refunded"] == 200
+    assert data["order"]["amount_paid"] == 1100 and data["order"]["amount_refunded"] == 200
+    assert event.version == fresh(db, order["id"]).version

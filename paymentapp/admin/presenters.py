@@ -1,6 +1,7 @@
 """How the dashboard shows things: local times, durations, phones (masked), raw callback
-bodies, an order's timeline, how each payment came (STK Push, Paybill, by hand), unmatched
-Paybill payments, webhook endpoints and deliveries, and the CSV export's cells.
+bodies, an order's timeline, how each payment came (STK Push, Paybill, by hand), refunds
+(what may be refunded, the reason proposed), unmatched Paybill payments, webhook endpoints
+and deliveries, and the CSV export's cells.
 Plain functions of what `queries.py` read; nothing here touches the database."""
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from ..models import (
     Order,
     OrderEvent,
     Payment,
-    PaymentStatus,
+    Refund,
+    RefundReason,
     WebhookAttempt,
     WebhookEndpoint,
     utcnow,
 )
+from ..payments import states
 from ..phones import mask_phone
 from ..webhooks.delivery import AUTO_DISABLED, GIVE_UP_AFTER, KEEP_BODY
 from ..webhooks.events import CATALOGUE
@@ -129,6 +132,7 @@ CSV_HEADER = (
     "paybill_account",
     "entered_by",
     "refunded",
+    "refunded_kes",
 )
 
 
@@ -136,9 +140,11 @@ def csv_row(order: Order) -> list[str]:
     """One order as a CSV row under CSV_HEADER: local times, phone masked, cells safe.
 
     `payment_method` names the methods of the payments that count (`stk`, `paybill`,
-    `stk+paybill`), else the latest payment's; `paybill_account` is what the customer typed
-    as the account number; `entered_by` who recorded a payment by hand; `refunded` the
-    receipts (or payment ids) marked refunded outside the app."""
+    `stk+paybill`), else the latest payment's; `amount_paid_kes` is what they brought net
+    of refunds (`Order.amount_paid`); `paybill_account` is what the customer typed as the
+    account number; `entered_by` who recorded a payment by hand; `refunded` the receipts
+    (or payment ids) of the payments with a refund recorded, and `refunded_kes` how much
+    went back in all (since refunds have amounts; before, `refunded` was the only column)."""
     payment = order.latest_payment
     shown = described_payments(order)
     values = (
@@ -157,7 +163,8 @@ def csv_row(order: Order) -> list[str]:
         order.amount_paid,
         " | ".join(p.account_reference for p in shown if p.account_reference),
         " | ".join(dict.fromkeys(p.entered_by for p in shown if p.entered_by)),
-        " ".join(p.receipt or p.id for p in order.payments if p.refunded_at),
+        " ".join(p.receipt or p.id for p in order.payments if p.refunded_amount),
+        order.amount_refunded,
     )
     return [csv_cell(value) for value in values]
 
@@ -166,15 +173,21 @@ def csv_row(order: Order) -> list[str]:
 
 METHOD_LABELS = {"stk": "STK Push", "paybill": "Paybill"}
 
-# Flags after which money may have to go back to the customer ("Mark refunded" is offered):
-# an overpayment, money on an expired or cancelled order, a second payment for a paid order
-# (`payments/states.py`, `callbacks/c2b.py`).
-REFUND_REASONS = (
-    "overpaid by",
-    "paid after the order expired",
-    "paid after the order was cancelled",
-    "order already paid",
+# The refund reason a Record refund form proposes, from why the payment was flagged
+# (`payments/states.py`, `callbacks/c2b.py`); anything else proposes "other".
+REASON_FROM_REVIEW = (
+    ("overpaid by", RefundReason.OVERPAYMENT),
+    ("paid after the order expired", RefundReason.LATE),
+    ("paid after the order was cancelled", RefundReason.LATE),
+    ("order already paid", RefundReason.DUPLICATE),
 )
+REFUND_REASON_LABELS = {
+    RefundReason.OVERPAYMENT: "Overpayment",
+    RefundReason.LATE: "Paid late (order expired or cancelled)",
+    RefundReason.DUPLICATE: "Duplicate (order already paid)",
+    RefundReason.CUSTOMER_REQUEST: "Customer request",
+    RefundReason.OTHER: "Other",
+}
 
 
 def method_label(payment: Payment) -> str:
@@ -189,13 +202,36 @@ def described_payments(order: Order) -> list[Payment]:
     return [order.latest_payment] if order.payments else []
 
 
-def refundable(payment: Payment) -> bool:
-    """May an admin mark this payment refunded: money that arrived, flagged for a reason
-    that calls for giving it back, and not marked refunded yet."""
+def refundable(payment: Payment) -> int:
+    """How much of a payment an admin may still record as refunded (0: no Record refund
+    form): the payments' own rule, `payments.states.refundable` (from a paid order only
+    the overpaid part)."""
+    return states.refundable(payment)
+
+
+def default_refund_reason(payment: Payment) -> str:
+    """The reason a Record refund form proposes: the one its review flag points to."""
+    why = payment.review_reason or ""
+    for flagged, reason in REASON_FROM_REVIEW:
+        if flagged in why:
+            return reason
+    return RefundReason.LATE if payment.held else RefundReason.OTHER
+
+
+def refund_reason_choices() -> list[tuple[str, str]]:
+    """(reason, label) for the form's select, in `RefundReason`'s order."""
+    return [(reason, REFUND_REASON_LABELS[reason]) for reason in RefundReason.ALL]
+
+
+def refund_reason_label(reason: str) -> str:
+    return REFUND_REASON_LABELS.get(reason, reason)
+
+
+def refund_message(refund: Refund, payment: Payment) -> str:
+    """What Record refund did, in one sentence."""
     return (
-        payment.status == PaymentStatus.COMPLETED
-        and payment.refunded_at is None
-        and any(reason in (payment.review_reason or "") for reason in REFUND_REASONS)
+        f"KES {refund.amount:,} of payment {payment.receipt or payment.id} on "
+        f"{payment.order.number} recorded as refunded (outside the app)."
     )
 
 

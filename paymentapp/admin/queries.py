@@ -27,6 +27,7 @@ from ..models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
+    Refund,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -209,26 +210,12 @@ def median_seconds_to_pay(clauses: list) -> float | None:
     return max(0.0, sum(float(value) for value in middle) / len(middle))
 
 
-def _received():
-    """A completed payment's amount in SQL (one with none recorded is taken at its asked
-    amount: the money path always records one)."""
-    return func.coalesce(Payment.paid_amount, Payment.amount)
-
-
-def _counts():
-    """`Payment.counts` in SQL: completed, and the amount trusted (what was asked for, or
-    an admin resolved its review). Any method: STK Push, Paybill, entered by hand."""
-    return and_(
-        Payment.status == PaymentStatus.COMPLETED,
-        or_(_received() == Payment.amount, Payment.reviewed_at.is_not(None)),
-    )
-
-
 def order_totals(filters: OrderFilters) -> dict:
     """Count, paid amount, success rate and median time-to-pay of the filtered orders.
 
-    Paid amount = what the payments that count brought (`Payment.counts`), by any method:
-    a partial Paybill payment on a pending order is money received too. Success rate =
+    Paid amount = what the payments that count (`Payment.counts`) brought and kept, net of
+    refunds (`Payment.net_amount`), by any method: a partial Paybill payment on a pending
+    order is money received too. Success rate =
     paid orders (by any method) / orders with at least one payment attempt: orders
     nobody tried to pay say nothing about whether paying works.
     """
@@ -246,8 +233,8 @@ def order_totals(filters: OrderFilters) -> dict:
     ).one()
     count, attempted_count, paid_attempted = row
     paid_amount = db.session.scalar(
-        select(func.coalesce(func.sum(_received()), 0)).where(
-            Payment.order_id.in_(select(Order.id).where(*clauses)), _counts()
+        select(func.coalesce(func.sum(Payment.net_amount), 0)).where(
+            Payment.order_id.in_(select(Order.id).where(*clauses)), Payment.counts
         )
     )
     return {
@@ -261,28 +248,30 @@ def order_totals(filters: OrderFilters) -> dict:
 
 
 def paid_breakdown(filters: OrderFilters) -> dict:
-    """The paid amount split by method (`stk`, `paybill`), how much of it was entered by
-    hand, and how much is on payments marked refunded outside the app (still counted in
-    the paid amount: a refund's amount is not recorded, and an overpayment is usually
-    refunded only in part)."""
-    matching = Payment.order_id.in_(select(Order.id).where(*filter_clauses(filters)))
+    """The paid amount (net of refunds, as in `order_totals`) split by method (`stk`,
+    `paybill`), how much of it was entered by hand, and what was refunded on the filtered
+    orders (`refunds`: the sum of the amounts, and how many payments had one), whether or
+    not the payment counted (money held on an expired order may go back unaccepted)."""
+    matching = select(Order.id).where(*filter_clauses(filters))
     rows = db.session.execute(
         select(
             Payment.method,
-            func.coalesce(func.sum(_received()), 0),
-            func.coalesce(func.sum(_received()).filter(Payment.entered_by.is_not(None)), 0),
-            func.coalesce(func.sum(_received()).filter(Payment.refunded_at.is_not(None)), 0),
-            func.count().filter(Payment.refunded_at.is_not(None)),
+            func.coalesce(func.sum(Payment.net_amount), 0),
+            func.coalesce(func.sum(Payment.net_amount).filter(Payment.entered_by.is_not(None)), 0),
         )
-        .where(matching, _counts())
+        .where(Payment.order_id.in_(matching), Payment.counts)
         .group_by(Payment.method)
     ).all()
-    breakdown = {"stk": 0, "paybill": 0, "by_hand": 0, "refunded": 0, "refunded_count": 0}
-    for method, amount, by_hand, refunded, refunded_count in rows:
+    breakdown = {"stk": 0, "paybill": 0, "by_hand": 0}
+    for method, amount, by_hand in rows:
         breakdown[str(method)] = breakdown.get(str(method), 0) + int(amount)
         breakdown["by_hand"] += int(by_hand)
-        breakdown["refunded"] += int(refunded)
-        breakdown["refunded_count"] += refunded_count
+    refunded, refunded_count = db.session.execute(
+        select(
+            func.coalesce(func.sum(Refund.amount), 0), func.count(func.distinct(Refund.payment_id))
+        ).where(Refund.order_id.in_(matching))
+    ).one()
+    breakdown.update(refunded=int(refunded), refunded_count=refunded_count)
     return breakdown
 
 
@@ -389,16 +378,32 @@ def payment_with_receipt(receipt: str) -> Payment | None:
     return db.session.scalar(select(Payment).where(Payment.receipt == receipt))
 
 
-def recently_resolved(limit: int = 20) -> list[Payment]:
-    """The last flagged payments someone closed, newest first."""
-    return list(
-        db.session.scalars(
-            select(Payment)
-            .where(Payment.reviewed_at.is_not(None))
-            .order_by(Payment.reviewed_at.desc())
-            .limit(limit)
-        )
+def recently_resolved(limit: int = 20) -> list[tuple[Payment, datetime]]:
+    """The last flagged payments someone closed, newest first, each with when: resolved
+    with a note (`reviewed_at`), or refunded until nothing more could go back (a refund
+    closes the review without accepting the money, so `reviewed_at` stays empty)."""
+    last_refund = (
+        select(func.max(Refund.created_at))
+        .where(Refund.payment_id == Payment.id)
+        .correlate(Payment)
+        .scalar_subquery()
     )
+    closed_at = func.coalesce(Payment.reviewed_at, last_refund)
+    closed = or_(
+        Payment.reviewed_at.is_not(None),
+        and_(
+            Payment.needs_review.is_(False),
+            Payment.review_reason.is_not(None),
+            Payment.refunded_amount > 0,
+        ),
+    )
+    rows = db.session.execute(
+        select(Payment, closed_at.label("closed_at"))
+        .where(closed)
+        .order_by(closed_at.desc(), Payment.id)
+        .limit(limit)
+    )
+    return [(payment, at) for payment, at in rows]
 
 
 # -- webhooks --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ..callbacks.services import assign_c2b_payment, resolve_unknown_callback
 from ..errors import ApiError, NotFound, error_body, error_response
 from ..extensions import csrf, db, limiter
-from ..models import CallbackOutcome
+from ..models import CallbackOutcome, RefundReason
 from ..orders.schemas import iso
 from ..orders.services import cancel_order, get_order
 from ..payments import services as payments
@@ -100,6 +100,9 @@ def template_helpers() -> dict:
         "kes": lambda amount: f"KES {amount:,}",
         "method_label": presenters.method_label,
         "refundable": presenters.refundable,
+        "default_refund_reason": presenters.default_refund_reason,
+        "refund_reasons": presenters.refund_reason_choices(),
+        "refund_reason_label": presenters.refund_reason_label,
         "described_payments": presenters.described_payments,
         "idle_timeout_s": current_app.config["ADMIN_IDLE_TIMEOUT_S"],
     }
@@ -267,29 +270,58 @@ def record_payment(order_id: str):
 
 @bp.post("/payments/<payment_id>/refund")
 def refund_payment(payment_id: str):
-    """Record that a flagged payment's money went back to the customer outside the app."""
+    """Record money given back from a payment outside the app: how much, why, and a note.
+    A refused form comes back on the page it was sent from (the order's, or the review
+    queue with `from=review`)."""
     payment = queries.get_payment(payment_id)
+    order_id = payment.order_id
     from_review = request.form.get("from") == "review"
     key = f"refund-{payment.id}"
-    values = {"note": form_text("note")}
+    values = {
+        "amount": form_text("amount").strip()[:40],
+        "reason": form_text("reason").strip()[:40],
+        "note": form_text("note"),
+    }
+    amount = presenters.parse_shillings(values["amount"])
+    errors = {} if amount else {"amount": "Whole shillings, e.g. 500."}
+    if values["reason"] not in RefundReason.ALL:
+        errors["reason"] = "Choose why the money went back."
     try:
-        payments.mark_refunded(payment.id, values["note"], _actor())
+        payments.review_note(values["note"])
+    except ApiError as exc:
+        errors.update(exc.fields)
+    if errors:
+        message = "Not recorded: correct the marked fields."
+        return _refund_refused(order_id, from_review, 422, key, values, errors, message)
+    try:
+        refund = payments.record_refund(
+            payment.id, amount, values["reason"], values["note"], _actor()
+        )
     except ApiError as exc:
         _refused(exc)
+        if exc.code == "not_refundable":  # more than may go back, or nothing left
+            flash(exc.message, "error")
+            most = exc.extra.get("refundable", 0)
+            errors = {"amount": f"At most KES {most:,}."} if most else {}
+            return _refund_refused(order_id, from_review, 409, key, values, errors)
         if exc.fields:
-            form = {key: _form(values, exc.fields, exc.message)}
-            if from_review:
-                return _review_page(422, form)
-            return _order_page(get_order(payment.order_id), 422, form)
+            return _refund_refused(
+                order_id, from_review, exc.status, key, values, exc.fields, exc.message
+            )
         flash(exc.message, "error")
     else:
-        what = payment.receipt or payment.id
-        flash(
-            f"Payment {what} on {payment.order.number} is marked refunded (outside the app).", "ok"
-        )
+        flash(presenters.refund_message(refund, payment), "ok")
     if from_review:
         return redirect(url_for("admin.review"))
-    return redirect(url_for("admin.order_detail", order_id=payment.order_id, _anchor=payment.id))
+    return redirect(url_for("admin.order_detail", order_id=order_id, _anchor=payment_id))
+
+
+def _refund_refused(order_id, from_review, status, key, values, errors, message=""):
+    """A refused Record refund form, refilled on the page it came from."""
+    forms = {key: _form(values, errors, message)}
+    if from_review:
+        return _review_page(status, forms)
+    return _order_page(get_order(order_id), status, forms)
 
 
 def _review_page(status: int = 200, forms: dict | None = None):

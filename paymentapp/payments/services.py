@@ -518,7 +518,7 @@ def record_refund(
         created_at=now,
         completed_at=now,
     )
-    db.session.add(refund)
+    payment.refunds.append(refund)  # the `payment.refunded` webhook event reads it
     payment.refunded_amount = (payment.refunded_amount or 0) + amount
     if payment.needs_review and refundable(payment) == 0:
         payment.needs_review = False

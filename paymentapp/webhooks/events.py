@@ -32,7 +32,8 @@ CATALOGUE = {
     "order.cancelled": "an order was cancelled",
     "payment.failed": "a payment attempt failed, was cancelled or timed out (reason, result code)",
     "payment.needs_review": "a payment was flagged for an admin (wrong amount, late, …)",
-    "payment.refunded": "money was given back from a payment (amount, reason)",
+    "payment.refunded": "money was given back from a payment (this refund's amount and "
+    "reason, and the payment's amount_refunded in all)",
 }
 # audit kinds of `payments/states.py` transitions → event types
 FROM_TRANSITION = {
@@ -79,7 +80,13 @@ def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
             elif event_type == "payment.needs_review":
                 extra["reason"] = payment.review_reason
             elif event_type == "payment.refunded":
-                extra["amount_refunded"] = payment.refunded_amount
+                refund = payment.refunds[-1]  # the refund this transaction recorded
+                extra.update(
+                    refund_id=refund.id,
+                    amount=refund.amount,
+                    reason=refund.reason,
+                    amount_refunded=payment.refunded_amount,
+                )
         events.append((order, event_type, extra))
     return events
 

@@ -34,7 +34,8 @@ def admin_pages(stack):
 
     def review_with_raw_callback(page):
         page.goto(f"{stack.url}/admin/review")
-        page.locator("details summary").first.click()
+        page.locator("details:not(.refund-details) summary").first.click()
+        page.locator(".refund-details summary").first.click()  # a Record refund form
 
     def api_keys_with_new_key(page):
         page.goto(f"{stack.url}/admin/api-keys")

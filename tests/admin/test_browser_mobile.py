@@ -1,6 +1,7 @@
 """The dashboard on a 375 px wide phone, in real Chromium: no page scrolls sideways (an
-opened raw callback included), Sign out and "Check status now" are on screen, and every
-column of an order (phone and paid time too) is readable. Screenshots:
+opened raw callback and a Record refund form included), Sign out, "Check status now",
+Resolve and Record refund are on screen, and every column of an order (phone and paid time
+too) is readable. Screenshots:
 `test-artifacts/admin-375-*.png`."""
 
 from __future__ import annotations
@@ -99,10 +100,12 @@ def test_order_page_with_an_open_raw_callback_fits_a_phone(stack, page):
 def test_review_page_fits_a_phone(stack, page):
     sign_in(page, stack.url)
     page.goto(f"{stack.url}/admin/review")
-    page.locator("table.review details summary").first.click()
+    page.locator("table.review details:not(.refund-details) summary").first.click()
+    page.locator(".refund-details summary").first.click()  # the flagged payment's refund
     signed_in_chrome(page, "review")
     first = page.locator("table.review").first
     on_screen(page, first.get_by_role("button", name="Resolve").first, "Resolve")
+    on_screen(page, first.get_by_role("button", name="Record refund").first, "Record refund")
     on_screen(page, first.locator('td[data-label="Paid"]').first, "the Paid cell")
 
 

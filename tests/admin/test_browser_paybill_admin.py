@@ -1,8 +1,9 @@
 """The dashboard's Paybill parts in real Chromium against real gunicorn, PostgreSQL and
 Redis, at 1280 and 375 px: the review queue (unmatched Paybill payments apart from unknown
 STK callbacks; assign one to its order, a refused assignment shown at its field), an order
-paid by Paybill (method, account as typed, amount paid and due), "Mark refunded" on an
-overpayment and "Record a payment by receipt" (a refused entry, then a good one). No page
+paid by Paybill (method, account as typed, amount paid and due), "Record refund" on an
+overpayment (too much refused at its field, then part of it: the net amount paid) and
+"Record a payment by receipt" (a refused entry, then a good one). No page
 scrolls sideways and axe finds no serious or critical violation.
 Screenshots: `test-artifacts/admin-{1280,375}-paybill-*.png`."""
 
@@ -144,19 +145,35 @@ def test_order_page_refund_and_record_by_receipt(stack, sized_page):
     expect(payments).to_contain_text("KES 1,200 received, KES 2,000 still due")
     check(page, "order-partial")
 
-    # an overpayment: mark it refunded
+    # an overpayment: more than the overpaid part is refused, then part of it is refunded
     over = create_order(stack, 500, f"overpaid at {page.width} px")
     receipt = paybill(stack, over["number"], 700)
     page.goto(f"{stack.url}/admin/orders/{over['id']}")
     refund = page.locator(".refund-form")
     expect(refund).to_contain_text("overpaid by 200 KES")
-    on_screen(page, refund.get_by_role("button", name="Mark refunded"), "Mark refunded")
+    expect(refund.get_by_label("Amount (KES)")).to_have_value("200")
+    expect(refund.get_by_label("Reason")).to_have_value("overpayment")
+    on_screen(page, refund.get_by_role("button", name="Record refund"), "Record refund")
     check(page, "order-overpaid")
-    refund.get_by_label("Mark refunded (outside the app)").fill("200 KES sent back by reversal")
-    refund.get_by_role("button", name="Mark refunded").click()
-    expect(page.locator(".flash-ok")).to_contain_text(f"Payment {receipt} on {over['number']}")
-    expect(page.locator("table.payments .badge-refunded")).to_have_text("refunded")
-    expect(page.locator(".refunded-note")).to_contain_text("200 KES sent back by reversal")
+    refund.get_by_label("Amount (KES)").fill("700")
+    refund.get_by_label("Note", exact=True).fill("150 KES sent back by reversal")
+    refund.get_by_role("button", name="Record refund").click()
+    expect(page.locator(".flash-error")).to_contain_text("At most KES 200")
+    refund = page.locator(".refund-form")
+    expect(refund.get_by_label("Amount (KES)")).to_have_attribute("aria-invalid", "true")
+    expect(refund.get_by_label("Note", exact=True)).to_have_value("150 KES sent back by reversal")
+    on_screen(page, refund.locator(".field-error"), "the amount's error")
+    check(page, "order-refund-refused")
+    refund.get_by_label("Amount (KES)").fill("150")
+    refund.get_by_role("button", name="Record refund").click()
+    expect(page.locator(".flash-ok")).to_contain_text(
+        f"KES 150 of payment {receipt} on {over['number']} recorded as refunded"
+    )
+    expect(page.locator("table.payments .badge-refunded")).to_have_text("refunded KES 150")
+    expect(page.locator("#amount-paid")).to_have_text("KES 550 (KES 50 over)")
+    expect(page.locator("#amount-refunded")).to_contain_text("KES 150")
+    expect(page.locator(".refunded-note")).to_contain_text("150 KES sent back by reversal")
+    expect(page.locator(".refund-form").get_by_label("Amount (KES)")).to_have_value("50")
     check(page, "order-refunded")
 
     # a confirmation that never arrived: a refused entry, then a good one

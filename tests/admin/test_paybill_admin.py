@@ -1,7 +1,7 @@
 """The dashboard and Paybill: the payment method everywhere payments show, unmatched Paybill
-payments assigned to an order (or closed), "Mark refunded", "Record a payment by receipt",
-and totals that count Paybill money. Real rows: confirmations are posted to the real C2B
-callback URL, STK payments get real STK callbacks."""
+payments assigned to an order (or closed), "Record refund" (amounts, reasons, net amounts),
+"Record a payment by receipt", and totals that count Paybill money. Real rows: confirmations
+are posted to the real C2B callback URL, STK payments get real STK callbacks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from paymentapp.admin import presenters, queries
-from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
+from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, Refund, utcnow
 from tests.helpers import TEST_CALLBACK_TOKEN, c2b_confirmation, csrf_from, stk_callback
 
 CONFIRM = f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}"
@@ -135,13 +135,15 @@ def test_csv_has_the_payment_method_account_and_amount_paid(admin_client, paid_b
     assert paybill["paybill_account"] == paid_both_ways["typed"]
     assert paybill["amount_paid_kes"] == "1450" and paybill["receipt"] == "PBPAID0001"
     assert partial["amount_paid_kes"] == "600" and partial["status"] == "pending"
-    assert list(presenters.CSV_HEADER)[-5:] == [
+    assert list(presenters.CSV_HEADER)[-6:] == [
         "payment_method",
         "amount_paid_kes",
         "paybill_account",
         "entered_by",
         "refunded",
+        "refunded_kes",
     ]
+    assert paybill["refunded"] == "" and paybill["refunded_kes"] == "0"
 
 
 def test_totals_include_paybill_money(admin_client, paid_both_ways, db):
@@ -353,7 +355,7 @@ def test_assign_a_stk_callback_or_an_unknown_record_is_404(admin_client, unmatch
         assert response.status_code == 404
 
 
-# -- mark refunded -------------------------------------------------------------------------------
+# -- record refund -------------------------------------------------------------------------------
 
 
 def overpaid(client, make_order, db):
@@ -378,81 +380,286 @@ def paid_twice(client, make_order, db):
     return order, "order already paid"
 
 
-@pytest.mark.parametrize("flagged", [overpaid, expired, paid_twice])
-def test_mark_refunded_from_the_order_page(admin_client, client, make_order, db, flagged):
-    order, reason = flagged(client, make_order, db)
-    payment = next(p for p in fresh(db, order["id"]).payments if reason in (p.review_reason or ""))
+def refund_url(payment) -> str:
+    return f"/admin/payments/{payment.id}/refund"
+
+
+def prefilled(html: str, payment) -> tuple[str, str]:
+    """The Record refund form's amount and selected reason, as the page offers them."""
+    amount = re.search(rf'id="refund-amount-{payment.id}"[^>]* value="([^"]*)"', html)
+    select = html[html.index(f'id="refund-reason-{payment.id}"') :]
+    reason = re.search(r'<option value="([^"]+)" selected>', select[: select.index("</select>")])
+    return amount.group(1), reason.group(1)
+
+
+def refund_rows(db) -> list[Refund]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(Refund)))
+
+
+def refunded_events(db) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(OrderEvent).where(OrderEvent.kind == "payment_refunded")
+    )
+
+
+@pytest.mark.parametrize(
+    ("flagged", "default", "reason", "status", "paid"),
+    [
+        # only the overpaid part of a paid order may go back; the order stays paid
+        (overpaid, 200, "overpayment", "paid", 500),
+        # money held on an expired order never counted: all of it may go back
+        (expired, 200, "late", "pending", 0),
+        # a second payment on a paid order: the order keeps the first
+        (paid_twice, 300, "duplicate", "paid", 300),
+    ],
+)
+def test_record_refund_from_the_order_page(
+    admin_client, client, make_order, db, flagged, default, reason, status, paid
+):
+    order, why = flagged(client, make_order, db)
+    payment = next(p for p in fresh(db, order["id"]).payments if why in (p.review_reason or ""))
     page = f"/admin/orders/{order['id']}"
     html = html_of(admin_client, page)
     assert f'action="/admin/payments/{payment.id}/refund"' in html
-    assert html.count('class="refund-form"') == 1  # only on the flagged payment
+    # every payment with money that may go back has the form; of a paid-twice order either
+    # payment may be refunded (but only one of them)
+    assert html.count('class="refund-form"') == (2 if flagged is paid_twice else 1)
+    assert prefilled(html, payment) == (str(default), reason)
 
-    empty = post_form(admin_client, f"/admin/payments/{payment.id}/refund", {"note": " "}, page)
+    empty = post_form(
+        admin_client, refund_url(payment), {"amount": str(default), "reason": reason}, page
+    )
     assert empty.status_code == 422
     assert field_errors(empty.get_data(as_text=True)) == [f"refund-note-{payment.id}"]
-    assert db.session.get(Payment, payment.id).refunded_at is None
+    assert refund_rows(db) == [] and db.session.get(Payment, payment.id).refunded_amount == 0
 
     done = post_form(
         admin_client,
-        f"/admin/payments/{payment.id}/refund",
-        {"note": "sent back with M-Pesa reversal RKR123"},
+        refund_url(payment),
+        {"amount": str(default), "reason": reason, "note": "sent back with M-Pesa reversal RKR123"},
         page,
     )
     assert done.status_code == 302 and done.location == f"{page}#{payment.id}"
     html = html_of(admin_client, page)
-    assert f"Payment {payment.receipt} on {order['number']} is marked refunded" in html
-    assert 'badge-refunded">refunded' in html and "Refunded outside the app" in html
+    assert (
+        f"KES {default:,} of payment {payment.receipt} on {order['number']} recorded as "
+        "refunded (outside the app)."
+    ) in html
+    assert f'badge-refunded">refunded KES {default:,}' in html
     assert "sent back with M-Pesa reversal RKR123" in html and "payment refunded" in html
-    assert 'class="refund-form"' not in html
-    db.session.expire_all()
-    stored = db.session.get(Payment, payment.id)
-    assert stored.refunded_at is not None and not stored.needs_review
+    assert presenters.REFUND_REASON_LABELS[reason] in html and "admin:alice" in html
+    assert f"Refunded <strong>KES {default:,}</strong>" in html
+    assert f'<dd id="amount-refunded">KES {default:,}' in html
+    assert f'<dd id="amount-paid">KES {paid:,}' in html
+    assert 'class="refund-form"' not in html  # nothing more may go back
+    stored = fresh(db, order["id"])
+    assert stored.status == status and stored.amount_paid == paid
+    refunded = db.session.get(Payment, payment.id)
+    assert refunded.refunded_amount == default and not refunded.needs_review
+    assert refunded.reviewed_at is None  # refunded, not accepted
+    [refund] = refund_rows(db)
+    assert (refund.amount, refund.reason, refund.method) == (default, reason, "manual")
+    assert refund.actor == "admin:alice" and refund.payment_id == payment.id
+
     again = post_form(
         admin_client,
-        f"/admin/payments/{payment.id}/refund",
-        {"note": "again"},
+        refund_url(payment),
+        {"amount": "1", "reason": reason, "note": "again"},
+        page,
+    )
+    assert again.status_code == 409
+    assert "Nothing of this payment may be refunded." in again.get_data(as_text=True)
+    assert len(refund_rows(db)) == 1
+    csv_body = admin_client.get("/admin/orders.csv").get_data(as_text=True)
+    row = next(r for r in csv.DictReader(io.StringIO(csv_body)) if r["order_id"] == order["id"])
+    assert row["refunded"] == payment.receipt and row["refunded_kes"] == str(default)
+    assert row["amount_paid_kes"] == str(paid)
+
+
+def test_a_partial_refund_of_an_overpayment_keeps_the_order_paid(
+    admin_client, client, make_order, db
+):
+    order, _ = overpaid(client, make_order, db)
+    payment = fresh(db, order["id"]).payments[0]
+    page = f"/admin/orders/{order['id']}"
+    done = post_form(
+        admin_client,
+        refund_url(payment),
+        {"amount": "KES 150", "reason": "overpayment", "note": "150 back by reversal"},
         page,
         follow_redirects=True,
     )
-    assert "already marked refunded" in again.get_data(as_text=True)
-    csv_body = admin_client.get("/admin/orders.csv").get_data(as_text=True)
-    row = next(r for r in csv.DictReader(io.StringIO(csv_body)) if r["order_id"] == order["id"])
-    assert row["refunded"] == payment.receipt
+    html = done.get_data(as_text=True)
+    assert f"KES 150 of payment OVERPAY001 on {order['number']} recorded as refunded" in html
+    # net: 700 paid, 150 back; the order keeps its 500 and 50 is still over
+    assert '<dd id="amount-paid">KES 550 <span class="warn">(KES 50 over)</span>' in html
+    assert '<dd id="amount-refunded">KES 150' in html and '<dd id="amount-due">KES 0' in html
+    assert 'badge-refunded">refunded KES 150' in html and "kept KES 550" in html
+    # what is left may still go back: the form stays, offering it; the review stays open
+    assert prefilled(html, payment) == ("50", "overpayment")
+    stored = fresh(db, order["id"])
+    assert stored.status == "paid" and stored.amount_paid == 550
+    assert stored.payments[0].needs_review and stored.payments[0].net_amount == 550
+    totals = queries.order_totals(queries.parse_filters({}))
+    breakdown = queries.paid_breakdown(queries.parse_filters({}))
+    assert totals["paid_amount"] == 550 and breakdown["paybill"] == 550
+    assert breakdown["refunded"] == 150 and breakdown["refunded_count"] == 1
+    assert "after KES 150 refunded on 1 payment" in html_of(admin_client, "/admin")
+    review = html_of(admin_client, "/admin/review")
+    row = review[review.index(f'id="flagged-{payment.id}"') :]
+    assert 'badge-refunded">refunded KES 150' in row[: row.index("</tr>")]
 
 
-def test_mark_refunded_from_the_review_queue(admin_client, client, make_order, db):
+def test_a_refund_above_what_may_go_back_is_409_and_changes_nothing(
+    admin_client, client, make_order, db
+):
+    order, _ = overpaid(client, make_order, db)
+    payment = fresh(db, order["id"]).payments[0]
+    version = fresh(db, order["id"]).version
+    page = f"/admin/orders/{order['id']}"
+    typed = {"amount": "201", "reason": "customer_request", "note": "the customer asked"}
+    response = post_form(admin_client, refund_url(payment), typed, page)
+    assert response.status_code == 409
+    html = response.get_data(as_text=True)
+    assert "At most KES 200 of this payment may be refunded." in html  # the flash
+    assert field_errors(html) == [f"refund-amount-{payment.id}"]
+    assert "At most KES 200." in html
+    assert prefilled(html, payment) == ("201", "customer_request")  # what was typed is kept
+    assert 'value="the customer asked"' in html
+    stored = fresh(db, order["id"])
+    assert stored.version == version and stored.amount_paid == 700
+    assert stored.payments[0].refunded_amount == 0 and stored.payments[0].needs_review
+    assert refund_rows(db) == [] and refunded_events(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        ({"amount": "", "reason": "", "note": ""}, ["amount", "reason", "note"]),
+        ({"amount": "12.50", "reason": "overpayment", "note": "ok"}, ["amount"]),
+        ({"amount": "0", "reason": "overpayment", "note": "ok"}, ["amount"]),
+        ({"amount": "-5", "reason": "overpayment", "note": "ok"}, ["amount"]),
+        ({"amount": "99999999999", "reason": "overpayment", "note": "ok"}, ["amount"]),
+        ({"amount": "200", "reason": "because", "note": "ok"}, ["reason"]),
+        ({"amount": "200", "reason": "overpayment", "note": "x" * 1001}, ["note"]),
+    ],
+)
+def test_bad_refunds_are_form_errors_and_write_nothing(
+    admin_client, client, make_order, db, data, fields
+):
+    order, _ = overpaid(client, make_order, db)
+    payment = fresh(db, order["id"]).payments[0]
+    page = f"/admin/orders/{order['id']}"
+    response = post_form(admin_client, refund_url(payment), data, page)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert field_errors(html) == [f"refund-{name}-{payment.id}" for name in fields]
+    assert 'role="alert"' in html
+    assert f'aria-describedby="refund-{fields[0]}-{payment.id}-error"' in html
+    if data["amount"]:
+        assert f'value="{data["amount"]}"' in html  # what was typed is kept
+    assert refund_rows(db) == [] and refunded_events(db) == 0
+
+
+def test_record_refund_from_the_review_queue(admin_client, client, make_order, db):
     order, _ = overpaid(client, make_order, db)
     payment = fresh(db, order["id"]).payments[0]
     html = html_of(admin_client, "/admin/review")
-    assert f'formaction="/admin/payments/{payment.id}/refund"' in html
+    row = html[html.index(f'id="flagged-{payment.id}"') :]
+    row = row[: row.index("</tr>")]
+    assert f'action="/admin/payments/{payment.id}/refund"' in row
+    assert '<input type="hidden" name="from" value="review">' in row
+    assert prefilled(row, payment) == ("200", "overpayment")
+    assert f'id="refund-details-{payment.id}">' in row  # closed until needed
     empty = post_form(
         admin_client,
-        f"/admin/payments/{payment.id}/refund",
-        {"note": "", "from": "review"},
+        refund_url(payment),
+        {"amount": "200", "reason": "overpayment", "note": "", "from": "review"},
         "/admin/review",
     )
-    assert empty.status_code == 422 and "Flagged payments" in empty.get_data(as_text=True)
-    assert field_errors(empty.get_data(as_text=True)) == [f"note-{payment.id}"]
+    html = empty.get_data(as_text=True)
+    assert empty.status_code == 422 and "Flagged payments" in html
+    assert field_errors(html) == [f"refund-note-{payment.id}"]
+    assert f'id="refund-details-{payment.id}" open>' in html  # the refused form is shown
+    too_much = post_form(
+        admin_client,
+        refund_url(payment),
+        {"amount": "700", "reason": "overpayment", "note": "all of it", "from": "review"},
+        "/admin/review",
+    )
+    assert too_much.status_code == 409 and "Flagged payments" in too_much.get_data(as_text=True)
+    assert "At most KES 200 of this payment may be refunded." in too_much.get_data(as_text=True)
     done = post_form(
         admin_client,
-        f"/admin/payments/{payment.id}/refund",
-        {"note": "200 back by reversal", "from": "review"},
+        refund_url(payment),
+        {"amount": "200", "reason": "overpayment", "note": "200 back", "from": "review"},
         "/admin/review",
-        follow_redirects=True,
     )
-    html = done.get_data(as_text=True)
-    assert "is marked refunded" in html and "No flagged payments." in html
-    assert 'badge-refunded">refunded' in html  # under Recently resolved
+    assert done.status_code == 302 and done.location == "/admin/review"
+    html = html_of(admin_client, "/admin/review")
+    assert f"KES 200 of payment OVERPAY001 on {order['number']} recorded as refunded" in html
+    assert "No flagged payments." in html
+    resolved = html[html.index("<h2>Recently resolved</h2>") :]
+    assert 'badge-refunded">refunded KES 200' in resolved  # closed by the refund
+    assert "refunded KES 200 by admin:alice: 200 back" in resolved
 
 
-def test_no_refund_offered_for_ordinary_payments(admin_client, client, make_order, db):
+def test_refund_offered_only_for_money_that_may_go_back(admin_client, client, make_order, db):
     order = make_order(100)
-    pay_by_paybill(client, order["number"], 100)
+    pay_by_paybill(client, order["number"], 100)  # exactly paid: nothing may go back
+    assert 'class="refund-form"' not in html_of(admin_client, f"/admin/orders/{order['id']}")
     short = make_order(1000)
-    pay_by_paybill(client, short["number"], 400)  # partial: still due, not a refund
-    for made in (order, short):
-        assert 'class="refund-form"' not in html_of(admin_client, f"/admin/orders/{made['id']}")
-    assert "formaction=" not in html_of(admin_client, "/admin/review")
+    pay_by_paybill(client, short["number"], 400)  # a partial payment may be given back
+    html = html_of(admin_client, f"/admin/orders/{short['id']}")
+    payment = fresh(db, short["id"]).payments[0]
+    assert html.count('class="refund-form"') == 1
+    assert prefilled(html, payment) == ("400", "other")
+    review = html_of(admin_client, "/admin/review")
+    assert review.count('class="refund-form"') == 1 and f"refund-details-{payment.id}" in review
+
+
+def test_a_refund_recorded_before_refunds_had_amounts_is_shown(
+    admin_client, client, make_order, db
+):
+    """Migration 0007 turns a payment once "marked refunded" into one manual refund of all
+    its money, by "marked refunded before refunds had amounts"; it shows like any other."""
+    order, _ = expired(client, make_order, db)
+    payment = fresh(db, order["id"]).payments[0]
+    marked = utcnow() - timedelta(days=3)
+    db.session.add(
+        Refund(
+            payment_id=payment.id,
+            order_id=order["id"],
+            amount=200,
+            method="manual",
+            status="completed",
+            reason="other",
+            note="returned by M-Pesa reversal",
+            actor="marked refunded before refunds had amounts",
+            created_at=marked,
+            completed_at=marked,
+        )
+    )
+    payment.refunded_amount = 200
+    payment.held = False  # the migration holds only payments whose review is still open
+    payment.needs_review = False
+    payment.review_note = "refunded by admin:bob: returned by M-Pesa reversal"
+    payment.reviewed_at = marked
+    db.session.commit()
+    html = html_of(admin_client, f"/admin/orders/{order['id']}")
+    assert 'badge-refunded">refunded KES 200' in html and "kept KES 0" in html
+    assert "Refunded <strong>KES 200</strong> · Other" in html
+    assert "marked refunded before refunds had amounts: returned by M-Pesa reversal" in html
+    assert '<dd id="amount-paid">KES 0' in html and '<dd id="amount-refunded">KES 200' in html
+    assert 'class="refund-form"' not in html
+    review = html_of(admin_client, "/admin/review")
+    resolved = review[review.index("<h2>Recently resolved</h2>") :]
+    assert 'badge-refunded">refunded KES 200' in resolved
+    assert presenters.local_time(marked) in resolved
+    body = admin_client.get("/admin/orders.csv").get_data(as_text=True)
+    row = next(r for r in csv.DictReader(io.StringIO(body)) if r["order_id"] == order["id"])
+    assert row["refunded"] == "EXPIRED001" and row["refunded_kes"] == "200"
 
 
 # -- record a payment by receipt ------------------------------------------------------------------
@@ -547,7 +754,10 @@ def test_every_new_form_needs_its_csrf_token(admin_client, client, make_order, u
     record = unmatched["record"]
     posts = [
         (f"/admin/review/paybill/{record.id}/assign", {"order": order["number"], "note": "x"}),
-        (f"/admin/payments/{payment.id}/refund", {"note": "x"}),
+        (
+            f"/admin/payments/{payment.id}/refund",
+            {"amount": "200", "reason": "overpayment", "note": "x"},
+        ),
         (f"/admin/orders/{order['id']}/payments", {"receipt": "ABCDEF1234", "amount": "5"}),
     ]
     for path, data in posts:
@@ -557,7 +767,7 @@ def test_every_new_form_needs_its_csrf_token(admin_client, client, make_order, u
             assert response.status_code == 400, path
             assert "did not come from the dashboard" in response.get_data(as_text=True)
     db.session.expire_all()
-    assert db.session.get(Payment, payment.id).refunded_at is None
+    assert db.session.get(Payment, payment.id).refunded_amount == 0
     assert unmatched_record(db).outcome == "unknown"
     assert len(fresh(db, order["id"]).payments) == 1
 
