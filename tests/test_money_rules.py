@@ -363,3 +363,21 @@ def test_a_refund_sends_a_payment_refunded_event_with_its_amount(client, make_or
     assert data["reason"] == "overpayment" and data["amount_refunded"] == 200
     assert data["order"]["amount_paid"] == 1100 and data["order"]["amount_refunded"] == 200
     assert event.version == fresh(db, order["id"]).version
+
+
+def test_a_second_receipt_for_another_amount_does_not_count_until_reviewed(
+    client, make_order, make_payment, db
+):
+    order = make_order(100)
+    payment = make_payment(order)
+    settle_from_query(payment.id, PAID, source="query")
+    client.post(
+        STK, json=stk_callback(payment.checkout_request_id, 0, amount=100, receipt="FIRST00003")
+    )
+    client.post(
+        STK, json=stk_callback(payment.checkout_request_id, 0, amount=120, receipt="OTHER00004")
+    )
+    stored = fresh(db, order["id"])
+    second = next(p for p in stored.payments if p.receipt == "OTHER00004")
+    assert second.amount == 100 and second.paid_amount == 120 and not second.counts
+    assert second.needs_review and stored.amount_paid == 100

@@ -254,8 +254,10 @@ def _second_payment(
     if paid_amount is None:
         return "ignored"
     order = payment.order
+    # asked for what the prompt asked: another amount is flagged and does not count until
+    # an admin resolves it, as for a first success (money moves on an amount that matches)
     second = Payment(
-        method=payment.method, phone=payment.phone, amount=paid_amount, status=P.PENDING
+        method=payment.method, phone=payment.phone, amount=payment.amount, status=P.PENDING
     )
     order.payments.append(second)
     db.session.flush()
