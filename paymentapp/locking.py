@@ -25,7 +25,7 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -62,18 +62,6 @@ def row_locks() -> bool:
         )
         return False
     return True
-
-
-def for_update(stmt: Select, *, skip_locked: bool = False, of=None) -> Select:
-    """Lock the rows `stmt` selects until commit.
-
-    PostgreSQL: `SELECT ... FOR UPDATE`. SQLite ignores FOR UPDATE and has one
-    database-wide write lock, so take that lock now (`row_locks`). `of` names the tables
-    whose rows are locked when `stmt` joins several (PostgreSQL's `FOR UPDATE OF`).
-    """
-    if not row_locks():
-        return stmt
-    return stmt.with_for_update(skip_locked=skip_locked, of=of)
 
 
 BY_ID = "id"
