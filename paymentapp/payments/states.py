@@ -162,6 +162,7 @@ def hold(order: Order, payment: Payment, reason: str, *, source: str) -> None:
     """Money that arrived when the order could not take it (expired, cancelled): it does
     not count until an admin accepts it (resolves the review), and it may be refunded."""
     payment.held = True
+    payment.reviewed_at = None  # not accepted, whatever closed an earlier question
     flag(order, payment, reason, source=source)
 
 
@@ -367,6 +368,9 @@ def complete_payment(
     payment.amount_source = amount_from
     payment.paid_phone = paid_phone
     payment.paid_at = paid_at or now
+    # the money lands now: a review closed before (e.g. of a success without an amount)
+    # accepted nothing, so it cannot make this amount count
+    payment.reviewed_at = None
     late = f" (late success after {previous})" if previous != P.PENDING else ""
     via = f"via {source}"
     if amount_from == AMOUNT_FROM_QUERY:  # "confirmed by query", or "… by query by admin:x"
