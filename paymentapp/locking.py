@@ -112,7 +112,12 @@ def _lock(by: str, key: str, receipt: str | None = None) -> tuple[Order | None, 
     if receipt:
         params["receipt"] = receipt
     rows = db.session.scalars(_payments_statement(bool(receipt)), params).all()
-    set_committed_value(order, "payments", [p for p in rows if p.order_id == order.id])
+    payments = [p for p in rows if p.order_id == order.id]
+    set_committed_value(order, "payments", payments)
+    for payment in payments:
+        # rows loaded with populate_existing would lazy-load `order` the same way (a
+        # SELECT that reloads it and forgets `payments`): it is right here
+        set_committed_value(payment, "order", order)
     holder = next((p for p in rows if receipt and p.receipt == receipt), None)
     return order, holder
 
