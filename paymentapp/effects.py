@@ -30,7 +30,7 @@ class Pending:
     orders: dict = field(default_factory=dict)  # order id → Order, to announce
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
-    transitions: list = field(default_factory=list)  # (order, audit kind, payment or None)
+    transitions: list = field(default_factory=list)  # (order, webhook event or None, payment)
     audit: list = field(default_factory=list)  # OrderEvent rows (appends.py)
     record: dict | None = None  # a stored callback's outcome (appends.py)
 
@@ -50,9 +50,10 @@ def order_changed(session: Session, order) -> bool:
     return True
 
 
-def transitioned(session: Session, order, kind: str, payment=None) -> None:
-    """Record what a transition did (its audit kind), for the webhook outbox."""
-    _pending(session).transitions.append((order, kind, payment))
+def transitioned(session: Session, order, webhook: str | None, payment=None) -> None:
+    """Record a transition and the webhook event its kind sends (None: none), for the
+    outbox."""
+    _pending(session).transitions.append((order, webhook, payment))
 
 
 def audited(session: Session, row: dict) -> None:

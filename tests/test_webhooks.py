@@ -22,7 +22,7 @@ from paymentapp.models import (
     WebhookEvent,
     utcnow,
 )
-from paymentapp.payments.states import transition
+from paymentapp.payments.states import Kind, transition
 from paymentapp.webhooks import signing
 from paymentapp.webhooks.delivery import deliver_due, resend
 from tests.helpers import LIVE, assert_error, base_env, stk_callback
@@ -124,12 +124,12 @@ def test_the_event_row_shares_the_transaction_of_the_change(client, auth, db, ma
     register(client, auth, receiver.url)
     order = make_order()
     stored = db.session.get(Order, order["id"])
-    transition(stored, "order_cancelled", "cancelled by test", order_to="cancelled")
+    transition(stored, Kind.ORDER_CANCELLED, "cancelled by test")
     db.session.rollback()  # the change never happened: neither did its event
     types = list(db.session.scalars(select(WebhookEvent.type)))
     assert types == ["order.created"]
     stored = db.session.get(Order, order["id"])
-    transition(stored, "order_cancelled", "cancelled by test", order_to="cancelled")
+    transition(stored, Kind.ORDER_CANCELLED, "cancelled by test")
     db.session.commit()
     assert sorted(db.session.scalars(select(WebhookEvent.type))) == [
         "order.cancelled",

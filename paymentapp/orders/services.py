@@ -27,7 +27,7 @@ from ..models import (
     order_number_seq,
     utcnow,
 )
-from ..payments.states import transition
+from ..payments.states import Kind, transition
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,8 @@ def cancel_order(order_id: str, actor: str) -> Order:
         )
     transition(
         order,
-        "order_cancelled",
+        Kind.ORDER_CANCELLED,
         f"cancelled by {actor}",
-        order_to=OrderStatus.CANCELLED,
         actor=actor,
         message=f"order {order.number} cancelled by {actor}",
         actor_name=actor,

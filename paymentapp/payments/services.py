@@ -39,6 +39,7 @@ from ..phones import mask_phone
 from .states import (
     AMOUNT_FROM_HAND,
     AMOUNT_FROM_QUERY,
+    Kind,
     apply_result,
     attach_to_prompt,
     complete_payment,
@@ -185,7 +186,7 @@ def _create_pending(order_id: str, phone: str, now: datetime) -> Payment:
     db.session.flush()
     transition(
         order,
-        "payment_started",
+        Kind.PAYMENT_STARTED,
         f"STK push to {mask_phone(phone)}",
         payment=payment,
         message=f"order {order.number} payment started",
@@ -219,10 +220,9 @@ def _fail_push(payment_id: str, exc: DarajaError) -> None:
     payment.result_desc = (exc.message or "M-Pesa refused the request")[:255]
     transition(
         payment.order,
-        "payment_failed",
+        Kind.PAYMENT_FAILED,
         f"STK push refused: {payment.result_desc}",
         payment=payment,
-        payment_to=PaymentStatus.FAILED,
         message=f"order {payment.order.number} STK push failed",
         code=exc.code,
         reason=exc.message,
@@ -235,7 +235,7 @@ def _note_unknown_push(payment_id: str, message: str) -> None:
     payment = lock_payment(payment_id)
     transition(
         payment.order,
-        "push_unknown",
+        Kind.PUSH_UNKNOWN,
         f"Daraja gave no answer: {message}",
         payment=payment,
         message=f"order {payment.order.number} push outcome unknown",
@@ -272,10 +272,9 @@ def expire_pending(payment_id: str, reason: str) -> tuple[Payment, str]:
     payment.result_desc = reason[:255]
     transition(
         payment.order,
-        "payment_timeout",
+        Kind.PAYMENT_TIMEOUT,
         reason,
         payment=payment,
-        payment_to=PaymentStatus.TIMEOUT,
         message=f"order {payment.order.number} payment timed out",
         reason=reason,
     )
@@ -354,7 +353,7 @@ def _apply_check(payment_id: str, result, problem: str | None, actor: str) -> tu
             )
     transition(
         order,
-        "status_checked",
+        Kind.STATUS_CHECKED,
         detail,
         payment=payment,
         actor=actor,
@@ -380,7 +379,7 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     order = payment.order
     transition(
         order,
-        "review_resolved",
+        Kind.REVIEW_RESOLVED,
         f"{actor}: {note}",
         payment=payment,
         actor=actor,
@@ -525,7 +524,7 @@ def record_refund(
         payment.review_note = f"refunded KES {amount:,} by {actor}: {note}"
     transition(
         order,
-        "payment_refunded",
+        Kind.PAYMENT_REFUNDED,
         f"{actor}: refunded KES {amount:,} outside the app ({reason}): {note}",
         payment=payment,
         actor=actor,

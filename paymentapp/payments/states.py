@@ -24,7 +24,9 @@ Money rules (docs/payments.md, "The money rules"):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from ..effects import audited, order_changed, transitioned
 from ..extensions import db
@@ -93,6 +95,54 @@ def move_delivery(delivery, to: DeliveryStatus) -> None:
     delivery.status = to
 
 
+class Kind(StrEnum):
+    """Every kind of change `transition` makes; the value is its audit kind (its log
+    event is the same with a dot: `order.paid`). What each one moves and which webhook
+    event it sends is data, in TRANSITIONS."""
+
+    PAYMENT_STARTED = "payment_started"
+    PUSH_UNKNOWN = "push_unknown"
+    PAYMENT_COMPLETED = "payment_completed"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_CANCELLED = "payment_cancelled"
+    PAYMENT_TIMEOUT = "payment_timeout"
+    RECEIPT_ADDED = "receipt_added"
+    PAYMENT_REVIEW = "payment_review"
+    REVIEW_RESOLVED = "review_resolved"
+    STATUS_CHECKED = "status_checked"
+    PAYMENT_REFUNDED = "payment_refunded"
+    ORDER_PAID = "order_paid"
+    ORDER_CANCELLED = "order_cancelled"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a kind of change does: the payment's new status, the order's new status (None:
+    unchanged) and the merchant webhook event it sends (None: none)."""
+
+    payment_to: PaymentStatus | None = None
+    order_to: OrderStatus | None = None
+    webhook: str | None = None
+
+
+K = Kind
+TRANSITIONS: dict[Kind, Transition] = {
+    K.PAYMENT_STARTED: Transition(),
+    K.PUSH_UNKNOWN: Transition(),
+    K.PAYMENT_COMPLETED: Transition(payment_to=P.COMPLETED),
+    K.PAYMENT_FAILED: Transition(payment_to=P.FAILED, webhook="payment.failed"),
+    K.PAYMENT_CANCELLED: Transition(payment_to=P.CANCELLED, webhook="payment.failed"),
+    K.PAYMENT_TIMEOUT: Transition(payment_to=P.TIMEOUT, webhook="payment.failed"),
+    K.RECEIPT_ADDED: Transition(),
+    K.PAYMENT_REVIEW: Transition(webhook="payment.needs_review"),
+    K.REVIEW_RESOLVED: Transition(),
+    K.STATUS_CHECKED: Transition(),
+    K.PAYMENT_REFUNDED: Transition(webhook="payment.refunded"),
+    K.ORDER_PAID: Transition(order_to=OrderStatus.PAID, webhook="order.paid"),
+    K.ORDER_CANCELLED: Transition(order_to=OrderStatus.CANCELLED, webhook="order.cancelled"),
+}
+
+
 def status_for_result(result_code: int) -> PaymentStatus:
     return RESULT_STATUS.get(result_code, P.FAILED)
 
@@ -103,12 +153,10 @@ def can_move(payment: Payment, to: PaymentStatus) -> bool:
 
 def transition(
     order: Order,
-    kind: str,
+    kind: Kind,
     detail: str,
     *,
     payment: Payment | None = None,
-    payment_to: PaymentStatus | None = None,
-    order_to: OrderStatus | None = None,
     message: str | None = None,
     actor: str | None = None,
     level: int = logging.INFO,
@@ -116,11 +164,13 @@ def transition(
 ) -> None:
     """The one way to change a payment or an order (call it holding the row lock).
 
-    `kind` names the audit event (`order_paid`, `payment_failed`, …; its log event is
-    `order.paid`, `payment.failed`, …); `detail` is the timeline text; `message`, when
-    given, is the log line's human part (default: `order ORD-… <detail>`).
+    `kind` says what moves (TRANSITIONS) and names the audit event (`order_paid`, …; its
+    log event is `order.paid`, …); `detail` is the timeline text; `message`, when given,
+    is the log line's human part (default: `order ORD-… <detail>`).
     """
     now = utcnow()
+    change = TRANSITIONS[kind]
+    payment_to, order_to = change.payment_to, change.order_to
     if payment_to is not None:
         if not can_move(payment, payment_to):
             raise IllegalTransition(f"payment {payment.id}: {payment.status} → {payment_to}")
@@ -135,13 +185,13 @@ def transition(
         payment.updated_at = now
     if order_changed(db.session, order):
         order.bump_version()  # once per transaction: one committed change is one version
-    transitioned(db.session, order, kind, payment)
+    transitioned(db.session, order, change.webhook, payment)
     audited(
         db.session,
         {
             "order_id": order.id,
             "payment_id": payment.id if payment else None,
-            "kind": kind,
+            "kind": kind.value,
             "detail": detail[:255],
             "actor": actor,
             "created_at": now,
@@ -149,7 +199,7 @@ def transition(
     )
     log_event(
         log,
-        kind.replace("_", ".", 1),
+        kind.value.replace("_", ".", 1),
         message or f"order {order.number} {detail}",
         level=level,
         order=order.number,
@@ -172,7 +222,7 @@ def flag(order: Order, payment: Payment, reason: str, *, source: str, **log_fiel
     payment.review_reason = reason[:255]
     transition(
         order,
-        "payment_review",
+        K.PAYMENT_REVIEW,
         f"{reason} (via {source})",
         payment=payment,
         message=f"order {order.number} payment flagged for review: {reason}",
@@ -209,7 +259,7 @@ def apply_result(
             return _second_payment(payment, receipt, paid_amount, paid_phone, paid_at, source)
         if new_status == P.COMPLETED and receipt and not payment.receipt:
             payment.receipt = receipt  # e.g. the query settled it first, without a receipt
-            transition(order, "receipt_added", f"receipt {receipt} via {source}", payment=payment)
+            transition(order, K.RECEIPT_ADDED, f"receipt {receipt} via {source}", payment=payment)
             return "applied"
         return "duplicate" if new_status == P.COMPLETED else "ignored"
     if new_status != P.COMPLETED:
@@ -219,10 +269,9 @@ def apply_result(
         payment.result_desc = (result_desc or "")[:255]
         transition(
             order,
-            f"payment_{new_status}",
+            Kind(f"payment_{new_status}"),
             f"{result_code}: {payment.result_desc} (via {source})",
             payment=payment,
-            payment_to=new_status,
             message=f"order {order.number} payment {new_status}: {payment.result_desc}",
             result_code=result_code,
             source=source,
@@ -313,7 +362,7 @@ def attach_to_prompt(
     prompt with it, or give the query-settled prompt its receipt; never a second payment."""
     if prompt.status == P.COMPLETED:
         prompt.receipt = receipt
-        transition(prompt.order, "receipt_added", f"receipt {receipt} via {source}", payment=prompt)
+        transition(prompt.order, K.RECEIPT_ADDED, f"receipt {receipt} via {source}", payment=prompt)
         return
     complete_payment(
         prompt,
@@ -388,10 +437,9 @@ def complete_payment(
         payment.reviewed_at = now
     transition(
         order,
-        "payment_completed",
+        K.PAYMENT_COMPLETED,
         f"paid {paid_amount} KES, receipt {payment.receipt or 'n/a'} {via}{late}",
         payment=payment,
-        payment_to=P.COMPLETED,
         receipt=payment.receipt,
         amount=paid_amount,
         amount_from=amount_from,
@@ -453,10 +501,9 @@ def pay_if_covered(
             earlier.reviewed_at = utcnow()
     transition(
         order,
-        "order_paid",
+        K.ORDER_PAID,
         f"receipt {payment.receipt or 'n/a'} {via}{late}",
         payment=payment,
-        order_to=OrderStatus.PAID,
         message=f"order {order.number} marked paid, receipt {payment.receipt or 'n/a'}{late}",
         receipt=payment.receipt,
         amount=payment.paid_amount,

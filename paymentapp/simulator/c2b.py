@@ -51,8 +51,6 @@ RESULT_CODES = {
     "C2B00015": "invalid shortcode",
     "C2B00016": "other error",
 }
-FINAL_STATES = ("rejected", "completed")
-
 
 # -- settings ---------------------------------------------------------------------------------
 

@@ -35,16 +35,6 @@ CATALOGUE = {
     "payment.refunded": "money was given back from a payment (this refund's amount and "
     "reason, and the payment's amount_refunded in all)",
 }
-# audit kinds of `payments/states.py` transitions → event types
-FROM_TRANSITION = {
-    "order_paid": "order.paid",
-    "order_cancelled": "order.cancelled",
-    "payment_failed": "payment.failed",
-    "payment_cancelled": "payment.failed",
-    "payment_timeout": "payment.failed",
-    "payment_review": "payment.needs_review",
-    "payment_refunded": "payment.refunded",
-}
 
 
 def order_snapshot(order: Order) -> dict:
@@ -60,16 +50,11 @@ def order_snapshot(order: Order) -> dict:
     return data
 
 
-def wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
-    listed = {e.strip() for e in endpoint.events.split(",")}
-    return "*" in listed or event_type in listed
-
-
 def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
-    """The events of one transaction: new orders, then its transitions in order."""
+    """The events of one transaction: new orders, then its transitions in order, each
+    with the event type its kind declares (`payments/states.py`, TRANSITIONS)."""
     events = [(order, "order.created", {}) for order in created]
-    for order, kind, payment in transitions:
-        event_type = FROM_TRANSITION.get(kind)
+    for order, event_type, payment in transitions:
         if event_type is None:
             continue
         extra = {}
