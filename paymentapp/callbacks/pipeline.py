@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
@@ -32,6 +33,7 @@ from ..faults import fault_point
 from ..locking import retry_conflicts
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..payments.reconcile import PassReport, after_each_pass
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 MAX_APPLY_ATTEMPTS = 5
 MAX_JSON_DEPTH = 32
 RETRY_AFTER_S = 30  # a stored callback this old and still `received` is retried
+RETRY_BATCH = 50  # stored callbacks retried per reconcile pass
 
 
 class MalformedCallback(ValueError):
@@ -289,10 +292,6 @@ def retry_stored(limit: int) -> tuple[int, int]:
     """Callbacks stored but never applied (a crash between store and apply), each on its
     own: one that keeps failing is counted, marked `failed` after a few attempts, and
     never stops the others. Returns `(retried, failed)`."""
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
     stale = utcnow() - timedelta(seconds=RETRY_AFTER_S)
     records = list(
         db.session.execute(
@@ -321,3 +320,12 @@ def retry_stored(limit: int) -> tuple[int, int]:
             failed += 1
             note_apply_failure(record_id)
     return len(records), failed
+
+
+@after_each_pass
+def retry_stored_callbacks(report: PassReport) -> None:
+    """Part of every reconcile pass (`payments/reconcile.py`): stored callbacks never
+    applied are retried, counted in the pass report."""
+    retried, failed = retry_stored(RETRY_BATCH)
+    report.callbacks_retried += retried
+    report.callback_errors += failed

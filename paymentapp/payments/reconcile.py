@@ -11,6 +11,7 @@ transition. Callbacks that were stored but failed to apply are retried too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -129,14 +130,16 @@ def check_payment(payment: Payment, report: PassReport, client) -> None:
     _reschedule(payment.id, max(1, min(QUERY_INTERVAL_S, int(remaining) + 1)))
 
 
-def retry_stored_callbacks(report: PassReport) -> None:
-    """Callbacks stored but never applied (a crash between store and apply), each on its
-    own: one that keeps failing never stops the others (`callbacks/pipeline.py`)."""
-    from ..callbacks.pipeline import retry_stored
+# Steps that every pass runs after the payments, owned by the feature they belong to and
+# registered by it at import (`callbacks/pipeline.py` retries stored callbacks): the
+# reconciler needs to know nothing of callbacks.
+PASS_STEPS: list[Callable[[PassReport], None]] = []
 
-    retried, failed = retry_stored(BATCH)
-    report.callbacks_retried += retried
-    report.callback_errors += failed
+
+def after_each_pass(step: Callable[[PassReport], None]) -> Callable[[PassReport], None]:
+    """Register `step(report)` to run at the end of every reconcile pass."""
+    PASS_STEPS.append(step)
+    return step
 
 
 def reconcile_once() -> PassReport:
@@ -163,7 +166,8 @@ def reconcile_once() -> PassReport:
             db.session.rollback()
             report.errors += 1
             log.exception("reconciling payment %s failed", payment_id)
-    retry_stored_callbacks(report)
+    for step in PASS_STEPS:
+        step(report)
     if report.queried or report.expired or report.resolved or report.callbacks_retried:
         log_event(log, "reconcile.pass", f"reconcile pass: {report}")
     return report
