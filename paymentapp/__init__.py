@@ -69,13 +69,13 @@ def register_blueprints(app: Flask) -> None:
         callbacks,
         favicon,
         health,
-        metrics,
         orders,
         payments,
         shop,
         vendor,
         webhooks,
     )
+    from .metrics import routes as metrics_routes
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
 
     for blueprint in (
@@ -88,7 +88,7 @@ def register_blueprints(app: Flask) -> None:
         vendor.bp,
         favicon.bp,
         webhooks.bp,
-        metrics.bp,
+        metrics_routes.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":

@@ -2,27 +2,14 @@
 
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from .extensions import db
+from .redis_client import redis_client  # mpesa/client.py still imports it from here
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
-
-
-def redis_client():
-    """A Redis client for `REDIS_URL` (short timeouts), or None when unset."""
-    url = current_app.config.get("REDIS_URL")
-    if not url:
-        return None
-    import redis
-
-    client = current_app.extensions.get("paymentapp_redis")
-    if client is None:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        current_app.extensions["paymentapp_redis"] = client
-    return client
 
 
 @bp.get("/healthz")

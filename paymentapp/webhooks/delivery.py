@@ -9,31 +9,27 @@ within the total timeout, well inside the lease, and its result is recorded only
 past its lease records nothing (`webhook.claim_lost`). A worker killed mid-delivery
 leaves a claim that expires after the lease, and the delivery is sent again.
 
-Any non-2xx, a timeout (connect 3 s, 10 s in all, DNS included) or a connection error is
-retried after 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then every 12 h (each ±10 %), until
-the event is 3 days old; then the delivery is `failed`. An endpoint failing without a
-break for 3 days is disabled and shown as such. Redirects are not followed. Time is
-passed in (`now`) so tests need no sleeps.
+Any non-2xx, a timeout or a connection error (the POST itself is `http.py`) is retried
+after 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then every 12 h (each ±10 %), until the event
+is 3 days old; then the delivery is `failed`. An endpoint failing without a break for 3
+days is disabled and shown as such. Time is passed in (`now`) so tests need no sleeps.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import urlsplit
 
-import certifi
-import urllib3
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from ..errors import NotFound
 from ..extensions import db
 from ..logs import log_event
 from ..loops import run_forever, start_in_background
@@ -46,7 +42,14 @@ from ..models import (
     utcnow,
 )
 from ..payments.states import move_delivery
-from .endpoints import UnsafeAddress, resolve
+from .endpoints import resolve
+from .http import (
+    KEEP_BODY,  # noqa: F401  (admin/presenters.py still reads it here)
+    Answer,
+    post,
+    resolve_and_send,
+    total_timeout_s,
+)
 from .signing import EVENT_ID_HEADER, HEADER, signature_header
 
 log = logging.getLogger(__name__)
@@ -56,25 +59,9 @@ THEN_EVERY_S = 43200
 GIVE_UP_AFTER = timedelta(days=3)
 CLAIM_LEASE_S = 60  # WEBHOOK_CLAIM_LEASE_S; see lease_s()
 LEASE_PER_ATTEMPT = 3  # a lease is never shorter than this many attempt time limits
-CONNECT_TIMEOUT_S = 3.0
-TOTAL_TIMEOUT_S = 10.0
-MAX_BODY_READ = 64 * 1024
-KEEP_BODY = 1000
 BATCH = 50
 AUTO_DISABLED = "failing for 3 days: disabled automatically"
 CONCURRENCY = 8  # deliveries in flight per worker (greenlets under gevent)
-
-
-@dataclass
-class Answer:
-    status_code: int | None
-    latency_ms: int
-    body: str | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 class Outcome(StrEnum):
@@ -83,10 +70,6 @@ class Outcome(StrEnum):
     NOT_CLAIMED = "not_claimed"  # another worker holds it, or it is no longer due
     CLAIM_LOST = "claim_lost"  # sent, but the claim expired and was taken: not recorded
     ERROR = "error"  # unexpected (logged); the claim expires and it is sent again
-
-
-class ResolveTimeout(Exception):
-    """The endpoint's host name was not resolved within the attempt's time limit."""
 
 
 @dataclass
@@ -111,120 +94,11 @@ def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     return base * (rng or random).uniform(0.9, 1.1)
 
 
-def total_timeout_s() -> float:
-    """The time limit of one attempt, DNS lookup and POST together (WEBHOOK_TIMEOUT_S)."""
-    return current_app.config.get("WEBHOOK_TIMEOUT_S", TOTAL_TIMEOUT_S)
-
-
 def lease_s() -> float:
     """How long a claim holds (WEBHOOK_CLAIM_LEASE_S, 60 s): never under LEASE_PER_ATTEMPT
     attempt time limits, so an attempt ends and records well before its claim expires."""
     configured = current_app.config.get("WEBHOOK_CLAIM_LEASE_S", CLAIM_LEASE_S)
     return max(configured, LEASE_PER_ATTEMPT * total_timeout_s())
-
-
-def post(
-    url: str, body: bytes, headers: dict, addresses: list[str], deadline: float | None = None
-) -> Answer:
-    """POST to the checked address (pinned: no second DNS lookup), TLS checked against the
-    URL's host name; no redirects; done by `deadline` (time.monotonic(); default
-    TOTAL_TIMEOUT_S from now); the body read is bounded."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    started = time.monotonic()
-    if deadline is None:
-        deadline = started + total_timeout_s()
-    budget = max(deadline - started, 0.001)  # what the DNS lookup left
-    pool = _pool(parts.scheme, addresses[0], port, host)
-    try:
-        response = pool.urlopen(
-            "POST",
-            path,
-            body=body,
-            headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
-            redirect=False,
-            retries=False,
-            preload_content=False,
-            timeout=urllib3.Timeout(
-                connect=min(CONNECT_TIMEOUT_S, budget), read=budget, total=budget
-            ),
-        )
-        chunks, size = [], 0
-        for chunk in response.stream(8192):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_BODY_READ or time.monotonic() > deadline:
-                break
-        if size >= MAX_BODY_READ:
-            response.close()  # the rest of a huge body is not read: drop the connection
-        else:
-            response.release_conn()  # kept alive for the next delivery to this address
-        text = b"".join(chunks)[: KEEP_BODY * 4].decode("utf-8", "replace")[:KEEP_BODY]
-        return Answer(response.status, _ms(started), body=text)
-    except urllib3.exceptions.HTTPError as exc:
-        return Answer(None, _ms(started), error=f"{type(exc).__name__}: {exc}"[:255])
-
-
-_POOLS: dict[tuple, urllib3.HTTPConnectionPool] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(scheme: str, address: str, port: int, host: str):
-    """A keep-alive connection pool per checked address (and the host name TLS checks);
-    each request brings its own timeout (what is left of its attempt's)."""
-    key = (scheme, address, port, host)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            if scheme == "https":
-                pool = urllib3.HTTPSConnectionPool(
-                    address,
-                    port,
-                    retries=False,
-                    maxsize=4,
-                    server_hostname=host,
-                    assert_hostname=host,
-                    cert_reqs="CERT_REQUIRED",
-                    ca_certs=certifi.where(),
-                )
-            else:
-                pool = urllib3.HTTPConnectionPool(address, port, retries=False, maxsize=4)
-            if len(_POOLS) > 256:
-                _POOLS.clear()
-            _POOLS[key] = pool
-        return pool
-
-
-def _ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
-
-
-def resolve_within(url: str, deadline: float, resolver=resolve) -> list[str]:
-    """`resolver(url)`, given up at `deadline` (time.monotonic()): getaddrinfo has no
-    timeout of its own, so it runs in a thread of its own (a greenlet under gevent, whose
-    resolver yields) that is abandoned when late; raises ResolveTimeout, or what the
-    resolver raised (UnsafeAddress)."""
-    app = current_app._get_current_object()  # the address rules read the app's config
-    outcome: dict = {}
-    done = threading.Event()
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                outcome["addresses"] = resolver(url)
-            except Exception as exc:  # noqa: BLE001 - raised again in the waiting thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-    threading.Thread(target=run, name="webhook-dns", daemon=True).start()
-    if not done.wait(max(deadline - time.monotonic(), 0)):
-        raise ResolveTimeout(url)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["addresses"]
 
 
 def _unclaimed(at: datetime):
@@ -299,21 +173,8 @@ def attempt(
         HEADER: signature_header(keys, int(now.timestamp()), body),
         EVENT_ID_HEADER: event.id,
     }
-    answer = _resolve_and_send(endpoint.url, body, headers, deadline, send, resolver)
+    answer = resolve_and_send(endpoint.url, body, headers, deadline, send, resolver)
     return _record(delivery_id, token, event, answer, now, rng)
-
-
-def _resolve_and_send(url: str, body: bytes, headers: dict, deadline: float, send, resolver):
-    """The endpoint's answer; a refused address or a lookup past `deadline` is an attempt
-    that failed."""
-    started = time.monotonic()
-    try:
-        addresses = resolve_within(url, deadline, resolver)
-    except UnsafeAddress as exc:
-        return Answer(None, 0, error=f"refused: {exc}"[:255])
-    except ResolveTimeout:
-        return Answer(None, _ms(started), error="DNS resolution timed out")
-    return send(url, body, headers, addresses, deadline=deadline)
 
 
 def _hold(delivery_id: int, token: datetime) -> WebhookDelivery | None:
@@ -493,8 +354,6 @@ def resend(event_id: str) -> int:
     returns how many."""
     event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
     if event is None:
-        from ..errors import NotFound
-
         raise NotFound("No webhook event with this id.", code="event_not_found")
     endpoint_ids = set(
         db.session.scalars(
