@@ -28,6 +28,11 @@ h1{font-size:1.4rem}
 <p><a href="/">Back to the shop</a></p></body></html>"""
 
 
+class IllegalTransition(RuntimeError):
+    """A move a state table does not allow (`payments/states.py`, `webhooks/states.py`):
+    a bug in the caller, never a client's fault."""
+
+
 class ApiError(Exception):
     """A client error with a stable `code`, a human `message` and optional `fields`."""
 

@@ -29,10 +29,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from ..effects import audited, order_changed, transitioned
+from ..errors import IllegalTransition
 from ..extensions import db
 from ..logs import log_event
 from ..models import (
-    DeliveryStatus,
     Order,
     OrderStatus,
     Payment,
@@ -58,15 +58,6 @@ ORDER_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.CANCELLED: frozenset(),  # a later payment is flagged, never un-cancels
 }
 
-# A webhook delivery (webhooks/delivery.py): pending until a 2xx, given up, or cancelled.
-D = DeliveryStatus
-DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
-    D.PENDING: frozenset({D.SUCCEEDED, D.FAILED, D.CANCELLED}),
-    D.SUCCEEDED: frozenset(),
-    D.FAILED: frozenset(),
-    D.CANCELLED: frozenset(),
-}
-
 # Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
 RESULT_STATUS = {
     0: P.COMPLETED,
@@ -82,17 +73,6 @@ PARTIAL = "partial payment"
 AMOUNT_FROM_CALLBACK = "callback"
 AMOUNT_FROM_QUERY = "query"
 AMOUNT_FROM_HAND = "hand"
-
-
-class IllegalTransition(RuntimeError):
-    """A move the tables do not allow: a bug in the caller, never a client's fault."""
-
-
-def move_delivery(delivery, to: DeliveryStatus) -> None:
-    """The one place a webhook delivery's status changes (checked against the table)."""
-    if to not in DELIVERY_MOVES[DeliveryStatus(delivery.status)]:
-        raise IllegalTransition(f"delivery {delivery.id}: {delivery.status} → {to}")
-    delivery.status = to
 
 
 class Kind(StrEnum):

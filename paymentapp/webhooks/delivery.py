@@ -41,7 +41,6 @@ from ..models import (
     WebhookEvent,
     utcnow,
 )
-from ..payments.states import move_delivery
 from .endpoints import resolve
 from .http import (
     KEEP_BODY,  # noqa: F401  (admin/presenters.py still reads it here)
@@ -51,6 +50,7 @@ from .http import (
     total_timeout_s,
 )
 from .signing import EVENT_ID_HEADER, HEADER, signature_header
+from .states import move_delivery
 
 log = logging.getLogger(__name__)
 

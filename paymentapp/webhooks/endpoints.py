@@ -19,13 +19,14 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ..errors import NotFound, ValidationError
 from ..extensions import db
 from ..logs import log_event
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from .events import CATALOGUE
+from .states import move_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +175,7 @@ def get_endpoint(endpoint_id: str) -> WebhookEndpoint:
 
 
 def _cancel_pending(endpoint_id: str) -> None:
-    db.session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-        )
-        .values(status=DeliveryStatus.CANCELLED, claimed_until=None)
-    )
+    move_deliveries(DeliveryStatus.CANCELLED, WebhookDelivery.endpoint_id == endpoint_id)
 
 
 def delete_endpoint(endpoint_id: str) -> WebhookEndpoint:
