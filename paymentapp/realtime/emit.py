@@ -26,6 +26,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from ..extensions import db, socketio
+from ..phones import masked_payload
 from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,8 @@ def order_update_payload(order) -> dict:
 def order_created_payload(order) -> dict:
     """The `order_created` payload for admin browsers, with the phone masked."""
     from ..orders.schemas import order_json
-    from ..phones import mask_phone
 
-    payload = order_json(order)
-    payload["customer_phone"] = mask_phone(payload["customer_phone"])  # browsers see masks
-    return payload
+    return masked_payload(order_json(order))  # browsers see masks
 
 
 def send(event: str, payload: dict) -> None:

@@ -7,8 +7,9 @@ such answer per order, in order; `unsubscribe {order_id}` answers `{ok: true}`. 
 snapshot is read after joining the room, so an update committed at any moment reaches
 the client either in the snapshot or as a `payment_update`.
 
-Handlers are registered on import; `server.py` imports this module before the first
-`init_app`, so Flask-SocketIO re-attaches them to the server of every app it binds.
+Handlers are bound to each app's Socket.IO server by `register_handlers` (called by
+`server.init_socketio`, after `init_app`), the one way every namespace registers them
+(`admin/events.py` does the same from its blueprint).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import time
 
 from flask import current_app, request
-from flask_socketio import disconnect, join_room, leave_room
+from flask_socketio import SocketIO, disconnect, join_room, leave_room
 from sqlalchemy.orm import joinedload
 
 from .. import metrics
@@ -28,7 +29,7 @@ from ..extensions import db, socketio
 from ..models import Order
 from ..orders.schemas import status_snapshot
 from ..security import check_client_token
-from .emit import order_room
+from .emit import ROOM_PREFIX, order_room
 from .message_queue import BoundedRedisManager
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ DISCONNECT_AFTER_REFUSED = 50  # a client still flooding after this many refusal
 MAX_ORDER_ID = 64
 MAX_TOKEN = 512
 LIMITER_KEY = "paymentapp.socket_limiter"
-ROOMS_KEY = "paymentapp.socket_rooms"
 LISTEN_WAIT_S = 2.0
 
 
@@ -154,17 +154,15 @@ def _wait_for_message_queue() -> None:
         manager.listening.wait(LISTEN_WAIT_S)
 
 
-def _watched() -> set[str]:
-    """The order rooms this connection is in, kept beside its rate limiter (python-socketio
-    finds a connection's rooms by looking through every room of the namespace: with
-    thousands of dialogs open, every subscribe would cost a pass over all of them)."""
-    return request.environ.setdefault(ROOMS_KEY, set())
+def _order_rooms() -> set[str]:
+    """The order rooms this connection is in, from the client manager's sid → rooms
+    index (`rooms.py`): no pass over every room of the namespace."""
+    rooms = socketio.server.manager.get_rooms(request.sid, "/")
+    return {room for room in rooms if room.startswith(ROOM_PREFIX)}
 
 
 def _leave(order_id: str) -> None:
-    room = order_room(order_id)
-    leave_room(room)
-    _watched().discard(room)
+    leave_room(order_room(order_id))
 
 
 def _join(data) -> str:
@@ -175,14 +173,13 @@ def _join(data) -> str:
     check_client_token(order_id, token)
     room = order_room(order_id)
     limit = _max_rooms()
-    watched = _watched()
+    watched = _order_rooms()
     if room not in watched and len(watched) >= limit:
         raise SocketError(
             "too_many_subscriptions",
             f"One connection may watch at most {limit} orders; unsubscribe first.",
         )
     join_room(room)
-    watched.add(room)
     return order_id
 
 
@@ -202,19 +199,16 @@ def _not_found(order_id: str) -> NotFound:
     return NotFound("No order with this id.", code="order_not_found")
 
 
-@socketio.on("connect")
 def connected(auth=None):
     """Count the open connection (`paymentapp_socket_connections`); everyone may connect:
     each subscribe carries its own token."""
     metrics.socket_connected()
 
 
-@socketio.on("disconnect")
 def disconnected(*_reason):
     metrics.socket_disconnected()
 
 
-@socketio.on("subscribe")
 @socket_event
 def subscribe(data=None, *_extra):
     """Join `order:<id>` if the token allows it; the ack carries the current snapshot."""
@@ -231,7 +225,6 @@ def subscribe(data=None, *_extra):
     return {"ok": True, "status": status_snapshot(order)}
 
 
-@socketio.on("subscribe_many")
 @socket_event(cost=lambda data=None, *_: len(data) if isinstance(data, list) else 1)
 def subscribe_many(data=None, *_extra):
     """`subscribe` for a list of orders in one event (counted as one event per order).
@@ -271,7 +264,6 @@ def subscribe_many(data=None, *_extra):
     return {"ok": True, "results": results}
 
 
-@socketio.on("unsubscribe")
 @socket_event
 def unsubscribe(data=None, *_extra):
     """Leave `order:<id>`; leaving a room one is not in is fine."""
@@ -280,15 +272,31 @@ def unsubscribe(data=None, *_extra):
     return {"ok": True}
 
 
-@socketio.on("whoami")
 @socket_event
 def whoami(data=None, *_extra):
     """Which server process holds this connection (diagnostics; tests of multi-worker)."""
     return {"ok": True, "pid": os.getpid()}
 
 
-@socketio.on("*")
 @socket_event
 def unknown_event(event, *args):
     """Every other event counts against the limit and is refused."""
     raise SocketError("unknown_event", "Unknown event.")
+
+
+HANDLERS = (
+    ("connect", connected),
+    ("disconnect", disconnected),
+    ("subscribe", subscribe),
+    ("subscribe_many", subscribe_many),
+    ("unsubscribe", unsubscribe),
+    ("whoami", whoami),
+    ("*", unknown_event),
+)
+
+
+def register_handlers(server: SocketIO) -> None:
+    """Bind this namespace's handlers to the app's Socket.IO server (each `create_app`
+    builds a new one)."""
+    for event, handler in HANDLERS:
+        server.on_event(event, handler)

@@ -7,10 +7,8 @@ from functools import partial
 from flask import Flask
 from flask_socketio import SocketIO
 
-# Imported before the first init_app so Flask-SocketIO re-attaches its handlers to the
-# server of every app it binds (decorators used after init_app reach only that server).
-from . import events  # noqa: F401
 from .emit import STATE_KEY, resend_local_snapshots
+from .events import register_handlers
 from .message_queue import BoundedRedisManager
 from .rooms import IndexedManager
 
@@ -48,4 +46,5 @@ def init_socketio(app: Flask, socketio: SocketIO) -> None:
         logger=False,
         engineio_logger=False,
     )
+    register_handlers(socketio)
     app.extensions[STATE_KEY] = {"write_only": False, "emitter": None}
