@@ -74,3 +74,21 @@ def mask_phone(phone: str | None) -> str | None:
     if not phone:
         return phone
     return phone[:4] + "•" * (len(phone) - 7) + phone[-3:]
+
+
+def masked_payload(order: dict) -> dict:
+    """An order's JSON (`orders/schemas.py` `order_json`, with or without payments) with
+    every phone number masked: what admin browsers and webhook receivers are sent. The one
+    list of phone fields: the order's `customer_phone`, each payment's `phone` and
+    `paid_phone` (always written, None when the payment has none)."""
+    masked = {**order, "customer_phone": mask_phone(order["customer_phone"])}
+    if "payments" in order:
+        masked["payments"] = [
+            {
+                **payment,
+                "phone": mask_phone(payment["phone"]),
+                "paid_phone": mask_phone(payment.get("paid_phone")),
+            }
+            for payment in order["payments"]
+        ]
+    return masked

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from paymentapp import phones
-from paymentapp.phones import InvalidPhone, network_of, normalize_phone
+from paymentapp.phones import InvalidPhone, masked_payload, network_of, normalize_phone
 from tests.phone_cases import NETWORK_TABLE
 
 
@@ -49,3 +49,18 @@ def test_every_network_range_is_a_kenyan_mobile_range_and_none_overlap():
         for code in (low, high):
             assert phones.KENYAN_MOBILE.match(f"254{code}123456"), code
     assert len(codes) == len(set(codes)), "overlapping ranges"
+
+
+def test_masked_payload_masks_every_phone_of_an_order_and_its_payments():
+    order = {
+        "id": "ord_1",
+        "customer_phone": "254712345678",
+        "payments": [{"id": "pay_1", "phone": "254722000111", "phone_masked": "2547•••••111"}],
+    }
+    masked = masked_payload(order)
+    assert masked["customer_phone"] == "2547•••••678"
+    assert masked["payments"] == [
+        {"id": "pay_1", "phone": "2547•••••111", "phone_masked": "2547•••••111", "paid_phone": None}
+    ]
+    assert order["customer_phone"] == "254712345678"  # the caller's dict is left alone
+    assert masked_payload({"customer_phone": None}) == {"customer_phone": None}

@@ -21,9 +21,8 @@ Matching a confirmation (docs/paybill.md):
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select, text
@@ -41,8 +40,14 @@ from ..models import (
     PaymentStatus,
     utcnow,
 )
-from ..mpesa.client import EAT
-from ..orders.services import luhn_ok
+from ..mpesa.formats import (
+    luhn_ok,
+    normalise_account,
+    order_digits,
+    parse_amount,
+    parse_eat_timestamp,
+    parse_receipt,
+)
 from ..payments.states import (
     AMOUNT_FROM_CALLBACK,
     PARTIAL,
@@ -53,12 +58,8 @@ from ..payments.states import (
     prompt_for,
 )
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
-from .stk import _parse_amount
 
 log = logging.getLogger(__name__)
-
-TRANS_ID = re.compile(r"[A-Za-z0-9]{6,20}")
-ACCOUNT_NOISE = re.compile(r"[\s\-._/#:]+")
 
 
 @dataclass(frozen=True)
@@ -72,44 +73,23 @@ class C2BPayment:
     shortcode: str | None
 
 
-def normalise_account(account: str) -> str | None:
-    """`ord 10017`, `ORD-10017`, `ord.10017`, `10017` → `ORD-10017`; None if no number."""
-    compact = ACCOUNT_NOISE.sub("", account or "").upper()
-    if compact.startswith("ORD"):
-        compact = compact[3:]
-    if not (compact.isascii() and compact.isdigit()) or not 1 <= len(compact) <= 8:
-        return None
-    return f"ORD-{compact}"
-
-
-def _trans_time(value) -> datetime | None:
-    """`TransTime` 20191122063845 is East Africa Time; stored as UTC."""
-    text_value = str(value or "")
-    if not (len(text_value) == 14 and text_value.isascii() and text_value.isdigit()):
-        return None
-    try:
-        return datetime.strptime(text_value, "%Y%m%d%H%M%S").replace(tzinfo=EAT).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
 def parse_c2b(body: bytes) -> C2BPayment:
     """A C2B validation or confirmation body (both have the same fields)."""
     data = load_json(body)
     if not isinstance(data, dict):
         raise MalformedCallback("not a JSON object")
-    trans_id = data.get("TransID")
-    if not isinstance(trans_id, str) or not TRANS_ID.fullmatch(trans_id.strip()):
+    trans_id = parse_receipt(data.get("TransID"))
+    if trans_id is None:
         raise MalformedCallback("TransID missing or invalid")
-    amount, problem = _parse_amount(data.get("TransAmount"))
+    amount, problem = parse_amount(data.get("TransAmount"))
     msisdn = (clean_text(data.get("MSISDN"), 40) or "").replace(" ", "")[:12]
     return C2BPayment(
-        trans_id=trans_id.strip().upper(),
+        trans_id=trans_id,
         amount=amount,
         amount_problem=problem,
         account=clean_text(data.get("BillRefNumber"), 64) or "",
         msisdn=msisdn,
-        trans_time=_trans_time(data.get("TransTime")),
+        trans_time=parse_eat_timestamp(data.get("TransTime")),
         shortcode=clean_text(data.get("BusinessShortCode"), 16),
     )
 
@@ -121,11 +101,11 @@ def find_order(account: str) -> tuple[Order | None, str]:
         return None, f"no order number in the account {account!r}" if account else "no account"
     order = db.session.scalar(select(Order).where(Order.number == number))
     if order is None:
-        digits = number[4:]
+        digits = order_digits(number)
         if len(digits) >= 5 and not luhn_ok(digits):
             return None, f"{number}: the check digit does not match (a typo?)"
         return None, f"no order {number}"
-    if order.number_checked and not luhn_ok(number[4:]):
+    if order.number_checked and not luhn_ok(order_digits(number)):
         return None, f"{number}: the check digit does not match"
     return order, number
 

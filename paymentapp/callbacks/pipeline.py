@@ -7,7 +7,7 @@ callback is ever lost: not a malformed one, not one whose worker dies, not one t
 fails to apply (the reconciler retries stored-but-unapplied records, `retry_stored`).
 Applying runs in one transaction holding the matched payment's row lock, so ten
 concurrent copies of one callback make exactly one transition; the effects (socket
-emits) follow the commit (`effects.py`).
+emits) follow the commit (`outbox/hook.py`).
 
 A kind is a `CallbackKind`: a name, a URL path, a parser and an applier (which matches
 and transitions). STK results are the first (`stk.py`); a new kind registers itself with
@@ -25,14 +25,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
-from ..appends import RECORD_COLUMNS
-from ..effects import announce, callback_outcome, fault_before_effects
 from ..errors import ApiError
 from ..extensions import db
 from ..faults import fault_point
 from ..locking import retry_conflicts
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..outbox import RECORD_COLUMNS, announce, callback_outcome, fault_before_effects
 from ..payments.reconcile import PassReport, after_each_pass
 
 log = logging.getLogger(__name__)
@@ -237,7 +236,7 @@ def _apply_once(
     record.checkout_request_id = key
     record.outcome = outcome
     if fresh:
-        # written by the commit's one appended statement (appends.py), not a flush
+        # written by the commit's one appended statement (outbox/writer.py), not a flush
         callback_outcome(
             db.session, {"id": record.id, **{n: getattr(record, n) for n in RECORD_COLUMNS}}
         )

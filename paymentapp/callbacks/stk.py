@@ -9,11 +9,9 @@ that does to the payment and the order is decided in `payments/states.py`.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -21,19 +19,16 @@ from ..extensions import db
 from ..locking import lock_order_of_checkout, lock_order_with_receipt
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
-from ..mpesa.client import EAT
+from ..mpesa.formats import MAX_DB_INT, parse_amount, parse_eat_timestamp
 from ..payments.states import AMOUNT_FROM_CALLBACK, apply_result
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
 log = logging.getLogger(__name__)
 
 ORPHAN_MATCH_WINDOW = timedelta(minutes=10)
-# Largest value the integer columns hold on every database (PostgreSQL INTEGER).
-MAX_DB_INT = 2**31 - 1
 # ResultCode as Daraja writes it: an integer, or its canonical decimal string. "-0", "00"
 # and fullwidth digits are not zero: only exactly 0 or "0" is a success.
 RESULT_CODE_TEXT = re.compile(r"0|-?[1-9][0-9]{0,9}")
-AMOUNT_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 CHECKOUT_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
@@ -64,42 +59,6 @@ def _result_code(value) -> int:
     return value
 
 
-def _parse_amount(value) -> tuple[int | None, str | None]:
-    """Daraja sends `1.00` or `1`: a positive whole number of shillings, or (None, why)."""
-    if value is None:
-        return None, "no Amount"
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None, "Amount is not a number"
-    if isinstance(value, str):
-        if not AMOUNT_TEXT.fullmatch(value):
-            return None, "Amount is not a number"
-        number = Decimal(value)
-    elif isinstance(value, float) and not math.isfinite(value):
-        return None, "Amount is not finite"
-    else:
-        number = Decimal(value)
-    if number <= 0:
-        return None, "Amount is not positive"
-    if number != number.to_integral_value():
-        return None, "Amount is not a whole number of shillings"
-    if number > MAX_DB_INT:
-        return None, "Amount is out of range"
-    return int(number), None
-
-
-def _parse_date(value) -> datetime | None:
-    """`TransactionDate` 20191219102115 is East Africa Time; stored as UTC."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    text = str(value)
-    if not (len(text) == 14 and text.isascii() and text.isdigit()):
-        return None
-    try:
-        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=EAT).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
 def parse_callback(body: bytes) -> StkResult:
     """Parse Daraja's STK callback body, tolerating its known variations."""
     data = load_json(body)
@@ -119,7 +78,7 @@ def parse_callback(body: bytes) -> StkResult:
         for item in metadata["Item"]:
             if isinstance(item, dict) and isinstance(item.get("Name"), str):
                 items[item["Name"]] = item.get("Value")
-    amount, amount_problem = _parse_amount(items.get("Amount"))
+    amount, amount_problem = parse_amount(items.get("Amount"))
     return StkResult(
         merchant_request_id=clean_text(callback.get("MerchantRequestID"), 64),
         checkout_request_id=checkout_id.strip(),
@@ -129,7 +88,7 @@ def parse_callback(body: bytes) -> StkResult:
         amount_problem=amount_problem,
         receipt=clean_text(items.get("MpesaReceiptNumber"), 32),
         phone=clean_text(items.get("PhoneNumber"), 12),
-        transaction_date=_parse_date(items.get("TransactionDate")),
+        transaction_date=parse_eat_timestamp(items.get("TransactionDate")),
     )
 
 

@@ -12,7 +12,6 @@ from flask import current_app
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..effects import order_created
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..locking import lock_order, retried
@@ -27,12 +26,19 @@ from ..models import (
     order_number_seq,
     utcnow,
 )
+from ..mpesa.formats import (  # luhn_digit: bench/load/seed_paymentapp.py imports it here
+    ACCOUNT_REFERENCE_MAX,
+    ORDER_PREFIX,
+    luhn_digit,  # noqa: F401
+    order_number,
+)
+from ..outbox import order_created
 from ..payments.states import Kind, transition
 
 log = logging.getLogger(__name__)
 
 FIRST_ORDER_NUMBER = 1001
-MAX_NUMBER_LENGTH = 12  # Daraja's AccountReference limit
+MAX_NUMBER_LENGTH = ACCOUNT_REFERENCE_MAX  # the order number is the AccountReference
 MAX_IDEMPOTENCY_KEY = 128
 MAX_PAGE = 100
 
@@ -42,24 +48,7 @@ def _seed_counter(target, connection, **kw):
     connection.execute(insert(target).values(id=1, value=FIRST_ORDER_NUMBER - 1))
 
 
-def luhn_digit(digits: str) -> str:
-    """The Luhn check digit for `digits`: it catches every single-digit typo and most
-    swaps of neighbours, so an account number typed at a Paybill cannot name another
-    order by one slip."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 0:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return str((10 - total % 10) % 10)
-
-
-def luhn_ok(digits: str) -> bool:
-    return len(digits) >= 2 and luhn_digit(digits[:-1]) == digits[-1]
-
-
-def allocate_order_number(prefix: str = "ORD-") -> str:
+def allocate_order_number(prefix: str = ORDER_PREFIX) -> str:
     """Next `ORD-<n><check digit>`: unique across workers and processes, never reused.
 
     PostgreSQL: `nextval` on a sequence, which takes no row lock and never hands the
@@ -75,7 +64,7 @@ def allocate_order_number(prefix: str = "ORD-") -> str:
             .values(value=OrderNumberCounter.value + 1)
             .returning(OrderNumberCounter.value)
         ).scalar_one()
-    number = f"{prefix}{value}{luhn_digit(str(value))}"
+    number = order_number(value, prefix)
     if len(number) > MAX_NUMBER_LENGTH:
         raise RuntimeError(f"order number {number} exceeds {MAX_NUMBER_LENGTH} characters")
     return number

@@ -34,6 +34,7 @@ from ..mpesa.client import (
     SubscriberLocked,
     get_client,
 )
+from ..mpesa.formats import RECEIPT
 from ..orders.schemas import payment_json
 from ..phones import mask_phone
 from .states import (
@@ -403,7 +404,7 @@ def record_payment_by_hand(
     note = review_note(note)
     receipt = (receipt or "").strip().upper()
     fields = {}
-    if not (receipt.isascii() and receipt.isalnum() and 6 <= len(receipt) <= 20):
+    if not RECEIPT.fullmatch(receipt):
         fields["receipt"] = "An M-Pesa receipt, e.g. NLJ7RT61SV."
     if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= 10_000_000:
         fields["amount"] = "Whole shillings, e.g. 1450."

@@ -5,7 +5,7 @@ The tables below are the only statement of which status may follow which;
 transaction, holding the row lock: it checks the move against the table, sets the new
 status, bumps the order's `version` (once per transaction), writes the audit `OrderEvent`
 and the structured log line together, and queues the order for the after-commit effects
-(`effects.py`), so the caller only commits.
+(`outbox/hook.py`), so the caller only commits.
 
 Money rules (docs/payments.md, "The money rules"):
 
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from ..effects import audited, order_changed, transitioned
 from ..errors import IllegalTransition
 from ..extensions import db
 from ..logs import log_event
@@ -40,6 +39,7 @@ from ..models import (
     PaymentStatus,
     utcnow,
 )
+from ..outbox import audited, order_changed, transitioned
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The one place that emits. State changes never call it directly: `effects.py` prepares
+"""The one place that emits. State changes never call it directly: `outbox/hook.py` prepares
 the payloads before a commit and calls `send` after it.
 
 Which emitter is used:
@@ -94,7 +94,7 @@ def order_created_payload(order) -> dict:
 
 def send(event: str, payload: dict) -> None:
     """Deliver a prepared payload: `payment_update` to its order's room and to admins,
-    `order_created` to admins. Called by `effects.py` after the commit.
+    `order_created` to admins. Called by `outbox/hook.py` after the commit.
 
     Through Redis, both go out as one published message (`emit_many`)."""
     targets = [("/", order_room(payload["order_id"]))] if event == "payment_update" else []

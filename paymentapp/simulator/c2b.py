@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, socketio
 from ..models import utcnow
-from ..mpesa.client import EAT
+from ..mpesa.formats import eat_timestamp
 from .models import new_receipt, sim_c2b_payments, sim_c2b_urls, sim_settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ RESPONSE_TYPES = ("Completed", "Cancelled")
 TWIN_ORDERS = ("off", "before", "after")
 SETTINGS = {"stk_twins": ("after", TWIN_ORDERS)}  # name: (default, allowed values)
 VALIDATION_TIMEOUT_S = 8  # M-Pesa waits about this long for the validation answer
-MAX_AMOUNT = 250_000
 MAX_COPIES = 10
 # Daraja's validation result codes (docs/daraja.md, "C2B")
 RESULT_CODES = {
@@ -183,7 +182,7 @@ def new_payment(
             account=account,
             amount=amount,
             msisdn=msisdn,
-            trans_time=(paid_at or utcnow()).astimezone(EAT).strftime("%Y%m%d%H%M%S"),
+            trans_time=eat_timestamp(paid_at or utcnow()),
             balance=_balance(shortcode, amount),
             overrides=json.dumps(overrides) if overrides else None,
             copies=copies,

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db, socketio
 from ..models import utcnow
-from ..mpesa.client import EAT
+from ..mpesa.formats import eat_timestamp
 from . import c2b
 from .models import get_prompt, new_receipt, sim_prompts
 
@@ -99,14 +99,16 @@ def callback_body(prompt) -> dict:
         "ResultDesc": prompt.result_desc,
     }
     if prompt.result_code == 0:
-        paid_at = (prompt.answered_at or utcnow()).astimezone(EAT)
         callback["CallbackMetadata"] = {
             "Item": [
                 # Daraja's wire format: the amount as a JSON number with decimals (1.0)
                 {"Name": "Amount", "Value": prompt.amount * 1.0},
                 {"Name": "MpesaReceiptNumber", "Value": prompt.receipt},
                 {"Name": "Balance"},
-                {"Name": "TransactionDate", "Value": int(paid_at.strftime("%Y%m%d%H%M%S"))},
+                {
+                    "Name": "TransactionDate",
+                    "Value": int(eat_timestamp(prompt.answered_at or utcnow())),  # a number
+                },
                 {"Name": "PhoneNumber", "Value": int(prompt.phone)},
             ]
         }

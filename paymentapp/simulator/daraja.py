@@ -21,7 +21,13 @@ from sqlalchemy import delete, insert, select, update
 from ..config import FORBIDDEN_CALLBACK_WORDS
 from ..extensions import db, socketio
 from ..models import utcnow
-from ..mpesa.client import EAT, stk_password
+from ..mpesa.formats import (
+    ACCOUNT_REFERENCE_MAX,
+    EAT,
+    MAX_AMOUNT,
+    TRANSACTION_DESC_MAX,
+    stk_password,
+)
 from ..phones import mask_phone
 from . import bp, c2b
 from .callbacks import ACTIONS, answer_later, expire_due_prompts
@@ -133,12 +139,12 @@ def _check_password(body: dict) -> bool:
 
 
 def _whole_shillings(value) -> int | None:
-    """Daraja takes the amount as a whole number (or digits in a string), 1 to 250,000."""
+    """Daraja takes the amount as a whole number (or digits in a string), 1 to MAX_AMOUNT."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    if isinstance(value, int) and 1 <= value <= 250_000:
+    if isinstance(value, int) and 1 <= value <= MAX_AMOUNT:
         return value
     return None
 
@@ -177,10 +183,10 @@ def _validate_push(body: dict) -> tuple[str, str] | None:
     if not _callback_url_ok(str(body.get("CallBackURL", ""))):
         return invalid, "Bad Request - Invalid CallBackURL"
     reference = body.get("AccountReference")
-    if not isinstance(reference, str) or not 1 <= len(reference) <= 12:
+    if not isinstance(reference, str) or not 1 <= len(reference) <= ACCOUNT_REFERENCE_MAX:
         return invalid, "Bad Request - Invalid AccountReference"
     desc = body.get("TransactionDesc")
-    if not isinstance(desc, str) or not 1 <= len(desc) <= 13:
+    if not isinstance(desc, str) or not 1 <= len(desc) <= TRANSACTION_DESC_MAX:
         return invalid, "Bad Request - Invalid TransactionDesc"
     return None
 

@@ -12,6 +12,7 @@ from flask import current_app, jsonify, render_template, request
 from sqlalchemy import insert, select, update
 
 from ..extensions import db
+from ..mpesa.formats import MAX_AMOUNT
 from ..phones import mask_phone
 from . import bp, c2b
 from .callbacks import ACTIONS, answer_prompt, expire_due_prompts, post_callback
@@ -191,11 +192,9 @@ def c2b_pay():
         "account": (not isinstance(account, str) or len(account) > 64)
         and "The account number is text of at most 64 characters.",
         "amount": (
-            isinstance(amount, bool)
-            or not isinstance(amount, int)
-            or not 1 <= amount <= c2b.MAX_AMOUNT
+            isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT
         )
-        and f"Enter a whole amount from 1 to {c2b.MAX_AMOUNT:,}.",
+        and f"Enter a whole amount from 1 to {MAX_AMOUNT:,}.",
         "msisdn": not MSISDN_RE.match(msisdn) and "msisdn looks like 2547XXXXXXXX.",
         "trans_id": trans_id is not None
         and (not isinstance(trans_id, str) or not 1 <= len(trans_id) <= 32)

@@ -1,4 +1,4 @@
-"""After commit, effects from one place.
+"""The commit hook: what a transaction changed, written and announced once it commits.
 
 A transition says which order changed (`order_changed`), inside its transaction. Just
 before that transaction commits, the effects are prepared from the objects in memory;
@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ..faults import fault_point
+from ..realtime.emit import order_created_payload, order_update_payload, send
+from .events import outbox_rows, webhook_events
+from .writer import write_appended
+
 CHANGED = "paymentapp.effects.changed"
 READY = "paymentapp.effects.ready"
 FAULT = "paymentapp.effects.fault"
@@ -31,8 +36,8 @@ class Pending:
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
     transitions: list = field(default_factory=list)  # (order, webhook event or None, payment)
-    audit: list = field(default_factory=list)  # OrderEvent rows (appends.py)
-    record: dict | None = None  # a stored callback's outcome (appends.py)
+    audit: list = field(default_factory=list)  # OrderEvent rows (writer.py)
+    record: dict | None = None  # a stored callback's outcome (writer.py)
 
 
 def _pending(session: Session) -> Pending:
@@ -58,12 +63,12 @@ def transitioned(session: Session, order, webhook: str | None, payment=None) -> 
 
 def audited(session: Session, row: dict) -> None:
     """Write this `OrderEvent` row just before the commit, in one statement with the
-    transaction's other appended rows (`appends.py`)."""
+    transaction's other appended rows (`writer.py`)."""
     _pending(session).audit.append(row)
 
 
 def callback_outcome(session: Session, values: dict) -> None:
-    """Write a stored callback record's outcome (`appends.RECORD_COLUMNS` and its id) just
+    """Write a stored callback record's outcome (`writer.RECORD_COLUMNS` and its id) just
     before the commit, with the transaction's other appended rows."""
     _pending(session).record = values
 
@@ -87,10 +92,6 @@ def _prepare(session: Session) -> None:
     if not pending:
         return
     session.flush()  # defaults such as created_at are filled in by the flush
-    from .appends import write_appended
-    from .realtime.emit import order_created_payload, order_update_payload
-    from .webhooks.events import outbox_rows, webhook_events
-
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
     write_appended(session, events, pending.audit, pending.record)
     session.info[READY] = [
@@ -111,11 +112,7 @@ def _dispatch(session: Session) -> None:
     if not ready:
         return
     if point:
-        from .faults import fault_point
-
         fault_point(point)
-    from .realtime.emit import send
-
     for name, payload in ready:
         send(name, payload)
 

@@ -6,7 +6,7 @@ PostgreSQL all of them go in ONE statement (data-modifying CTEs over `unnest` ar
 it compiles once whatever the number of rows): one round trip in the commit of every
 payment change. Elsewhere (SQLite) one statement per table.
 
-`effects.py` calls `write_appended` from `before_commit`, after the ORM's own flush.
+`hook.py` calls `write_appended` from `before_commit`, after the ORM's own flush.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from .models import CallbackRecord, OrderEvent, WebhookEvent, utcnow
-from .webhooks.events import deliveries_for
+from ..models import CallbackRecord, OrderEvent, WebhookEvent, utcnow
+from .events import deliveries_for
 
 EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
 AUDIT_COLUMNS = ("order_id", "payment_id", "kind", "detail", "actor", "created_at")
