@@ -211,9 +211,10 @@ def apply_stored(
     """Apply a parsed callback under its order's lock, record what it did, commit; a
     deadlock or serialization failure is retried in place (`locking.retry_conflicts`).
 
-    `record` is the one `store` returned (kept out of the session: its outcome is
-    written with the commit's appended rows), or a stored record's id. Returns the outcome,
-    the record's detail, and whether an order's update was emitted after the commit. A
+    `record` is the one `store` returned, or a stored record's id; either way it is kept
+    out of the session and its outcome is written with the commit's appended rows.
+    Returns the outcome, the record's detail, and whether an order's update was emitted
+    after the commit. A
     duplicate re-sends the order's current snapshot too: the worker that applied the
     first copy may have died between its commit and its emit.
     """
@@ -227,19 +228,19 @@ def apply_stored(
 def _apply_once(
     kind: CallbackKind, record: CallbackRecord | int, parsed
 ) -> tuple[CallbackOutcome, str | None, bool]:
-    fresh = not isinstance(record, int)  # just stored: detached, every column known
-    if not fresh:
+    if isinstance(record, int):  # a stored record retried: read it, then out of the session
         record = db.session.get(CallbackRecord, record)
+        db.session.expunge(record)
     key = kind.match_key(parsed)
     fault_point("callback.apply", key=key)
     outcome, order = kind.apply(record, parsed)
     record.checkout_request_id = key
     record.outcome = outcome
-    if fresh:
-        # written by the commit's one appended statement (outbox/writer.py), not a flush
-        callback_outcome(
-            db.session, {"id": record.id, **{n: getattr(record, n) for n in RECORD_COLUMNS}}
-        )
+    # written by the commit's appended rows (outbox/writer.py), never by a flush, whether
+    # the record was just stored or is retried
+    callback_outcome(
+        db.session, {"id": record.id, **{n: getattr(record, n) for n in RECORD_COLUMNS}}
+    )
     if order is not None:
         announce(db.session, order)
     detail = record.detail

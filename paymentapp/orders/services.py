@@ -19,7 +19,6 @@ from ..logs import log_event
 from ..models import (
     ApiKey,
     Order,
-    OrderEvent,
     OrderNumberCounter,
     OrderStatus,
     PaymentStatus,
@@ -32,7 +31,7 @@ from ..mpesa.formats import (  # luhn_digit: bench/load/seed_paymentapp.py impor
     luhn_digit,  # noqa: F401
     order_number,
 )
-from ..outbox import order_created
+from ..outbox import audited, order_created
 from ..payments.states import Kind, transition
 
 log = logging.getLogger(__name__)
@@ -119,13 +118,16 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
     )
     db.session.add(order)
     db.session.flush()
-    db.session.add(
-        OrderEvent(
-            order_id=order.id,
-            kind="order_created",
-            actor=api_key.name,
-            detail=f"amount {order.amount} KES",
-        )
+    audited(
+        db.session,
+        {
+            "order_id": order.id,
+            "payment_id": None,
+            "kind": "order_created",
+            "detail": f"amount {order.amount} KES",
+            "actor": api_key.name,
+            "created_at": order.created_at,
+        },
     )
     order_created(db.session, order)
     try:

@@ -1,7 +1,8 @@
 """The commit hook, in one place: what a transaction appends and what follows its commit.
 
   hook.py     collects what a transaction changed (`order_changed`, `transitioned`,
-              `audited`, `callback_outcome`, `announce`, `order_created`); just before
+              `audited`, `callback_outcome`, `announce`, `order_created`, and the
+              events of no payment change: `event_for`, `redeliver`); just before
               the commit it writes the appended rows and builds the emit payloads, after
               the commit it dispatches them (socket emits); a rollback drops everything
   events.py   the webhook events of a transaction: rows with their exact bodies, and
@@ -18,9 +19,11 @@ from .hook import (
     announce,
     audited,
     callback_outcome,
+    event_for,
     fault_before_effects,
     order_changed,
     order_created,
+    redeliver,
     transitioned,
 )
 from .writer import RECORD_COLUMNS, write_appended
@@ -30,9 +33,11 @@ __all__ = [
     "announce",
     "audited",
     "callback_outcome",
+    "event_for",
     "fault_before_effects",
     "order_changed",
     "order_created",
+    "redeliver",
     "transitioned",
     "write_appended",
 ]

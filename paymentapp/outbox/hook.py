@@ -38,6 +38,8 @@ class Pending:
     transitions: list = field(default_factory=list)  # (order, webhook event or None, payment)
     audit: list = field(default_factory=list)  # OrderEvent rows (writer.py)
     record: dict | None = None  # a stored callback's outcome (writer.py)
+    targeted: list = field(default_factory=list)  # events for named endpoints only
+    deliveries: list = field(default_factory=list)  # (event id, endpoint id), explicit
 
 
 def _pending(session: Session) -> Pending:
@@ -73,6 +75,19 @@ def callback_outcome(session: Session, values: dict) -> None:
     _pending(session).record = values
 
 
+def event_for(session: Session, row: dict, endpoint_ids) -> None:
+    """Append a webhook event row (`events.event_body`) delivered to these endpoints
+    only, not to every endpoint that wants its type (the dashboard's "send test")."""
+    pending = _pending(session)
+    pending.targeted.append(row)
+    pending.deliveries.extend((row["id"], endpoint_id) for endpoint_id in endpoint_ids)
+
+
+def redeliver(session: Session, event_id: str, endpoint_ids) -> None:
+    """Append a new delivery of an existing event to each of these endpoints (a resend)."""
+    _pending(session).deliveries.extend((event_id, endpoint_id) for endpoint_id in endpoint_ids)
+
+
 def announce(session: Session, order) -> None:
     """Re-send `order`'s snapshot after the commit, unchanged (a duplicate callback: the
     process that applied the first copy may have died before its emit)."""
@@ -93,7 +108,14 @@ def _prepare(session: Session) -> None:
         return
     session.flush()  # defaults such as created_at are filled in by the flush
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
-    write_appended(session, events, pending.audit, pending.record)
+    write_appended(
+        session,
+        events,
+        pending.audit,
+        pending.record,
+        targeted=pending.targeted,
+        deliveries=pending.deliveries,
+    )
     session.info[READY] = [
         ("order_created", order_created_payload(order)) for order in pending.created.values()
     ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]

@@ -17,7 +17,14 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from ..models import CallbackRecord, OrderEvent, WebhookEvent, utcnow
+from ..models import (
+    CallbackRecord,
+    DeliveryStatus,
+    OrderEvent,
+    WebhookDelivery,
+    WebhookEvent,
+    utcnow,
+)
 from .events import deliveries_for
 
 EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
@@ -77,25 +84,57 @@ def write_appended(
     events: list[dict] = (),
     audit: list[dict] = (),
     record: dict | None = None,
+    *,
+    targeted: list[dict] = (),
+    deliveries: list[tuple[str, str]] = (),
 ) -> None:
     """Write `events` (webhook_events rows) and their due deliveries, `audit`
-    (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS)."""
+    (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS); then
+    `targeted` events (rows with no delivery of their own) and `deliveries` (event id,
+    endpoint id) of named endpoints, the same way on every database (they are never on
+    the hot path)."""
     events, audit = list(events), list(audit)
-    if not (events or audit or record):
-        return
     now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        params = {"now": now}
-        for rows, columns, prefix in (
-            (events, EVENT_COLUMNS, "event"),
-            (audit, AUDIT_COLUMNS, "audit"),
-        ):
-            params.update({f"{prefix}_{name}": [row[name] for row in rows] for name in columns})
-        if record:
-            params["record_id"] = record["id"]
-            params.update({f"record_{name}": record[name] for name in RECORD_COLUMNS})
-        session.execute(_statement(bool(events), bool(audit), bool(record)), params)
-        return
+    if events or audit or record:
+        if session.get_bind().dialect.name == "postgresql":
+            _write_in_one_statement(session, events, audit, record, now)
+        else:
+            _write_per_table(session, events, audit, record, now)
+    if targeted:
+        session.execute(insert(WebhookEvent.__table__), list(targeted))
+    if deliveries:
+        session.execute(
+            insert(WebhookDelivery.__table__),
+            [
+                {
+                    "event_id": event_id,
+                    "endpoint_id": endpoint_id,
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event_id, endpoint_id in deliveries
+            ],
+        )
+
+
+def _write_in_one_statement(session, events, audit, record, now) -> None:
+    """PostgreSQL: one round trip, whatever the number of rows (`_statement`)."""
+    params = {"now": now}
+    for rows, columns, prefix in (
+        (events, EVENT_COLUMNS, "event"),
+        (audit, AUDIT_COLUMNS, "audit"),
+    ):
+        params.update({f"{prefix}_{name}": [row[name] for row in rows] for name in columns})
+    if record:
+        params["record_id"] = record["id"]
+        params.update({f"record_{name}": record[name] for name in RECORD_COLUMNS})
+    session.execute(_statement(bool(events), bool(audit), bool(record)), params)
+
+
+def _write_per_table(session, events, audit, record, now) -> None:
+    """SQLite (no arrays to unnest): the same rows, one statement per table."""
     if audit:
         session.execute(insert(OrderEvent.__table__), audit)
     if record:

@@ -41,6 +41,7 @@ from ..models import (
     WebhookEvent,
     utcnow,
 )
+from ..outbox import redeliver
 from .endpoints import resolve
 from .http import (
     KEEP_BODY,  # noqa: F401  (admin/presenters.py still reads it here)
@@ -366,16 +367,7 @@ def resend(event_id: str) -> int:
             )
         )
     )
-    now = utcnow()
-    for endpoint_id in endpoint_ids:
-        db.session.add(
-            WebhookDelivery(
-                event_id=event.id,
-                endpoint_id=endpoint_id,
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-            )
-        )
+    redeliver(db.session, event.id, sorted(endpoint_ids))
     db.session.commit()
     return len(endpoint_ids)
 

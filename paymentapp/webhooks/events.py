@@ -13,13 +13,12 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from ..models import (
-    DeliveryStatus,
     Order,
-    WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
     utcnow,
 )
+from ..outbox import event_for
 from ..outbox.events import event_body
 
 # event type → what it means (docs/webhooks.md has examples)
@@ -43,17 +42,9 @@ TEST_EVENT = "endpoint.test"
 
 
 def send_test_event(endpoint: WebhookEndpoint, session: Session) -> WebhookEvent:
-    """An `endpoint.test` event for this endpoint alone (the dashboard's "send test")."""
-    now = utcnow()
-    event = new_event(TEST_EVENT, {"endpoint_id": endpoint.id}, now)
-    session.add(event)
-    session.add(
-        WebhookDelivery(
-            event=event,
-            endpoint_id=endpoint.id,
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-        )
-    )
+    """An `endpoint.test` event for this endpoint alone (the dashboard's "send test"),
+    appended through the commit hook like every other event."""
+    row = event_body(TEST_EVENT, {"endpoint_id": endpoint.id}, utcnow())
+    event_for(session, row, [endpoint.id])
     session.commit()
-    return event
+    return session.get(WebhookEvent, row["id"])
