@@ -313,6 +313,7 @@ def load_config(env=None) -> dict:
         "FAULT_DIR": env.get("PAYMENTAPP_FAULT_DIR") or None,
         "CORS_ALLOWED_ORIGINS": cors,
         "PAYMENT_QUERY_AFTER_S": query_after,
+        "CALLBACK_RETRY_AFTER_S": _int(env, "CALLBACK_RETRY_AFTER_S", 30, minimum=1),
         "PAYMENT_EXPIRE_AFTER_S": expire_after,
         "CLIENT_TOKEN_MAX_AGE_S": _int(env, "CLIENT_TOKEN_MAX_AGE_S", 24 * 3600, minimum=60),
         "RECONCILER_IN_PROCESS": env.get("RECONCILER_IN_PROCESS", "") in ("1", "true", "yes"),

@@ -207,7 +207,7 @@ def test_payments_orders_and_backlogs_come_from_the_database(client, db, make_or
     assert value(scraped, "paymentapp_backlog", queue="webhook_delivery") == 1
     assert value(scraped, "paymentapp_webhook_deliveries_pending") == 2
     assert 39 <= value(scraped, "paymentapp_backlog_oldest_seconds", queue="stk_query") < 60
-    # due since it turned RETRY_AFTER_S (30 s) old: 70 s ago
+    # due since it turned CALLBACK_RETRY_AFTER_S (30 s) old: 70 s ago
     assert 69 <= value(scraped, "paymentapp_backlog_oldest_seconds", queue="callback_retry") < 90
     assert value(scraped, "paymentapp_metrics_database_up") == 1
     assert db.session.get(Payment, due.id).status == "pending"

@@ -21,6 +21,7 @@ import logging
 import time
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import insert, select
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 MAX_APPLY_ATTEMPTS = 5
 MAX_JSON_DEPTH = 32
-RETRY_AFTER_S = 30  # a stored callback this old and still `received` is retried
 RETRY_BATCH = 50  # stored callbacks retried per reconcile pass
 
 
@@ -292,7 +292,7 @@ def retry_stored(limit: int) -> tuple[int, int]:
     """Callbacks stored but never applied (a crash between store and apply), each on its
     own: one that keeps failing is counted, marked `failed` after a few attempts, and
     never stops the others. Returns `(retried, failed)`."""
-    stale = utcnow() - timedelta(seconds=RETRY_AFTER_S)
+    stale = utcnow() - timedelta(seconds=current_app.config["CALLBACK_RETRY_AFTER_S"])
     records = list(
         db.session.execute(
             select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from flask import current_app
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from ..callbacks.pipeline import RETRY_AFTER_S
 from ..extensions import db
 from ..models import (
     CallbackOutcome,
@@ -76,7 +76,7 @@ class DatabaseCollector:
 
         # Work a background process should have done by now: how much, and how late.
         now = utcnow()
-        retry_after = timedelta(seconds=RETRY_AFTER_S)
+        retry_after = timedelta(seconds=current_app.config["CALLBACK_RETRY_AFTER_S"])
         queues = {
             # pending payments whose STK Query is due (the reconciler)
             "stk_query": select(func.count(), func.min(Payment.next_query_at)).where(
@@ -109,7 +109,7 @@ class DatabaseCollector:
         for queue, query in queues.items():
             count, oldest = session.execute(query).one()
             if oldest is not None and queue == "callback_retry":
-                oldest += retry_after  # due once it is RETRY_AFTER_S old
+                oldest += retry_after  # due once it is CALLBACK_RETRY_AFTER_S old
             backlog.add_metric([queue], count)
             late.add_metric([queue], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
 
