@@ -48,15 +48,8 @@ from ..mpesa.formats import (
     parse_eat_timestamp,
     parse_receipt,
 )
-from ..payments.states import (
-    AMOUNT_FROM_CALLBACK,
-    PARTIAL,
-    attach_to_prompt,
-    complete_payment,
-    flag,
-    hold,
-    prompt_for,
-)
+from ..payments.money import attach_to_prompt, complete_payment, prompt_for
+from ..payments.states import AMOUNT_FROM_CALLBACK, PARTIAL, flag, hold
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from ..locking import lock_order_of_checkout, lock_order_with_receipt
 from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.formats import MAX_DB_INT, parse_amount, parse_eat_timestamp
-from ..payments.states import AMOUNT_FROM_CALLBACK, apply_result
+from ..payments.money import apply_result
+from ..payments.states import AMOUNT_FROM_CALLBACK
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
 log = logging.getLogger(__name__)

@@ -37,19 +37,15 @@ from ..mpesa.client import (
 from ..mpesa.formats import RECEIPT
 from ..orders.schemas import payment_json
 from ..phones import mask_phone
-from .states import (
-    AMOUNT_FROM_HAND,
-    AMOUNT_FROM_QUERY,
-    Kind,
+from .money import (
     apply_result,
     attach_to_prompt,
     complete_payment,
-    flag,
     pay_if_covered,
     prompt_for,
     refundable,
-    transition,
 )
+from .states import AMOUNT_FROM_HAND, AMOUNT_FROM_QUERY, Kind, flag, transition
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +473,7 @@ def record_refund(
 ) -> Refund:
     """Record money given back from a payment outside the app (`method = manual`).
 
-    `amount` None is the default: what may be refunded (`states.refundable`: the overpaid
+    `amount` None is the default: what may be refunded (`money.refundable`: the overpaid
     part of an overpayment, else what is left of the payment). More than that, or a
     payment that brought nothing, is refused (409 `not_refundable`, nothing changes). The
     refund is taken off what the payment counts; the order's status never changes (paid
