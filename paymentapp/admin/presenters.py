@@ -1,7 +1,7 @@
-"""How the dashboard shows things: local times, durations, phones (masked), raw callback
-bodies, an order's timeline, how each payment came (STK Push, Paybill, by hand), refunds
-(what may be refunded, the reason proposed), unmatched Paybill payments, webhook endpoints
-and deliveries, and the CSV export's cells.
+"""How the dashboard shows orders and payments, and the display rules every page shares:
+local times, durations, phones (masked), raw callback bodies, an order's timeline, how
+each payment came (STK Push, Paybill, by hand), refunds (what may be refunded, the reason
+proposed), amounts an admin types, and the CSV export's cells.
 Plain functions of what `queries.py` read; nothing here touches the database."""
 
 from __future__ import annotations
@@ -11,24 +11,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..callbacks.c2b import parse_c2b
-from ..callbacks.pipeline import MalformedCallback
-from ..models import (
-    CallbackRecord,
-    Order,
-    OrderEvent,
-    Payment,
-    Refund,
-    RefundReason,
-    WebhookAttempt,
-    WebhookEndpoint,
-    utcnow,
-)
-from ..payments import states
+from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
+from ..payments import money
 from ..phones import mask_phone
-from ..webhooks.delivery import AUTO_DISABLED, GIVE_UP_AFTER, KEEP_BODY
-from ..webhooks.events import CATALOGUE
-from .queries import WebhookHistory, admin_tz
+from .queries import admin_tz
 
 PHONE_IN_TEXT = re.compile(r"(?<!\d)254(?:7\d{8}|1[01]\d{7})(?!\d)")
 
@@ -169,7 +155,7 @@ def csv_row(order: Order) -> list[str]:
     return [csv_cell(value) for value in values]
 
 
-# -- payment methods, refunds and unmatched Paybill payments ---------------------------------
+# -- payment methods, refunds and payments entered by hand ---------------------------------
 
 METHOD_LABELS = {"stk": "STK Push", "paybill": "Paybill"}
 
@@ -204,9 +190,9 @@ def described_payments(order: Order) -> list[Payment]:
 
 def refundable(payment: Payment) -> int:
     """How much of a payment an admin may still record as refunded (0: no Record refund
-    form): the payments' own rule, `payments.states.refundable` (from a paid order only
+    form): the payments' own rule, `payments.money.refundable` (from a paid order only
     the overpaid part)."""
-    return states.refundable(payment)
+    return money.refundable(payment)
 
 
 def default_refund_reason(payment: Payment) -> str:
@@ -243,81 +229,8 @@ def parse_shillings(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-UNMATCHED_PREFIX = "unmatched Paybill payment: "
-
-
-@dataclass
-class UnmatchedView:
-    """A Paybill payment that matched no order (a `c2b` callback, outcome `unknown`)."""
-
-    id: int
-    received_at: datetime
-    trans_id: str
-    amount: int | None
-    amount_problem: str
-    account: str  # exactly as the customer typed it
-    phone: str  # Daraja's masked MSISDN
-    paid_at: datetime | None
-    shortcode: str
-    why: str
-    body: str
-    readable: bool
-
-
-def unmatched_view(record: CallbackRecord) -> UnmatchedView:
-    detail = record.detail or ""
-    why = detail.removeprefix(UNMATCHED_PREFIX) if detail.startswith(UNMATCHED_PREFIX) else detail
-    try:
-        parsed = parse_c2b(record.body.encode())
-    except MalformedCallback as exc:
-        return UnmatchedView(
-            id=record.id,
-            received_at=record.received_at,
-            trans_id=record.checkout_request_id or "",
-            amount=None,
-            amount_problem=str(exc),
-            account="",
-            phone="",
-            paid_at=None,
-            shortcode="",
-            why=why or "unreadable",
-            body=pretty_body(record.body),
-            readable=False,
-        )
-    return UnmatchedView(
-        id=record.id,
-        received_at=record.received_at,
-        trans_id=parsed.trans_id,
-        amount=parsed.amount,
-        amount_problem=parsed.amount_problem or "",
-        account=parsed.account,
-        phone=mask_phone(parsed.msisdn.replace("*", "•")) or "",
-        paid_at=parsed.trans_time,
-        shortcode=parsed.shortcode or "",
-        why=why or "no order matched",
-        body=pretty_body(record.body),
-        readable=True,
-    )
-
-
-def assignment_message(order: Order, trans_id: str) -> str:
-    """What assigning a Paybill payment to an order did, in one sentence."""
-    payment = next((p for p in order.payments if p.receipt == trans_id), None)
-    head = f"Paybill payment {trans_id}"
-    if payment is None:  # its receipt was already on a payment: nothing was added
-        return f"{head} was already recorded; nothing was added to {order.number}."
-    head += f" (KES {payment.paid_amount or payment.amount:,})"
-    if payment.needs_review:
-        return f"{head} recorded on {order.number} and flagged for review: {payment.review_reason}."
-    if order.status == "paid":
-        return f"{head} assigned to {order.number}: the order is paid."
-    return (
-        f"{head} assigned to {order.number}: KES {order.amount_paid:,} received, "
-        f"KES {order.amount_due:,} still due."
-    )
-
-
 def hand_entry_message(payment: Payment) -> str:
+    """What recording a payment by hand did, in one sentence."""
     order = payment.order
     text = f"Payment {payment.receipt} of KES {payment.paid_amount:,} recorded on {order.number}"
     if order.status == "paid":
@@ -325,166 +238,3 @@ def hand_entry_message(payment: Payment) -> str:
     elif order.amount_due:
         text += f"; KES {order.amount_due:,} still due"
     return text + ". It stays marked as entered by hand."
-
-
-# -- webhooks --------------------------------------------------------------------------------
-
-
-def span_text(seconds: float) -> str:
-    """`under 1 min`, `40 min`, `5 h 10 min`, `2 d 3 h`: how long something has lasted."""
-    minutes = max(0, int(seconds // 60))
-    if minutes < 1:
-        return "under 1 min"
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-@dataclass
-class EndpointView:
-    """One row of the webhooks page."""
-
-    id: str
-    url: str
-    description: str
-    events: list[str]  # the types it receives; empty for all of them
-    enabled: bool
-    auto_disabled: bool
-    reason: str
-    failing_since: datetime | None
-    failing_for: str  # "5 h 10 min", while it is enabled and failing
-    created_at: datetime
-    old_secret_until: datetime | None  # during a rotation: the old secret still works
-
-    @property
-    def state(self) -> str:
-        if self.enabled:
-            return "enabled"
-        return "auto-disabled" if self.auto_disabled else "disabled"
-
-
-def endpoint_view(endpoint: WebhookEndpoint, now: datetime | None = None) -> EndpointView:
-    now = now or utcnow()
-    reason = endpoint.disabled_reason or ""
-    until = endpoint.previous_secret_until
-    failing_for = ""
-    if endpoint.enabled and endpoint.failing_since is not None:
-        failing_for = span_text((now - endpoint.failing_since).total_seconds())
-    return EndpointView(
-        id=endpoint.id,
-        url=endpoint.url,
-        description=endpoint.description or "",
-        events=[] if endpoint.events == "*" else endpoint.events.split(","),
-        enabled=endpoint.enabled,
-        # `webhooks/delivery.py` gives this reason to an endpoint failing for 3 days
-        auto_disabled=not endpoint.enabled and reason == AUTO_DISABLED,
-        reason=reason,
-        failing_since=endpoint.failing_since,
-        failing_for=failing_for,
-        created_at=endpoint.created_at,
-        old_secret_until=until if endpoint.previous_secret and until and until > now else None,
-    )
-
-
-def event_choices() -> list[tuple[str, str]]:
-    """(type, what it means) for the add form's checkboxes, in the catalogue's order."""
-    return list(CATALOGUE.items())
-
-
-@dataclass
-class AttemptView:
-    """One HTTP attempt: what the merchant's server answered (or why there was no answer)."""
-
-    id: int
-    at: datetime
-    status_code: int | None
-    error: str
-    latency: str
-    body: str | None
-    truncated: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def attempt_view(attempt: WebhookAttempt) -> AttemptView:
-    body = attempt.response_body
-    return AttemptView(
-        id=attempt.id,
-        at=attempt.at,
-        status_code=attempt.status_code,
-        error=attempt.error or "",
-        latency="—" if attempt.latency_ms is None else f"{attempt.latency_ms:,} ms",
-        body=body,
-        truncated=body is not None and len(body) >= KEEP_BODY,
-    )
-
-
-@dataclass
-class DeliveryView:
-    """One event sent to one endpoint, with every attempt."""
-
-    id: int
-    url: str
-    endpoint_note: str  # "deleted" / "disabled" when the endpoint no longer receives events
-    status: str
-    attempt_count: int
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    last_error: str
-    attempts: list[AttemptView]
-
-
-@dataclass
-class EventView:
-    id: str
-    type: str
-    version: int | None
-    created_at: datetime
-    deliveries: list[DeliveryView]
-    gives_up_at: datetime  # retries stop 3 days after the event
-
-
-def webhook_events(history: WebhookHistory) -> list[EventView]:
-    """Events, each with its deliveries and their attempts (`queries.order_webhooks`)."""
-    views = []
-    for event in history.events:
-        deliveries = []
-        for delivery in history.deliveries.get(event.id, []):
-            endpoint = history.endpoints.get(delivery.endpoint_id)
-            note = ""
-            if endpoint is None or endpoint.deleted_at is not None:
-                note = "deleted"
-            elif not endpoint.enabled:
-                note = "disabled"
-            deliveries.append(
-                DeliveryView(
-                    id=delivery.id,
-                    url=endpoint.url if endpoint else delivery.endpoint_id,
-                    endpoint_note=note,
-                    status=str(delivery.status),
-                    attempt_count=delivery.attempts,
-                    next_attempt_at=delivery.next_attempt_at
-                    if delivery.status == "pending"
-                    else None,
-                    delivered_at=delivery.delivered_at,
-                    last_error=delivery.last_error or "",
-                    attempts=[attempt_view(a) for a in history.attempts.get(delivery.id, [])],
-                )
-            )
-        views.append(
-            EventView(
-                id=event.id,
-                type=event.type,
-                version=event.version,
-                created_at=event.created_at,
-                deliveries=deliveries,
-                gives_up_at=event.created_at + GIVE_UP_AFTER,
-            )
-        )
-    return views

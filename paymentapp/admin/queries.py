@@ -1,7 +1,6 @@
-"""What the dashboard reads from the database: the orders page and its filters, totals,
-an order's history, the review queue, API keys, webhook events and their deliveries.
-Nothing here writes; `presenters.py`
-turns what these return into what people see."""
+"""What the orders pages read: the list's filters, search, totals, paid breakdown, pages
+and CSV rows, and one order's history (status changes and callbacks). Nothing here
+writes; `presenters.py` turns what these return into what people see."""
 
 from __future__ import annotations
 
@@ -11,16 +10,12 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from ..errors import NotFound
 from ..extensions import db
 from ..models import (
-    ApiKey,
-    CallbackOutcome,
     CallbackRecord,
-    DeliveryStatus,
     Order,
     OrderEvent,
     OrderStatus,
@@ -28,10 +23,6 @@ from ..models import (
     PaymentMethod,
     PaymentStatus,
     Refund,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookEndpoint,
-    WebhookEvent,
 )
 from ..phones import InvalidPhone, normalize_phone
 
@@ -275,22 +266,6 @@ def paid_breakdown(filters: OrderFilters) -> dict:
     return breakdown
 
 
-def get_api_key(key_id: int) -> ApiKey:
-    """The API key with this id or a 404."""
-    key = db.session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound("No API key with this id.", code="api_key_not_found")
-    return key
-
-
-def get_payment(payment_id: str) -> Payment:
-    """The payment with this id or a 404 (ids are short; a longer one is not looked up)."""
-    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
-    if payment is None:
-        raise NotFound("No payment with this id.", code="payment_not_found")
-    return payment
-
-
 def order_history(order: Order) -> tuple[list[OrderEvent], list[CallbackRecord]]:
     """The order's status changes and the callbacks for its payments, each oldest first."""
     events = list(
@@ -318,184 +293,3 @@ def order_history(order: Order) -> tuple[list[OrderEvent], list[CallbackRecord]]
         .order_by(CallbackRecord.received_at, CallbackRecord.id)
     )
     return events, list(callbacks)
-
-
-PAYBILL_KIND = "c2b"  # a Paybill (C2B) confirmation's callback kind
-
-
-def open_reviews() -> tuple[list[Payment], list[CallbackRecord], list[CallbackRecord]]:
-    """Payments flagged for review, callbacks for unknown STK checkout ids, and Paybill
-    payments that matched no order (each oldest first)."""
-    payments = list(
-        db.session.scalars(
-            select(Payment).where(Payment.needs_review.is_(True)).order_by(Payment.created_at)
-        )
-    )
-
-    def unknown(*where):
-        return list(
-            db.session.scalars(
-                select(CallbackRecord)
-                .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN, *where)
-                .order_by(CallbackRecord.received_at, CallbackRecord.id)
-                .limit(200)
-            )
-        )
-
-    return (
-        payments,
-        unknown(CallbackRecord.kind != PAYBILL_KIND),
-        unknown(CallbackRecord.kind == PAYBILL_KIND),
-    )
-
-
-def open_review_count() -> int:
-    """How many things wait in the review queue (the count in the navigation bar)."""
-    payments = db.session.scalar(
-        select(func.count()).select_from(Payment).where(Payment.needs_review.is_(True))
-    )
-    unknown = db.session.scalar(
-        select(func.count())
-        .select_from(CallbackRecord)
-        .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
-    )
-    return payments + unknown
-
-
-def get_callback(record_id: int) -> CallbackRecord:
-    """The stored callback with this id or a 404."""
-    record = db.session.get(CallbackRecord, record_id) if 0 < record_id < 2**31 else None
-    if record is None:
-        raise NotFound("No callback with this id.", code="review_not_found")
-    return record
-
-
-def payment_with_receipt(receipt: str) -> Payment | None:
-    """The payment that carries this M-Pesa receipt (receipts are unique), if any."""
-    receipt = (receipt or "").strip().upper()
-    if not receipt or len(receipt) > 32:
-        return None
-    return db.session.scalar(select(Payment).where(Payment.receipt == receipt))
-
-
-def recently_resolved(limit: int = 20) -> list[tuple[Payment, datetime]]:
-    """The last flagged payments someone closed, newest first, each with when: resolved
-    with a note (`reviewed_at`), or refunded until nothing more could go back (a refund
-    closes the review without accepting the money, so `reviewed_at` stays empty)."""
-    last_refund = (
-        select(func.max(Refund.created_at))
-        .where(Refund.payment_id == Payment.id)
-        .correlate(Payment)
-        .scalar_subquery()
-    )
-    closed_at = func.coalesce(Payment.reviewed_at, last_refund)
-    closed = or_(
-        Payment.reviewed_at.is_not(None),
-        and_(
-            Payment.needs_review.is_(False),
-            Payment.review_reason.is_not(None),
-            Payment.refunded_amount > 0,
-        ),
-    )
-    rows = db.session.execute(
-        select(Payment, closed_at.label("closed_at"))
-        .where(closed)
-        .order_by(closed_at.desc(), Payment.id)
-        .limit(limit)
-    )
-    return [(payment, at) for payment, at in rows]
-
-
-# -- webhooks --------------------------------------------------------------------------------
-
-RECENT_TEST_EVENTS = 10
-
-
-@dataclass
-class WebhookHistory:
-    """Events, their deliveries (each event's oldest first), the endpoints those went to
-    (deleted ones included) and every attempt of each delivery (oldest first)."""
-
-    events: list[WebhookEvent]
-    deliveries: dict[str, list[WebhookDelivery]]
-    endpoints: dict[str, WebhookEndpoint]
-    attempts: dict[int, list[WebhookAttempt]]
-
-
-def _webhook_history(events: list[WebhookEvent]) -> WebhookHistory:
-    event_ids = [event.id for event in events]
-    deliveries: dict[str, list[WebhookDelivery]] = {event_id: [] for event_id in event_ids}
-    attempts: dict[int, list[WebhookAttempt]] = {}
-    endpoints: dict[str, WebhookEndpoint] = {}
-    if not event_ids:
-        return WebhookHistory(events, deliveries, endpoints, attempts)
-    rows = list(
-        db.session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.event_id.in_(event_ids))
-            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
-        )
-    )
-    for delivery in rows:
-        deliveries[delivery.event_id].append(delivery)
-        attempts[delivery.id] = []
-    if rows:
-        endpoint_ids = {delivery.endpoint_id for delivery in rows}
-        endpoints = {
-            endpoint.id: endpoint
-            for endpoint in db.session.scalars(
-                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-            )
-        }
-        for attempt in db.session.scalars(
-            select(WebhookAttempt)
-            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
-            .order_by(WebhookAttempt.at, WebhookAttempt.id)
-        ):
-            attempts[attempt.delivery_id].append(attempt)
-    return WebhookHistory(events, deliveries, endpoints, attempts)
-
-
-def order_webhooks(order: Order) -> WebhookHistory:
-    """The order's webhook events, oldest first, with every delivery and attempt."""
-    events = list(
-        db.session.scalars(
-            select(WebhookEvent)
-            .where(WebhookEvent.order_id == order.id)
-            .order_by(WebhookEvent.created_at, WebhookEvent.version, WebhookEvent.id)
-        )
-    )
-    return _webhook_history(events)
-
-
-def recent_test_events(limit: int = RECENT_TEST_EVENTS) -> WebhookHistory:
-    """The last `endpoint.test` events sent from the dashboard (or the API), newest first."""
-    events = list(
-        db.session.scalars(
-            select(WebhookEvent)
-            .where(WebhookEvent.order_id.is_(None))
-            .order_by(WebhookEvent.created_at.desc(), WebhookEvent.id)
-            .limit(limit)
-        )
-    )
-    return _webhook_history(events)
-
-
-def get_webhook_event(event_id: str) -> WebhookEvent:
-    """The webhook event with this id or a 404."""
-    event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
-    if event is None:
-        raise NotFound("No webhook event with this id.", code="event_not_found")
-    return event
-
-
-def pending_deliveries(endpoint_id: str) -> int:
-    """How many deliveries to this endpoint wait to be sent (or retried)."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(WebhookDelivery)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-        )
-    )
