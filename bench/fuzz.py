@@ -1048,7 +1048,8 @@ def said_amount(value) -> int | None:
 
 
 def strict_success_amounts(body: str, checkout: str | None) -> set[int]:
-    """Amounts a stored body stated in a success (issue 9: ResultCode exactly 0 or "0")."""
+    """Amounts a stored body stated in a success (issue 9: ResultCode exactly 0 or "0"),
+    for the prompt `checkout` (None: any prompt)."""
     try:
         data = json.loads(body.removeprefix("\ufeff"))  # the app reads bytes: a BOM is fine
     except (ValueError, RecursionError):
@@ -1057,7 +1058,11 @@ def strict_success_amounts(body: str, checkout: str | None) -> set[int]:
     if not isinstance(callback, dict):
         return set()
     given = callback.get("CheckoutRequestID")
-    if not isinstance(given, str) or given.strip() != (checkout or "").strip():
+    if not isinstance(given, str):
+        return set()
+    # a payment with no checkout id of its own (a second receipt for a completed prompt
+    # is its own payment, issue 19) is backed by the callbacks recorded against it
+    if checkout is not None and given.strip() != checkout.strip():
         return set()
     code = callback.get("ResultCode")
     if not ((type(code) is int and code == 0) or code == "0"):

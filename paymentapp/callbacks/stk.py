@@ -177,9 +177,13 @@ class StkKind(CallbackKind):
             paid_phone=result.phone,
             paid_at=result.transaction_date,
         )
-        record.payment_id = payment.id
-        record.detail = f"payment {payment.status}"
         order = payment.order
+        # the payment its money went to: the prompt, or a second payment of its own
+        took = next(
+            (p for p in order.payments if result.receipt and p.receipt == result.receipt), None
+        )
+        record.payment_id = (took or payment).id
+        record.detail = f"payment {payment.status}"
         log_event(
             log,
             f"callback.{outcome}",
