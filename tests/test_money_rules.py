@@ -17,9 +17,9 @@ from paymentapp.errors import ApiError
 from paymentapp.locking import retry_conflicts
 from paymentapp.models import Order, OrderEvent, Refund, utcnow
 from paymentapp.mpesa.client import QueryResult
+from paymentapp.payments.refunds import record_refund
 from paymentapp.payments.services import (
     record_payment_by_hand,
-    record_refund,
     resolve_review,
     settle_from_query,
 )

@@ -64,6 +64,7 @@ from paymentapp.errors import ApiError
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, WebhookEvent, utcnow
 from paymentapp.mpesa.client import DarajaClient, PushAccepted, QueryResult
 from paymentapp.orders import services as order_services
+from paymentapp.payments import refunds as payment_refunds
 from paymentapp.payments import services as payment_services
 from paymentapp.webhooks.endpoints import create_endpoint
 from tests.helpers import TEST_CALLBACK_TOKEN, c2b_confirmation, pay, stk_callback
@@ -557,7 +558,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.db.session.rollback()
         expected = self.expected_refund(order, movement, value)
         try:
-            payment_services.record_refund(payment_id, value, "other", "given back", ADMIN)
+            payment_refunds.record_refund(payment_id, value, "other", "given back", ADMIN)
         except ApiError as exc:
             self.db.session.rollback()
             assert exc.status == 409 and exc.code == "not_refundable", (exc.status, exc.code)

@@ -21,9 +21,6 @@ from ..models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
-    Refund,
-    RefundReason,
-    RefundStatus,
     utcnow,
 )
 from ..mpesa.client import (
@@ -43,7 +40,6 @@ from .money import (
     complete_payment,
     pay_if_covered,
     prompt_for,
-    refundable,
 )
 from .states import AMOUNT_FROM_HAND, AMOUNT_FROM_QUERY, Kind, flag, transition
 
@@ -448,86 +444,3 @@ def record_payment_by_hand(
         flag(order, payment, f"entered by hand by {actor}", source="admin")
     db.session.commit()
     return payment
-
-
-MAX_REFUND = 10_000_000
-
-
-def _refund_amount(amount) -> int | None:
-    """The typed amount (None: the default); 422 for anything but whole shillings."""
-    if amount is None:
-        return None
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_REFUND:
-        raise ApiError(
-            "The refund is not valid.",
-            code="validation_error",
-            status=422,
-            fields={"amount": "Whole shillings, e.g. 500."},
-        )
-    return amount
-
-
-@retried("record_refund")
-def record_refund(
-    payment_id: str, amount: int | None, reason: str, note: str | None, actor: str
-) -> Refund:
-    """Record money given back from a payment outside the app (`method = manual`).
-
-    `amount` None is the default: what may be refunded (`money.refundable`: the overpaid
-    part of an overpayment, else what is left of the payment). More than that, or a
-    payment that brought nothing, is refused (409 `not_refundable`, nothing changes). The
-    refund is taken off what the payment counts; the order's status never changes (paid
-    once; what may be refunded from a paid order never takes it below its amount). A
-    review that asked for the refund is closed once nothing more may be refunded."""
-    note = review_note(note)
-    amount = _refund_amount(amount)
-    if reason not in RefundReason.ALL:
-        raise ApiError(
-            "The refund is not valid.",
-            code="validation_error",
-            status=422,
-            fields={"reason": f"One of {', '.join(RefundReason.ALL)}."},
-        )
-    payment = lock_payment(payment_id)
-    order = payment.order
-    most = refundable(payment)
-    if most == 0 or (amount is not None and amount > most):
-        db.session.rollback()
-        raise Conflict(
-            f"At most KES {most:,} of this payment may be refunded."
-            if most
-            else "Nothing of this payment may be refunded.",
-            code="not_refundable",
-            extra={"refundable": most},
-        )
-    amount = most if amount is None else amount
-    now = utcnow()
-    refund = Refund(
-        payment_id=payment.id,
-        order_id=order.id,
-        amount=amount,
-        method="manual",
-        status=RefundStatus.COMPLETED,
-        reason=reason,
-        note=note,
-        actor=actor,
-        created_at=now,
-        completed_at=now,
-    )
-    payment.refunds.append(refund)  # the `payment.refunded` webhook event reads it
-    payment.refunded_amount = (payment.refunded_amount or 0) + amount
-    if payment.needs_review and refundable(payment) == 0:
-        payment.needs_review = False
-        payment.review_note = f"refunded KES {amount:,} by {actor}: {note}"
-    transition(
-        order,
-        Kind.PAYMENT_REFUNDED,
-        f"{actor}: refunded KES {amount:,} outside the app ({reason}): {note}",
-        payment=payment,
-        actor=actor,
-        message=f"order {order.number} payment {payment.id}: KES {amount} refunded by {actor}",
-        amount=amount,
-        reason=reason,
-    )
-    db.session.commit()
-    return refund

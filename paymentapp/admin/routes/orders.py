@@ -13,6 +13,7 @@ from flask import Response, flash, redirect, render_template, request, stream_wi
 from ...errors import ApiError
 from ...models import RefundReason
 from ...orders.services import cancel_order, get_order
+from ...payments import refunds
 from ...payments import services as payments
 from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
 from .actions import actor, attempt, flash_refusal, form_state, form_text, note_errors
@@ -157,7 +158,7 @@ def refund_payment(payment_id: str):
         message = "Not recorded: correct the marked fields."
         return _refund_page(order_id, from_review, 422, {key: form_state(values, errors, message)})
     refund = attempt(
-        lambda: payments.record_refund(
+        lambda: refunds.record_refund(
             payment.id, amount, values["reason"], values["note"], actor()
         ),
         back,

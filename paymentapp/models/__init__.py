@@ -1,0 +1,63 @@
+"""Database models (SQLAlchemy 2.0 style). Models never commit and never emit.
+
+  base.py       UTC time, ids, the status enums (each with its CHECK), the order-number
+                sequence and its SQLite counter
+  accounts.py   merchant API keys and dashboard admins
+  money.py      orders, payments, refunds, stored callbacks and the audit trail
+  webhooks.py   webhook endpoints, events, deliveries and attempts; the demo shop's record
+
+Every model is importable from here (`from ..models import Order`).
+"""
+
+from .accounts import AdminUser, ApiKey
+from .base import (
+    CallbackOutcome,
+    DeliveryStatus,
+    OrderNumberCounter,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    RefundReason,
+    RefundStatus,
+    UTCDateTime,
+    new_id,
+    one_of,
+    order_number_seq,
+    utcnow,
+)
+from .money import CallbackRecord, Order, OrderEvent, Payment, Refund
+from .webhooks import (
+    ShopFulfilment,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+
+__all__ = [
+    "AdminUser",
+    "ApiKey",
+    "CallbackOutcome",
+    "CallbackRecord",
+    "DeliveryStatus",
+    "Order",
+    "OrderEvent",
+    "OrderNumberCounter",
+    "OrderStatus",
+    "Payment",
+    "PaymentMethod",
+    "PaymentStatus",
+    "Refund",
+    "RefundReason",
+    "RefundStatus",
+    "ShopFulfilment",
+    "UTCDateTime",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "new_id",
+    "one_of",
+    "order_number_seq",
+    "utcnow",
+]

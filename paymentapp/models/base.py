@@ -1,0 +1,143 @@
+"""What every model uses: UTC time, ids, the status enums (each with its CHECK), the
+order-number sequence."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum, nonmember
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Integer,
+    Sequence,
+    TypeDecorator,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (a callable, never evaluated at import time)."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """An opaque, unguessable public id such as `ord_5f3kQ...`."""
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware UTC datetimes; SQLite hands back naive values, so re-attach UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class OrderStatus(StrEnum):
+    """An order's life; the allowed moves are in `payments/states.py`."""
+
+    PENDING = "pending"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    ALL = nonmember(("pending", "paid", "cancelled"))
+
+
+class PaymentStatus(StrEnum):
+    """A payment's life; the allowed moves are in `payments/states.py`."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ALL = nonmember(("pending", "completed", "failed", "cancelled", "timeout"))
+    FINAL = nonmember(("completed", "failed", "cancelled", "timeout"))
+
+
+class PaymentMethod(StrEnum):
+    """How the money came: an STK Push prompt, or the customer paying the Paybill by hand."""
+
+    STK = "stk"
+    PAYBILL = "paybill"
+
+
+class CallbackOutcome(StrEnum):
+    """What a stored callback did (`callbacks/pipeline.py`)."""
+
+    RECEIVED = "received"  # stored, not applied yet (the reconciler retries these)
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    UNKNOWN = "unknown"  # matched no payment; an admin closes it
+    UNKNOWN_RESOLVED = "unknown_resolved"
+    MALFORMED = "malformed"
+    FAILED = "failed"  # kept failing to apply; given up
+
+
+def one_of(column: str, values, name: str) -> CheckConstraint:
+    """A CHECK that `column` holds one of an enum's values, named `ck_<table>_<name>`."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
+
+
+# PostgreSQL hands out order numbers from a real sequence (no lock, never reused);
+# other databases use the `order_number_counter` row (see orders/services.py).
+order_number_seq = Sequence("order_number_seq", start=1001, metadata=db.metadata)
+
+
+class OrderNumberCounter(db.Model):
+    """Single-row counter for databases without sequences (SQLite)."""
+
+    __tablename__ = "order_number_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class RefundStatus(StrEnum):
+    """A refund's life: a manual one (money given back outside the app) is completed
+    when recorded; refunds through M-Pesa wait for Daraja's answer."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALL = nonmember(("pending", "completed", "failed"))
+
+
+class RefundReason(StrEnum):
+    """Why money goes back (chosen by the admin; the default follows the review flag)."""
+
+    OVERPAYMENT = "overpayment"
+    LATE = "late"  # arrived after the order expired or was cancelled
+    DUPLICATE = "duplicate"  # the order was already paid
+    CUSTOMER_REQUEST = "customer_request"
+    OTHER = "other"
+    ALL = nonmember(("overpayment", "late", "duplicate", "customer_request", "other"))
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's life (`webhooks/delivery.py`)."""
+
+    PENDING = "pending"  # due at next_attempt_at
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # retried for about 3 days, then given up
+    CANCELLED = "cancelled"  # its endpoint was deleted or disabled
