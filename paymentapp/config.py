@@ -254,7 +254,7 @@ def load_config(env=None) -> dict:
             f"ADMIN_LOGIN_RATE_LIMIT must look like '10 per minute', got {login_rate_limit!r}"
         ) from None
 
-    # `/metrics` (paymentapp/metrics.py): a bearer token and/or an address allowlist.
+    # `/metrics` (paymentapp/metrics/routes.py): a bearer token and/or an address allowlist.
     metrics_token = (env.get("METRICS_TOKEN") or "").strip() or None
     if metrics_token and (
         len(metrics_token) < 16 or not all("!" <= char <= "~" for char in metrics_token)

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from .extensions import db
-from .redis_client import redis_client  # mpesa/client.py still imports it from here
+from .redis_client import redis_client
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

@@ -152,7 +152,7 @@ def test_token_is_shared_through_redis_and_refreshed_by_one_process(
     """Daraja kills the previous token on every request: many workers, one token."""
     import redis
 
-    from paymentapp.health import redis_client
+    from paymentapp.redis_client import redis_client
 
     def worker(results):
         with app.app_context():

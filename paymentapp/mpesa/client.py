@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from ..redis_client import redis_client
 from .c2b import C2BApi
 from .errors import (
     DarajaAuthError,
@@ -46,6 +47,4 @@ class DarajaClient(StkApi, C2BApi):
 
 def get_client() -> DarajaClient:
     """A client for the current app, sharing the token cache through Redis if configured."""
-    from ..health import redis_client
-
     return DarajaClient(current_app.config, redis_client())

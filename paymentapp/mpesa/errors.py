@@ -1,8 +1,8 @@
 """What a Daraja answer means: the errors every API raises, and the one mapping from
 Daraja's error answers to them (the table in docs/daraja.md).
 
-`kind` names the error on the Daraja metrics (`paymentapp/metrics.py`); `message` is safe
-to show; `code` is Daraja's `errorCode`.
+`kind` names the error on the Daraja metrics (`paymentapp/metrics/instruments.py`);
+`message` is safe to show; `code` is Daraja's `errorCode`.
 """
 
 from __future__ import annotations
