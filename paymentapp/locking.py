@@ -84,7 +84,9 @@ def _order_statement(by: str, lock_rows: bool):
         .options(lazyload(Order.payments))  # read after the lock, below
         .execution_options(populate_existing=True)
     )
-    return statement.with_for_update(of=Order) if lock_rows else statement
+    # orders is the statement's only FROM table: FOR UPDATE locks the order row alone
+    # (the sub-select on payments in WHERE is never locked), and nothing else is read here
+    return statement.with_for_update() if lock_rows else statement
 
 
 @cache
