@@ -64,19 +64,14 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import (
-        admin,
-        callbacks,
-        favicon,
-        health,
-        orders,
-        payments,
-        shop,
-        vendor,
-        webhooks,
-    )
-    from .metrics import routes as metrics_routes
+    from . import admin, favicon, health, vendor
+    from .callbacks import routes as callbacks
+    from .metrics import routes as metrics
+    from .orders import routes as orders
+    from .payments import routes as payments
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
+    from .shop import routes as shop
+    from .webhooks import routes as webhooks
 
     for blueprint in (
         health.bp,
@@ -88,7 +83,7 @@ def register_blueprints(app: Flask) -> None:
         vendor.bp,
         favicon.bp,
         webhooks.bp,
-        metrics_routes.bp,
+        metrics.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":

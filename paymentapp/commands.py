@@ -2,12 +2,15 @@
 `mpesa reconcile`, `realtime resend`."""
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from .config import FORBIDDEN_CALLBACK_WORDS
 from .extensions import db
 from .models import AdminUser
+from .mpesa.client import DarajaError, get_client
+from .payments.reconcile import reconcile_once, run_loop
 from .realtime.commands import realtime_cli
 from .security import create_api_key, list_api_keys, revoke_api_keys
 from .webhooks.commands import webhooks_cli
@@ -106,9 +109,6 @@ def _utc(value) -> str:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between passes.")
 def mpesa_reconcile(loop: bool, interval: float) -> None:
     """Settle pending payments with STK Query; expire the ones nobody answered."""
-    from flask import current_app
-
-    from .payments.reconcile import reconcile_once, run_loop
 
     if loop:
         run_loop(current_app._get_current_object(), interval)
@@ -126,10 +126,6 @@ def mpesa_reconcile(loop: bool, interval: float) -> None:
 )
 def mpesa_register_c2b(response_type: str) -> None:
     """Register this app's Paybill confirmation and validation URLs with Daraja."""
-    from flask import current_app
-
-    from .config import FORBIDDEN_CALLBACK_WORDS
-    from .mpesa.client import DarajaError, get_client
 
     config = current_app.config
     base = f"{config['PUBLIC_BASE_URL']}/callbacks/c2b"

@@ -14,6 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import load_dotenv
+from limits import parse_many
+
 from .faults import parse_faults
 
 MPESA_ENVS = ("simulator", "sandbox", "production")
@@ -124,8 +127,6 @@ def address_in(ip: str | None, networks: list) -> bool:
 def load_config(env=None) -> dict:
     """Build the app config from `env` (default: the process environment plus `.env`)."""
     if env is None:
-        from dotenv import load_dotenv
-
         load_dotenv(PROJECT_ROOT / ".env", override=False)
         env = os.environ
 
@@ -246,8 +247,6 @@ def load_config(env=None) -> dict:
     admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
     login_rate_limit = env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour"
     try:
-        from limits import parse_many
-
         parse_many(login_rate_limit)
     except ValueError:
         raise ConfigError(

@@ -95,6 +95,20 @@ class UpstreamError(ApiError):
     code = "mpesa_error"
 
 
+def found(row, message: str, code: str):
+    """`row`, or a 404 with this message and error code when there is none."""
+    if row is None:
+        raise NotFound(message, code=code)
+    return row
+
+
+def get_or_404(model, row_id: str | int, message: str, code: str):
+    """The `model` row with this primary key, or a 404; an id no key column could hold
+    (ids are short strings or 32-bit integers) is not looked up."""
+    fits = 0 < row_id < 2**31 if isinstance(row_id, int) else len(row_id) <= 32
+    return found(db.session.get(model, row_id) if fits else None, message, code)
+
+
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 

@@ -16,7 +16,7 @@ The value is a comma-separated list of `point=action`:
 Points: `callback.after_store` (raw body committed, not yet applied),
 `callback.after_commit` (transition committed, not yet emitted), `callback.apply`
 (keyed by CheckoutRequestID: applying it fails), `order.locked` (an order's row lock
-was just taken; keyed by order number).
+was just taken; for `sleep:`, every order).
 """
 
 from __future__ import annotations

@@ -31,10 +31,9 @@ from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import metrics
-from .errors import NotFound
+from .errors import found
 from .extensions import db
 from .faults import fault_point
-from .logs import log_event
 from .models import Order, OrderNumberCounter, Payment
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def _lock(by: str, key: str, receipt: str | None = None) -> tuple[Order | None, 
     order = db.session.scalars(_order_statement(by, row_locks()), {"key": key}).first()
     if order is None:
         return None, None
-    fault_point("order.locked", key=order.number)
+    fault_point("order.locked")
     params = {"order_id": order.id}
     if receipt:
         params["receipt"] = receipt
@@ -128,18 +127,14 @@ def lock_order(order_id: str) -> Order:
     """The order with this id, row-locked until commit and read fresh with its
     payments, or a 404."""
     order, _ = _lock(BY_ID, order_id)
-    if order is None:
-        raise NotFound("No order with this id.", code="order_not_found")
-    return order
+    return found(order, "No order with this id.", "order_not_found")
 
 
 def lock_order_with_receipt(order_id: str, receipt: str | None) -> tuple[Order, Payment | None]:
     """`lock_order`, and the payment (of any order) already holding `receipt`, read after
     the lock in the same statement as the order's payments."""
     order, holder = _lock(BY_ID, order_id, receipt)
-    if order is None:
-        raise NotFound("No order with this id.", code="order_not_found")
-    return order, holder
+    return found(order, "No order with this id.", "order_not_found"), holder
 
 
 def lock_order_of_checkout(
@@ -161,9 +156,7 @@ def lock_payment(payment_id: str) -> Payment:
     locked on their own), or a 404."""
     order, _ = _lock(BY_PAYMENT, payment_id)
     payment = next((p for p in order.payments if p.id == payment_id), None) if order else None
-    if payment is None:
-        raise NotFound("No payment with this id.", code="payment_not_found")
-    return payment
+    return found(payment, "No payment with this id.", "payment_not_found")
 
 
 def _conflict(exc: DBAPIError, unique_is_race: bool) -> str | None:
@@ -195,14 +188,10 @@ def retry_conflicts(
                 raise
             last = attempt == MAX_ATTEMPTS
             metrics.count_db_retry(what, reason, "gave_up" if last else "retried")
-            log_event(
-                log,
-                "db.retry",
+            log.log(
+                logging.ERROR if last else logging.WARNING,
                 f"{what}: {reason}, {'giving up' if last else 'retrying'} (attempt {attempt})",
-                level=logging.ERROR if last else logging.WARNING,
-                what=what,
-                reason=reason,
-                attempt=attempt,
+                extra={"event": "db.retry", "what": what, "reason": reason, "attempt": attempt},
             )
             if last:
                 raise

@@ -1,7 +1,14 @@
-"""Structured, readable log lines: `event key=value ...` with a human message first.
+"""Structured, readable log lines: a human message first, then `event=… key=value ...`.
 
-Secrets never go through here, and a field named `phone` (or `…_phone`) is always
-masked (`2547•••••678`), whoever logs it.
+Code logs through the standard library, naming the event and its fields in `extra`:
+
+    log.info(f"order {number} marked paid", extra={"event": "order.paid", "order": number})
+
+and every handler the app installs renders them, in one place (`RedactSecrets` below):
+`order ORD-… marked paid | event=order.paid order=ORD-…`. A field whose name looks like
+a secret (`token`, `password`, …) is never printed, a field named `phone` (or `…_phone`)
+is always masked (`2547•••••678`), whoever logs it, and the whole line then passes the
+secret redaction.
 """
 
 from __future__ import annotations
@@ -36,8 +43,40 @@ def redact(text: str) -> str:
     return text
 
 
+# what every LogRecord has; anything else on a record came in through `extra`
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _fmt(value) -> str:
+    text = str(value)
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+def event_fields(record: logging.LogRecord) -> str:
+    """` | event=… k=v …` for a record logged with `extra={"event": …, …}` ("" without):
+    secret-looking fields left out, phones masked, None left out."""
+    event = getattr(record, "event", None)
+    if event is None:
+        return ""
+    pairs = " ".join(
+        f"{k}={_fmt(mask_phone(str(v)) if k.endswith('phone') else v)}"
+        for k, v in vars(record).items()
+        if k not in _RECORD_ATTRIBUTES
+        and k != "event"
+        and not k.startswith("_")
+        and v is not None
+        and not any(word in k.lower() for word in SECRET_WORDS)
+    )
+    return f" | event={event} {pairs}".rstrip()
+
+
 class RedactSecrets(logging.Filter):
-    """On every handler: the formatted message and traceback pass through `redact`."""
+    """On every handler: the message gets its event fields (`event_fields`), then it and
+    the traceback pass through `redact`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_redacted", False):  # one record passes several handlers
@@ -47,7 +86,7 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not drop the line
             message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = redact(message + event_fields(record)), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -81,26 +120,3 @@ def configure_logging(level: str | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
     root._paymentapp_configured = True
-
-
-def _fmt(value) -> str:
-    text = str(value)
-    return f'"{text}"' if (" " in text or not text) else text
-
-
-def log_event(
-    logger: logging.Logger,
-    event: str,
-    message: str,
-    *,
-    level: int = logging.INFO,
-    exc_info: bool = False,
-    **fields,
-) -> None:
-    """Log `message` plus `event=... k=v` pairs; refuses to print secret-looking fields."""
-    pairs = " ".join(
-        f"{k}={_fmt(mask_phone(str(v)) if k.endswith('phone') else v)}"
-        for k, v in fields.items()
-        if v is not None and not any(word in k.lower() for word in SECRET_WORDS)
-    )
-    logger.log(level, "%s | event=%s %s", message, event, pairs, exc_info=exc_info)

@@ -9,14 +9,13 @@ import time
 from collections.abc import Callable
 
 from .extensions import db, socketio
-from .logs import log_event
 
 log = logging.getLogger(__name__)
 
 
 def run_forever(app, one_pass: Callable[[], object], name: str, interval: float, stop=None) -> None:
     """Call `one_pass()` every `interval` seconds until `stop()` says so."""
-    log_event(log, f"{name}.start", f"{name} started, every {interval:g}s")
+    log.info(f"{name} started, every {interval:g}s", extra={"event": f"{name}.start"})
     while stop is None or not stop():
         with app.app_context():
             try:

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from .errors import Forbidden, Unauthorized
 from .extensions import db
-from .logs import log_event
 from .models import ApiKey, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,13 +64,14 @@ def revoke_api_keys(
         key.revoked_at = now
     db.session.commit()
     for key in keys:
-        log_event(
-            log,
-            "apikey.revoked",
+        log.info(
             f"API key {key.name!r} ({key.prefix}…) revoked by {actor}",
-            key_id=key.id,
-            prefix=key.prefix,
-            actor=actor,
+            extra={
+                "event": "apikey.revoked",
+                "key_id": key.id,
+                "prefix": key.prefix,
+                "actor": actor,
+            },
         )
     return keys
 

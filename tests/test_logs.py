@@ -25,3 +25,27 @@ def test_every_handler_redacts_callback_paths_tokens_and_tracebacks(log_output):
 def test_redact_keeps_ordinary_paths():
     assert redact("GET /callbacks/stk 405") == "GET /callbacks/stk 405"
     assert redact("GET /api/orders/ord_1/status") == "GET /api/orders/ord_1/status"
+
+
+def test_event_fields_are_rendered_once_masked_and_without_secrets(log_output):
+    log = logging.getLogger("paymentapp.test")
+    log.warning(
+        "order ORD-7 payment failed",
+        extra={
+            "event": "payment.failed",
+            "order": "ORD-7",
+            "phone": "254712345678",
+            "consumer_key": "never-printed-key",
+            "detail": "a reason with spaces",
+            "receipt": None,
+            "url": f"https://shop.example/callbacks/stk/{TEST_CALLBACK_TOKEN}",
+        },
+    )
+    log.info("no event here", extra={"order": "ORD-8"})
+    lines = log_output.getvalue().splitlines()
+    assert lines[0].endswith(
+        "order ORD-7 payment failed | event=payment.failed order=ORD-7 phone=2547•••••678 "
+        'detail="a reason with spaces" url=https://shop.example/callbacks/stk/<token>'
+    )
+    assert "never-printed-key" not in lines[0] and "receipt" not in lines[0]
+    assert lines[1].endswith("no event here")  # fields are rendered for events only

@@ -20,7 +20,6 @@ from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..logs import log_event
 from ..models import AdminUser, utcnow
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,10 @@ def logout_user(user: AdminUser | None) -> None:
             .values(session_version=AdminUser.session_version + 1)
         )
         db.session.commit()
-        log_event(log, "admin.logout", f"admin {user.username} logged out", admin=user.username)
+        log.info(
+            f"admin {user.username} logged out",
+            extra={"event": "admin.logout", "admin": user.username},
+        )
     _clear_session()
 
 
@@ -125,12 +127,17 @@ def authenticate(username: str, password: str) -> AdminUser | None:
     user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
     if user is None:
         check_password_hash(_dummy_hash(), password)
-        log_event(log, "admin.login_failed", "login for unknown admin refused", admin=username)
+        log.info(
+            "login for unknown admin refused",
+            extra={"event": "admin.login_failed", "admin": username},
+        )
         return None
     now = utcnow()
     password_ok = check_password_hash(user.password_hash, password)
     if user.locked_until is not None and user.locked_until > now:
-        log_event(log, "admin.login_locked", f"admin {username} is locked", admin=username)
+        log.info(
+            f"admin {username} is locked", extra={"event": "admin.login_locked", "admin": username}
+        )
         return None
     if not password_ok:
         # Atomic increment: parallel guesses cannot slip past the lockout threshold.
@@ -150,20 +157,21 @@ def authenticate(username: str, password: str) -> AdminUser | None:
                 )
             )
         db.session.commit()
-        log_event(
-            log,
-            "admin.login_failed",
+        log.info(
             f"wrong password for admin {username}",
-            admin=username,
-            failures=failures,
-            locked=failures >= config["ADMIN_LOCKOUT_AFTER"],
+            extra={
+                "event": "admin.login_failed",
+                "admin": username,
+                "failures": failures,
+                "locked": failures >= config["ADMIN_LOCKOUT_AFTER"],
+            },
         )
         return None
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
     db.session.commit()
-    log_event(log, "admin.login", f"admin {username} logged in", admin=username)
+    log.info(f"admin {username} logged in", extra={"event": "admin.login", "admin": username})
     return user
 
 

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from flask import current_app, request
 
 from ..extensions import db, socketio
-from ..logs import log_event
 from ..models import AdminUser
 from ..realtime.emit import ADMIN_NAMESPACE
 from . import bp
@@ -47,7 +46,10 @@ def admin_connect(auth=None):
         admin.session_version,
         session_expires_at(),
     )
-    log_event(log, "admin.socket", f"admin {admin.username} connected", admin=admin.username)
+    log.info(
+        f"admin {admin.username} connected",
+        extra={"event": "admin.socket", "admin": admin.username},
+    )
 
 
 def _session_still_valid(app, user_id: int, version: int) -> bool:

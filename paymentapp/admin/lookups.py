@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..errors import NotFound
+from ..errors import get_or_404
 from ..extensions import db
 from ..models import ApiKey, CallbackRecord, Payment, WebhookEvent
 
 
 def get_payment(payment_id: str) -> Payment:
     """The payment with this id or a 404 (ids are short; a longer one is not looked up)."""
-    payment = db.session.get(Payment, payment_id) if len(payment_id) <= 32 else None
-    if payment is None:
-        raise NotFound("No payment with this id.", code="payment_not_found")
-    return payment
+    return get_or_404(Payment, payment_id, "No payment with this id.", "payment_not_found")
 
 
 def payment_with_receipt(receipt: str) -> Payment | None:
@@ -28,23 +25,14 @@ def payment_with_receipt(receipt: str) -> Payment | None:
 
 def get_callback(record_id: int) -> CallbackRecord:
     """The stored callback with this id or a 404."""
-    record = db.session.get(CallbackRecord, record_id) if 0 < record_id < 2**31 else None
-    if record is None:
-        raise NotFound("No callback with this id.", code="review_not_found")
-    return record
+    return get_or_404(CallbackRecord, record_id, "No callback with this id.", "review_not_found")
 
 
 def get_api_key(key_id: int) -> ApiKey:
     """The API key with this id or a 404."""
-    key = db.session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound("No API key with this id.", code="api_key_not_found")
-    return key
+    return get_or_404(ApiKey, key_id, "No API key with this id.", "api_key_not_found")
 
 
 def get_webhook_event(event_id: str) -> WebhookEvent:
     """The webhook event with this id or a 404."""
-    event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
-    if event is None:
-        raise NotFound("No webhook event with this id.", code="event_not_found")
-    return event
+    return get_or_404(WebhookEvent, event_id, "No webhook event with this id.", "event_not_found")

@@ -29,7 +29,6 @@ from sqlalchemy import select, text
 
 from ..extensions import db
 from ..locking import lock_order_with_receipt
-from ..logs import log_event
 from ..models import (
     CallbackOutcome,
     CallbackRecord,
@@ -61,6 +60,8 @@ class C2BPayment:
     amount: int | None
     amount_problem: str | None
     account: str  # as typed (cleaned of unstorable characters)
+    number: str | None  # the order number the account names, normalised (`ORD-10017`)
+    typo: bool  # that number has a check digit (5 digits or more) and it fails
     msisdn: str  # Daraja's masked form, compact: 2547*****126
     trans_time: datetime | None
     shortcode: str | None
@@ -76,29 +77,33 @@ def parse_c2b(body: bytes) -> C2BPayment:
         raise MalformedCallback("TransID missing or invalid")
     amount, problem = parse_amount(data.get("TransAmount"))
     msisdn = (clean_text(data.get("MSISDN"), 40) or "").replace(" ", "")[:12]
+    account = clean_text(data.get("BillRefNumber"), 64) or ""
+    number = normalise_account(account)
+    digits = order_digits(number or "")
     return C2BPayment(
         trans_id=trans_id,
         amount=amount,
         amount_problem=problem,
-        account=clean_text(data.get("BillRefNumber"), 64) or "",
+        account=account,
+        number=number,
+        typo=len(digits) >= 5 and not luhn_ok(digits),
         msisdn=msisdn,
         trans_time=parse_eat_timestamp(data.get("TransTime")),
         shortcode=clean_text(data.get("BusinessShortCode"), 16),
     )
 
 
-def find_order(account: str) -> tuple[Order | None, str]:
-    """The order an account number names, or None and why not."""
-    number = normalise_account(account)
+def find_order(payment_in: C2BPayment) -> tuple[Order | None, str]:
+    """The order a payment's account number names, or None and why not."""
+    number, account = payment_in.number, payment_in.account
     if number is None:
         return None, f"no order number in the account {account!r}" if account else "no account"
     order = db.session.scalar(select(Order).where(Order.number == number))
     if order is None:
-        digits = order_digits(number)
-        if len(digits) >= 5 and not luhn_ok(digits):
+        if payment_in.typo:
             return None, f"{number}: the check digit does not match (a typo?)"
         return None, f"no order {number}"
-    if order.number_checked and not luhn_ok(order_digits(number)):
+    if order.number_checked and payment_in.typo:
         return None, f"{number}: the check digit does not match"
     return order, number
 
@@ -196,21 +201,21 @@ class C2BConfirmation(CallbackKind):
             record.payment_id = twin.id
             record.detail = f"receipt {parsed.trans_id} already on payment {twin.id}"
             return CallbackOutcome.DUPLICATE, order  # locked: its committed state
-        order, why = find_order(parsed.account)
+        order, why = find_order(parsed)
         if order is not None and order.status == OrderStatus.CANCELLED:
             order, why = None, f"{order.number} is cancelled"
         if order is not None and parsed.amount is None:
             order, why = None, f"amount not usable ({parsed.amount_problem})"
         if order is None:
             record.detail = f"unmatched Paybill payment: {why}"
-            log_event(
-                log,
-                "c2b.unmatched",
+            log.warning(
                 f"Paybill payment {parsed.trans_id} not matched: {why}",
-                level=logging.WARNING,
-                record=record.id,
-                amount=parsed.amount,
-                phone=parsed.msisdn,
+                extra={
+                    "event": "c2b.unmatched",
+                    "record": record.id,
+                    "amount": parsed.amount,
+                    "phone": parsed.msisdn,
+                },
             )
             return CallbackOutcome.UNKNOWN, None
         order, holder = lock_order_with_receipt(order.id, parsed.trans_id)
@@ -218,14 +223,15 @@ class C2BConfirmation(CallbackKind):
         payment = holder or next(p for p in order.payments if p.receipt == parsed.trans_id)
         record.payment_id = payment.id
         record.detail = f"{order.number}: {outcome}"
-        log_event(
-            log,
-            f"c2b.{outcome}",
+        log.info(
             f"Paybill payment {parsed.trans_id} for {order.number}: {outcome}",
-            order=order.number,
-            amount=parsed.amount,
-            record=record.id,
-            phone=parsed.msisdn,
+            extra={
+                "event": f"c2b.{outcome}",
+                "order": order.number,
+                "amount": parsed.amount,
+                "record": record.id,
+                "phone": parsed.msisdn,
+            },
         )
         return CallbackOutcome(outcome), order
 
@@ -272,7 +278,7 @@ class C2BValidation(CallbackKind):
     def _decide(parsed: C2BPayment, minimum: int) -> tuple[str | None, str]:
         if parsed.amount is None or parsed.amount < minimum:
             return "C2B00013", f"amount below the minimum of KES {minimum}"
-        order, why = find_order(parsed.account)
+        order, why = find_order(parsed)
         if order is None:
             return "C2B00012", why
         if order.status != OrderStatus.PENDING:

@@ -30,7 +30,6 @@ from ..errors import ApiError
 from ..extensions import db
 from ..faults import fault_point
 from ..locking import retry_conflicts
-from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
 from ..outbox import RECORD_COLUMNS, announce, callback_outcome, fault_before_effects
 from ..payments.reconcile import PassReport, after_each_pass
@@ -139,12 +138,10 @@ def receive(
             record = store(kind, body, remote_addr)
         except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
             db.session.rollback()
-            log_event(
-                log,
-                "callback.store_failed",
+            log.error(
                 "callback could not be stored",
-                level=logging.ERROR,
                 exc_info=True,
+                extra={"event": "callback.store_failed"},
             )
             raise ApiError(
                 "The callback could not be stored; try again.", code="unavailable", status=503
@@ -254,12 +251,9 @@ def mark_malformed(record_id: int, reason: str) -> None:
     record.outcome = CallbackOutcome.MALFORMED
     record.detail = reason[:255]
     db.session.commit()
-    log_event(
-        log,
-        "callback.malformed",
+    log.warning(
         f"malformed {record.kind} callback {record_id}: {reason}",
-        level=logging.WARNING,
-        record=record_id,
+        extra={"event": "callback.malformed", "record": record_id},
     )
 
 
@@ -275,15 +269,15 @@ def note_apply_failure(record_id: int) -> CallbackRecord:
         record.outcome = CallbackOutcome.FAILED
         record.detail = f"gave up after {record.attempts} failed attempts to apply it"
     db.session.commit()
-    log_event(
-        log,
-        "callback.apply_failed",
+    log.error(
         f"applying callback {record_id} failed (attempt {record.attempts})",
-        level=logging.ERROR,
         exc_info=True,
-        record=record_id,
-        attempts=record.attempts,
-        outcome=record.outcome,
+        extra={
+            "event": "callback.apply_failed",
+            "record": record_id,
+            "attempts": record.attempts,
+            "outcome": record.outcome,
+        },
     )
     return record
 

@@ -5,13 +5,14 @@ import hmac
 import logging
 import time
 
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from ..config import address_in
 from ..errors import ApiError, Forbidden, NotFound
-from ..logs import log_event
-from . import bp, c2b, stk  # noqa: F401  (kinds register themselves on import)
+from . import c2b, stk  # noqa: F401  (kinds register themselves on import)
 from .pipeline import kind_at, receive
+
+bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,9 @@ def callback(kind_path: str, token: str):
         raise NotFound("Nothing lives at this address.", code="not_found")
     ip = request.remote_addr  # the real client's, behind trusted proxies (ProxyFix)
     if not ip_allowed(ip):
-        log_event(
-            log,
-            "callback.forbidden",
+        log.warning(
             f"{kind.name} callback refused from {ip} (not in MPESA_CALLBACK_ALLOWED_IPS)",
-            level=logging.WARNING,
-            ip=ip,
+            extra={"event": "callback.forbidden", "ip": ip},
         )
         raise Forbidden("This address may not post callbacks.", code="ip_not_allowed")
     if (request.content_length or 0) > MAX_CALLBACK_BYTES:

@@ -10,9 +10,11 @@ from sqlalchemy import select
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..locking import lock_order_with_receipt, retried
-from ..logs import log_event
-from ..models import CallbackOutcome, CallbackRecord, utcnow
+from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..mpesa.formats import normalise_account
 from ..payments.services import review_note
+from .c2b import apply_confirmation, parse_c2b
+from .pipeline import MalformedCallback
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,9 @@ def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> Ca
     record.outcome = CallbackOutcome.UNKNOWN_RESOLVED
     record.detail = f"resolved by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
     db.session.commit()
-    log_event(
-        log,
-        "admin.review_resolved",
+    log.info(
         f"unknown callback {record.id} resolved by {actor}",
-        callback_id=record.id,
-        admin=actor,
+        extra={"event": "admin.review_resolved", "callback_id": record.id, "admin": actor},
     )
     return record
 
@@ -45,10 +44,6 @@ def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> Ca
 def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: str):
     """An admin assigns an unmatched Paybill payment to an order: the same rules apply as
     if the customer had typed that account (`callbacks/c2b.py`). Returns the order."""
-    from ..models import Order
-    from .c2b import apply_confirmation, normalise_account, parse_c2b
-    from .pipeline import MalformedCallback
-
     note = review_note(note)
     record = db.session.get(CallbackRecord, record_id)
     if record is None or record.kind != "c2b" or record.outcome != CallbackOutcome.UNKNOWN:
@@ -76,12 +71,13 @@ def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: 
     record.outcome = CallbackOutcome.APPLIED if outcome == "applied" else CallbackOutcome.DUPLICATE
     record.detail = f"assigned to {order.number} by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
     db.session.commit()
-    log_event(
-        log,
-        "admin.c2b_assigned",
+    log.info(
         f"Paybill payment {parsed.trans_id} assigned to {order.number} by {actor}: {outcome}",
-        callback_id=record.id,
-        order=order.number,
-        admin=actor,
+        extra={
+            "event": "admin.c2b_assigned",
+            "callback_id": record.id,
+            "order": order.number,
+            "admin": actor,
+        },
     )
     return order

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..locking import lock_order_of_checkout, lock_order_with_receipt
-from ..logs import log_event
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.formats import MAX_DB_INT, parse_amount, parse_eat_timestamp
 from ..payments.money import apply_result
@@ -150,13 +149,13 @@ class StkKind(CallbackKind):
         payment, holder = lock_for_result(result)
         if payment is None:
             record.detail = "no payment has this CheckoutRequestID"
-            log_event(
-                log,
-                "callback.unknown",
+            log.warning(
                 f"callback for unknown checkout id {result.checkout_request_id} recorded",
-                level=logging.WARNING,
-                record=record.id,
-                result_code=result.result_code,
+                extra={
+                    "event": "callback.unknown",
+                    "record": record.id,
+                    "result_code": result.result_code,
+                },
             )
             return CallbackOutcome.UNKNOWN, None
         if holder not in (None, payment):
@@ -184,16 +183,17 @@ class StkKind(CallbackKind):
         )
         record.payment_id = (took or payment).id
         record.detail = f"payment {payment.status}"
-        log_event(
-            log,
-            f"callback.{outcome}",
+        log.info(
             f"callback for order {order.number}: {outcome}, payment {payment.status}",
-            order=order.number,
-            payment=payment.id,
-            record=record.id,
-            result_code=result.result_code,
-            receipt=result.receipt,
-            phone=result.phone,
+            extra={
+                "event": f"callback.{outcome}",
+                "order": order.number,
+                "payment": payment.id,
+                "record": record.id,
+                "result_code": result.result_code,
+                "receipt": result.receipt,
+                "phone": result.phone,
+            },
         )
         return CallbackOutcome(outcome), order
 

@@ -16,7 +16,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..logs import log_event
 from .errors import DarajaBusy, DarajaUnavailable, error_from_body
 from .formats import ACCOUNT_REFERENCE_MAX, TRANSACTION_DESC_MAX, eat_timestamp, stk_password
 from .transport import Endpoint, Transport, counts_errors
@@ -89,15 +88,16 @@ class StkApi(Transport):
         status, body = self._authorised_post(PUSH, payload, maybe_sent_on_timeout=True)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if status == 200 and str(body.get("ResponseCode")) == "0" and body.get("CheckoutRequestID"):
-            log_event(
-                log,
-                "daraja.stk_push",
+            log.info(
                 f"STK push accepted for {reference}",
-                order=reference,
-                phone=phone,
-                amount=amount,
-                checkout_request_id=body["CheckoutRequestID"],
-                ms=elapsed_ms,
+                extra={
+                    "event": "daraja.stk_push",
+                    "order": reference,
+                    "phone": phone,
+                    "amount": amount,
+                    "checkout_request_id": body["CheckoutRequestID"],
+                    "ms": elapsed_ms,
+                },
             )
             return PushAccepted(
                 merchant_request_id=str(body.get("MerchantRequestID") or ""),
@@ -107,15 +107,16 @@ class StkApi(Transport):
         error = error_from_body(status, body)
         if isinstance(error, DarajaBusy):
             self.tokens.pause(BUSY_PAUSE_S)
-        log_event(
-            log,
-            "daraja.stk_push_refused",
+        log.info(
             f"STK push refused for {reference}",
-            order=reference,
-            phone=phone,
-            code=error.code,
-            reason=error.message,
-            ms=elapsed_ms,
+            extra={
+                "event": "daraja.stk_push_refused",
+                "order": reference,
+                "phone": phone,
+                "code": error.code,
+                "reason": error.message,
+                "ms": elapsed_ms,
+            },
         )
         raise error
 

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import requests
 
 from .. import metrics
-from ..logs import log_event
 from .errors import DarajaAuthError, DarajaError, DarajaUnavailable, error_from_body
 from .tokens import TokenCache
 
@@ -114,16 +113,16 @@ class Transport:
     def _log_transport_error(self, exc: requests.RequestException, method: str, path: str):
         """Say why Daraja could not be reached: the exception, host and timeouts, never a
         secret (no headers, no body, no query string)."""
-        log_event(
-            log,
-            "daraja.unreachable",
+        log.warning(
             f"Daraja request {method} {path} failed: {type(exc).__name__}",
-            level=logging.WARNING,
-            host=urlsplit(self.base_url).netloc,
-            error=type(exc).__name__,
-            cause=_cause(exc),
-            connect_timeout_s=self.timeout[0],
-            read_timeout_s=self.timeout[1],
+            extra={
+                "event": "daraja.unreachable",
+                "host": urlsplit(self.base_url).netloc,
+                "error": type(exc).__name__,
+                "cause": _cause(exc),
+                "connect_timeout_s": self.timeout[0],
+                "read_timeout_s": self.timeout[1],
+            },
         )
 
     @staticmethod
@@ -175,8 +174,9 @@ class Transport:
                 return token
             token, expires_in = self._fetch_token()
             self.tokens.put(token, expires_in)
-            log_event(
-                log, "daraja.token", "fetched a new Daraja access token", expires_in=expires_in
+            log.info(
+                "fetched a new Daraja access token",
+                extra={"event": "daraja.token", "expires_in": expires_in},
             )
             return token
 
@@ -192,7 +192,9 @@ class Transport:
                 headers={"Authorization": f"Bearer {token}"},
             )
             if str(body.get("errorCode")) == INVALID_TOKEN and attempt == 1:
-                log_event(log, "daraja.token_invalid", "Daraja rejected the token; refreshing")
+                log.info(
+                    "Daraja rejected the token; refreshing", extra={"event": "daraja.token_invalid"}
+                )
                 self.tokens.drop(token)
                 continue
             return status, body

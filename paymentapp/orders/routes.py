@@ -1,6 +1,6 @@
 """Merchant order API and the customer's status endpoint."""
 
-from flask import current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from ..security import (
     authenticate_api_key,
@@ -8,9 +8,10 @@ from ..security import (
     make_client_token,
     request_client_token,
 )
-from . import bp
 from .schemas import json_body, order_json, status_snapshot, validate_order_create
 from .services import cancel_order, create_order, get_order, list_orders
+
+bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 
 
 def _created_json(order) -> dict:

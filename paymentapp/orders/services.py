@@ -12,10 +12,9 @@ from flask import current_app
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, NotFound, ValidationError
+from ..errors import Conflict, ValidationError, get_or_404
 from ..extensions import db
 from ..locking import lock_order, retried
-from ..logs import log_event
 from ..models import (
     ApiKey,
     Order,
@@ -138,15 +137,16 @@ def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None
         if key and (existing := _replay(api_key, key, request_hash)):
             return existing, False
         raise
-    log_event(
-        log,
-        "order.created",
+    log.info(
         f"order {order.number} created for {order.amount} KES",
-        order=order.number,
-        order_id=order.id,
-        amount=order.amount,
-        api_key=api_key.name,
-        phone=order.customer_phone,
+        extra={
+            "event": "order.created",
+            "order": order.number,
+            "order_id": order.id,
+            "amount": order.amount,
+            "api_key": api_key.name,
+            "phone": order.customer_phone,
+        },
     )
     return order, True
 
@@ -178,10 +178,7 @@ def cancel_order(order_id: str, actor: str) -> Order:
 
 def get_order(order_id: str) -> Order:
     """The order with this id or a 404."""
-    order = db.session.get(Order, order_id) if len(order_id) <= 32 else None
-    if order is None:
-        raise NotFound("No order with this id.", code="order_not_found")
-    return order
+    return get_or_404(Order, order_id, "No order with this id.", "order_not_found")
 
 
 def _encode_cursor(order: Order) -> str:

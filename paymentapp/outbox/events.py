@@ -19,15 +19,12 @@ from ..models import (
     new_id,
     utcnow,
 )
+from ..orders.schemas import order_json
 from ..phones import masked_payload
 
 
 def order_snapshot(order: Order) -> dict:
     """The order as the merchant API returns it (with payments), phone numbers masked."""
-    # not at module top: importing orders/ loads its routes and services, which import
-    # this package (a change to an order appends through it)
-    from ..orders.schemas import order_json
-
     return masked_payload(order_json(order, with_payments=True))
 
 

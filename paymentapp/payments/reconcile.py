@@ -19,7 +19,6 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..logs import log_event
 from ..loops import run_forever, start_in_background
 from ..models import Payment, PaymentStatus, utcnow
 from ..mpesa.client import DarajaBusy, DarajaError, get_client
@@ -108,13 +107,9 @@ def check_payment(payment: Payment, report: PassReport, client) -> None:
             return
         except DarajaError as exc:
             report.errors += 1
-            log_event(
-                log,
-                "reconcile.query_error",
+            log.warning(
                 f"STK query for payment {payment.id} failed: {exc.message}",
-                level=logging.WARNING,
-                payment=payment.id,
-                code=exc.code,
+                extra={"event": "reconcile.query_error", "payment": payment.id, "code": exc.code},
             )
             result = None
         if result is not None and not result.pending:
@@ -169,7 +164,7 @@ def reconcile_once() -> PassReport:
     for step in PASS_STEPS:
         step(report)
     if report.queried or report.expired or report.resolved or report.callbacks_retried:
-        log_event(log, "reconcile.pass", f"reconcile pass: {report}")
+        log.info(f"reconcile pass: {report}", extra={"event": "reconcile.pass"})
     return report
 
 

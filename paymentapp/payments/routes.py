@@ -1,13 +1,14 @@
 """Customer payment endpoint: `POST /api/orders/<id>/payments {phone}`."""
 
-from flask import jsonify
+from flask import Blueprint, jsonify
 
 from ..errors import ValidationError
 from ..orders.schemas import json_body, payment_json
 from ..phones import InvalidPhone, normalize_phone
 from ..security import check_client_token, request_client_token
-from . import bp
 from .services import start_payment
+
+bp = Blueprint("payments", __name__, url_prefix="/api/orders")
 
 
 @bp.post("/<order_id>/payments")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from ..errors import ApiError, Conflict, NotFound, TooManyRequests, UpstreamError
+from ..errors import ApiError, Conflict, TooManyRequests, UpstreamError, get_or_404
 from ..extensions import db
 from ..locking import lock_order, lock_order_with_receipt, lock_payment, retried
 from ..models import (
@@ -287,9 +287,8 @@ def check_payment_now(payment_id: str, actor: str) -> tuple[str, str]:
     query sent leaves a `status_checked` event on the order's timeline, written in the
     same transaction as whatever the answer changed.
     """
-    payment = db.session.get(Payment, payment_id)  # a plain read: nothing changes yet
-    if payment is None:
-        raise NotFound("No payment with this id.", code="payment_not_found")
+    # a plain read: nothing changes yet
+    payment = get_or_404(Payment, payment_id, "No payment with this id.", "payment_not_found")
     if payment.status != PaymentStatus.PENDING:
         return "not_checked", f"Payment is already {payment.status}; nothing to check."
     checkout_id = payment.checkout_request_id

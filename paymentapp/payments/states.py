@@ -17,7 +17,6 @@ from enum import StrEnum
 
 from ..errors import IllegalTransition
 from ..extensions import db
-from ..logs import log_event
 from ..models import (
     Order,
     OrderStatus,
@@ -163,14 +162,15 @@ def transition(
             "created_at": now,
         },
     )
-    log_event(
-        log,
-        kind.value.replace("_", ".", 1),
+    log.log(
+        level,
         message or f"order {order.number} {detail}",
-        level=level,
-        order=order.number,
-        payment=payment.id if payment else None,
-        **log_fields,
+        extra={
+            "event": kind.value.replace("_", ".", 1),
+            "order": order.number,
+            "payment": payment.id if payment else None,
+            **log_fields,
+        },
     )
 
 

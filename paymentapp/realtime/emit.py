@@ -26,6 +26,8 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from ..extensions import db, socketio
+from ..models import Order
+from ..orders.schemas import order_json, status_snapshot
 from ..phones import masked_payload
 from .message_queue import BoundedRedisManager
 
@@ -80,15 +82,11 @@ def _safe_emit(event: str, payload: dict, *, to: str | None = None, namespace: s
 
 def order_update_payload(order) -> dict:
     """The `payment_update` payload: the order's snapshot (built before commit)."""
-    from ..orders.schemas import status_snapshot
-
     return status_snapshot(order)
 
 
 def order_created_payload(order) -> dict:
     """The `order_created` payload for admin browsers, with the phone masked."""
-    from ..orders.schemas import order_json
-
     return masked_payload(order_json(order))  # browsers see masks
 
 
@@ -135,9 +133,6 @@ def resend_local_snapshots(app: Flask, manager) -> int:
     connected and would not know. Clients drop versions they already have, so a repeat
     is harmless. Returns how many snapshots were sent.
     """
-    from ..models import Order
-    from ..orders.schemas import status_snapshot
-
     order_ids = [
         room[len(ROOM_PREFIX) :]
         for room in list(manager.rooms.get("/", {}))

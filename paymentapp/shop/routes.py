@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError as CsrfInvalid
 
@@ -13,8 +13,9 @@ from ..orders.services import get_order
 from ..security import check_client_token, make_client_token
 from ..security_headers import add_security_headers
 from ..webhooks import signing
-from . import bp
 from .services import PRODUCTS, buy, from_demo_shop, fulfilment, receive_webhook
+
+bp = Blueprint("shop", __name__)
 
 # The payment page's URL holds the order's token: never send it on as a referrer.
 add_security_headers(bp, frame_ancestors="'self'", referrer_policy="no-referrer")

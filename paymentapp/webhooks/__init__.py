@@ -5,9 +5,3 @@ change, from `outbox/hook.py`), `endpoints.py` registers URLs (with SSRF checks)
 `delivery.py` claims and sends deliveries with back-off, `signing.py` is the signature
 both sides compute, `routes.py` the merchant API and `commands.py` the CLI.
 """
-
-from flask import Blueprint
-
-bp = Blueprint("webhooks", __name__, url_prefix="/api/webhook-endpoints")
-
-from . import routes  # noqa: E402,F401

@@ -29,9 +29,8 @@ from enum import StrEnum
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from ..errors import NotFound
+from ..errors import get_or_404
 from ..extensions import db
-from ..logs import log_event
 from ..loops import run_forever, start_in_background
 from ..models import (
     DeliveryStatus,
@@ -194,14 +193,11 @@ def _hold(delivery_id: int, token: datetime) -> WebhookDelivery | None:
     ).rowcount
     if held != 1:
         db.session.rollback()
-        log_event(
-            log,
-            "webhook.claim_lost",
+        log.warning(
             f"webhook delivery {delivery_id}: claim lost before the result was recorded "
             "(it expired and another worker took the delivery, or it was cancelled); "
             "nothing recorded",
-            level=logging.WARNING,
-            delivery=delivery_id,
+            extra={"event": "webhook.claim_lost", "delivery": delivery_id},
         )
         return None
     return db.session.get(WebhookDelivery, delivery_id, populate_existing=True)
@@ -237,12 +233,9 @@ def _record(
         if now - endpoint.failing_since >= GIVE_UP_AFTER and endpoint.enabled:
             endpoint.enabled = False
             endpoint.disabled_reason = AUTO_DISABLED
-            log_event(
-                log,
-                "webhook.endpoint_disabled",
+            log.warning(
                 f"webhook endpoint {endpoint.id} disabled after 3 days of failures",
-                level=logging.WARNING,
-                endpoint=endpoint.id,
+                extra={"event": "webhook.endpoint_disabled", "endpoint": endpoint.id},
             )
         if now - event.created_at >= GIVE_UP_AFTER:
             move_delivery(delivery, DeliveryStatus.FAILED)
@@ -251,15 +244,16 @@ def _record(
             delay = retry_delay(delivery.attempts, rng)
             delivery.next_attempt_at = now + timedelta(seconds=delay)
     db.session.commit()
-    log_event(
-        log,
-        "webhook.delivery",
+    log.log(
+        logging.INFO if answer.ok else logging.WARNING,
         f"webhook {event.type} {event.id} to {endpoint.id}: "
         f"{answer.status_code or answer.error}, {delivery.status}",
-        level=logging.INFO if answer.ok else logging.WARNING,
-        delivery=delivery.id,
-        attempt=delivery.attempts,
-        ms=answer.latency_ms,
+        extra={
+            "event": "webhook.delivery",
+            "delivery": delivery.id,
+            "attempt": delivery.attempts,
+            "ms": answer.latency_ms,
+        },
     )
     return DeliveryStatus(delivery.status)
 
@@ -353,9 +347,7 @@ def _report(outcomes: list[DeliveryStatus | Outcome]) -> Report:
 def resend(event_id: str) -> int:
     """Deliver an event again to every live endpoint that had it (a new delivery each);
     returns how many."""
-    event = db.session.get(WebhookEvent, event_id) if len(event_id) <= 32 else None
-    if event is None:
-        raise NotFound("No webhook event with this id.", code="event_not_found")
+    event = get_or_404(WebhookEvent, event_id, "No webhook event with this id.", "event_not_found")
     endpoint_ids = set(
         db.session.scalars(
             select(WebhookDelivery.endpoint_id)
@@ -376,7 +368,7 @@ def delivery_pass() -> Report:
     """One pass of a delivery worker (several deliveries in flight)."""
     report = deliver_due(concurrency=CONCURRENCY)
     if report.sent:
-        log_event(log, "webhook.pass", f"webhook pass: {report}")
+        log.info(f"webhook pass: {report}", extra={"event": "webhook.pass"})
     return report
 
 

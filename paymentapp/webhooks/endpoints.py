@@ -23,8 +23,8 @@ from sqlalchemy import select
 
 from ..errors import NotFound, ValidationError
 from ..extensions import db
-from ..logs import log_event
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
+from ..orders.schemas import iso
 from .events import CATALOGUE
 from .states import move_deliveries
 
@@ -147,12 +147,13 @@ def create_endpoint(url, events=None, description=None, api_key_id=None):
     )
     db.session.add(endpoint)
     db.session.commit()
-    log_event(
-        log,
-        "webhook.endpoint_added",
+    log.info(
         f"webhook endpoint {endpoint.id} added",
-        endpoint=endpoint.id,
-        events=endpoint.events,
+        extra={
+            "event": "webhook.endpoint_added",
+            "endpoint": endpoint.id,
+            "events": endpoint.events,
+        },
     )
     return endpoint
 
@@ -185,11 +186,9 @@ def delete_endpoint(endpoint_id: str) -> WebhookEndpoint:
     endpoint.enabled = False
     _cancel_pending(endpoint.id)
     db.session.commit()
-    log_event(
-        log,
-        "webhook.endpoint_deleted",
+    log.info(
         f"webhook endpoint {endpoint.id} deleted",
-        endpoint=endpoint.id,
+        extra={"event": "webhook.endpoint_deleted", "endpoint": endpoint.id},
     )
     return endpoint
 
@@ -212,18 +211,14 @@ def rotate_secret(endpoint_id: str, grace: timedelta = ROTATION_GRACE) -> Webhoo
     endpoint.previous_secret_until = utcnow() + grace
     endpoint.secret = new_secret()
     db.session.commit()
-    log_event(
-        log,
-        "webhook.secret_rotated",
+    log.info(
         f"webhook endpoint {endpoint.id} secret rotated",
-        endpoint=endpoint.id,
+        extra={"event": "webhook.secret_rotated", "endpoint": endpoint.id},
     )
     return endpoint
 
 
 def endpoint_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict:
-    from ..orders.schemas import iso
-
     data = {
         "id": endpoint.id,
         "url": endpoint.url,

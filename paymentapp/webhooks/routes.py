@@ -1,10 +1,10 @@
 """`/api/webhook-endpoints`: the merchant registers, lists, rotates and removes endpoints."""
 
-from flask import jsonify
+from flask import Blueprint, jsonify
 
+from ..extensions import db
 from ..orders.schemas import json_body
 from ..security import authenticate_api_key
-from . import bp
 from .endpoints import (
     create_endpoint,
     delete_endpoint,
@@ -14,6 +14,9 @@ from .endpoints import (
     rotate_secret,
     set_enabled,
 )
+from .events import send_test_event
+
+bp = Blueprint("webhooks", __name__, url_prefix="/api/webhook-endpoints")
 
 
 @bp.post("")
@@ -68,9 +71,6 @@ def enable(endpoint_id: str):
 @bp.post("/<endpoint_id>/test")
 def test_event(endpoint_id: str):
     """Queue an `endpoint.test` event for this endpoint (delivered like any other)."""
-    from ..extensions import db
-    from .events import send_test_event
-
     authenticate_api_key()
     event = send_test_event(get_endpoint(endpoint_id), db.session)
     return jsonify(id=event.id, type=event.type), 202

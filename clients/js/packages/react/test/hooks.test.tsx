@@ -62,6 +62,13 @@ function app(children: React.ReactNode, strict = false) {
 const socket = () => sockets[sockets.length - 1];
 const text = () => screen.getByTestId("status").textContent;
 
+/** The socket connects and the server answers the one subscription with `status`. */
+async function connectWith(status: unknown) {
+  socket().open();
+  socket().emitted("subscribe")[0].ack({ ok: true, status });
+  await tick();
+}
+
 beforeEach(() => {
   vi.useFakeTimers();
   sockets.length = 0;
@@ -82,11 +89,7 @@ describe("usePaymentStatus", () => {
   it("keeps the highest version: older and repeated snapshots never show", async () => {
     render(app(<Status orderId="ord_1" />));
     await tick();
-    socket().open();
-    socket()
-      .emitted("subscribe")[0]
-      .ack({ ok: true, status: snapshot("ord_1", 2) });
-    await tick();
+    await connectWith(snapshot("ord_1", 2));
     expect(text()).toBe("ord_1 v2 pending · live");
 
     act(() => socket().push(snapshot("ord_1", 1, { order_status: "cancelled" })));
@@ -133,11 +136,7 @@ describe("usePaymentStatus", () => {
   it("shows nothing of the previous order after a switch", async () => {
     const view = render(app(<Status orderId="ord_1" />));
     await tick();
-    socket().open();
-    socket()
-      .emitted("subscribe")[0]
-      .ack({ ok: true, status: snapshot("ord_1", 5, { order_status: "paid" }) });
-    await tick();
+    await connectWith(snapshot("ord_1", 5, { order_status: "paid" }));
     expect(text()).toBe("ord_1 v5 paid · live");
 
     seen = [];
@@ -166,11 +165,7 @@ describe("usePaymentStatus", () => {
     const errors = vi.spyOn(console, "error");
     const view = render(app(<Status orderId="ord_1" />));
     await tick();
-    socket().open();
-    socket()
-      .emitted("subscribe")[0]
-      .ack({ ok: true, status: snapshot("ord_1", 1) });
-    await tick();
+    await connectWith(snapshot("ord_1", 1));
     const paying = latest.ord_1.pay("0712345678");
     view.unmount();
     answer(
@@ -268,11 +263,7 @@ describe("usePaymentStatus", () => {
     await tick(1);
     expect(latest.ord_1.connection).toBe("offline");
 
-    socket().open();
-    socket()
-      .emitted("subscribe")[0]
-      .ack({ ok: true, status: snapshot("ord_1", 3, { order_status: "paid" }) });
-    await tick();
+    await connectWith(snapshot("ord_1", 3, { order_status: "paid" }));
     expect(latest.ord_1).toMatchObject({ polling: false, connection: "live" });
     const calls = fetchMock.mock.calls.length;
     await tick(30_000);
@@ -289,11 +280,7 @@ describe("usePaymentStatus", () => {
     );
     render(app(<Status orderId="ord_1" />));
     await tick();
-    socket().open();
-    socket()
-      .emitted("subscribe")[0]
-      .ack({ ok: true, status: snapshot("ord_1", 1) });
-    await tick();
+    await connectWith(snapshot("ord_1", 1));
     let thrown: unknown;
     await act(async () => {
       thrown = await latest.ord_1.pay("0712345678").catch((e: unknown) => e);
