@@ -316,7 +316,6 @@ def load_config(env=None) -> dict:
         "PAYMENT_EXPIRE_AFTER_S": expire_after,
         "CLIENT_TOKEN_MAX_AGE_S": _int(env, "CLIENT_TOKEN_MAX_AGE_S", 24 * 3600, minimum=60),
         "RECONCILER_IN_PROCESS": env.get("RECONCILER_IN_PROCESS", "") in ("1", "true", "yes"),
-        "ORDER_NUMBER_PREFIX": "ORD-",
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -9,7 +9,9 @@ import re
 # prefix. `network_of` says whose range a number is in, for a hint only. The browser
 # twin is paymentapp/static/js/paymentapp-client.js (KENYAN_MOBILE, networkOf); the
 # parity tests keep the two in step.
-KENYAN_MOBILE = re.compile(r"^254(7\d{8}|1[01]\d{7})$")
+_MOBILE = r"254(7\d{8}|1[01]\d{7})"
+KENYAN_MOBILE = re.compile(rf"^{_MOBILE}$")
+_MOBILE_IN_TEXT = re.compile(rf"(?<!\d){_MOBILE}(?!\d)")
 ACCEPTED_EXAMPLE = "0712 345 678, 0112 345 678, +254 712 345 678 or 254712345678"
 
 # The Communications Authority's allocations, by the three digits after 0/254
@@ -92,3 +94,8 @@ def masked_payload(order: dict) -> dict:
             for payment in order["payments"]
         ]
     return masked
+
+
+def mask_phones_in(text: str) -> str:
+    """`text` with every Kenyan mobile number in it (254… form) masked."""
+    return _MOBILE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)

@@ -381,3 +381,56 @@ def test_a_second_receipt_for_another_amount_does_not_count_until_reviewed(
     second = next(p for p in stored.payments if p.receipt == "OTHER00004")
     assert second.amount == 100 and second.paid_amount == 120 and not second.counts
     assert second.needs_review and stored.amount_paid == 100
+
+
+# -- the decision is values; one writer applies them ------------------------------------
+
+
+def test_a_decision_returns_its_changes_as_values_and_touches_no_row(make_order, make_payment, db):
+    from paymentapp.locking import lock_payment
+    from paymentapp.payments.money import Money, decide_result
+    from paymentapp.payments.states import Change, Draft, Kind, NewPayment, write
+
+    order = make_order(1000)
+    payment = lock_payment(make_payment(order).id)
+    draft = Draft(payment.order)
+    outcome = decide_result(
+        draft,
+        draft.payment(payment),
+        result_code=0,
+        result_desc="ok",
+        source="callback",
+        amount_from="callback",
+        money=Money("VAL0000001", 1000, "254712345678"),
+    )
+    changes = draft.changes
+    assert outcome == "applied"
+    # the draft sees its own changes; the rows are as they were read
+    assert draft.order.status == "paid" and draft.order.amount_paid == 1000
+    assert payment.status == "pending" and payment.receipt is None
+    assert payment.order.status == "pending" and payment.order.amount_paid == 0
+    assert not db.session.dirty and not db.session.new
+    assert [c.kind for c in changes] == [Kind.PAYMENT_COMPLETED, Kind.ORDER_PAID]
+    assert all(isinstance(c, Change) and not isinstance(c, NewPayment) for c in changes)
+    completed = changes[0].writes[payment.id]
+    assert completed["receipt"] == "VAL0000001" and completed["paid_amount"] == 1000
+    assert changes[1].writes[order["id"]]["paid_at"] == completed["paid_at"]
+
+    write(payment.order, changes)
+    db.session.commit()
+    stored = fresh(db, order["id"])
+    assert stored.status == "paid" and stored.amount_paid == 1000
+    assert stored.payments[0].receipt == "VAL0000001" and stored.payments[0].paid_amount == 1000
+    assert paid_events(db, order["id"]) == 1
+
+
+def test_a_draft_refuses_columns_set_without_a_change(make_order, make_payment, db):
+    from paymentapp.locking import lock_payment
+    from paymentapp.payments.states import Draft
+
+    payment = lock_payment(make_payment(make_order(1000)).id)
+    draft = Draft(payment.order)
+    draft.set(draft.payment(payment), needs_review=True)
+    with pytest.raises(RuntimeError, match="without a change"):
+        _ = draft.changes
+    db.session.rollback()

@@ -13,10 +13,8 @@ from datetime import datetime
 
 from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
 from ..payments import money
-from ..phones import mask_phone
+from ..phones import mask_phone, mask_phones_in
 from .queries import admin_tz
-
-PHONE_IN_TEXT = re.compile(r"(?<!\d)254(?:7\d{8}|1[01]\d{7})(?!\d)")
 
 
 def local_time(value: datetime | None) -> str:
@@ -48,7 +46,7 @@ def pretty_body(body: str) -> str:
         text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
     except ValueError:
         text = body
-    return PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
+    return mask_phones_in(text)
 
 
 # How a stored callback is named on an order's timeline, by its kind.

@@ -4,7 +4,6 @@ writes; `presenters.py` turns what these return into what people see."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -24,10 +23,10 @@ from ..models import (
     PaymentStatus,
     Refund,
 )
+from ..mpesa.formats import normalise_account, parse_receipt
 from ..phones import InvalidPhone, normalize_phone
 
 PAGE_SIZE = 50
-RECEIPT = re.compile(r"^[A-Za-z0-9]{8,20}$")
 
 
 def admin_tz() -> ZoneInfo:
@@ -100,15 +99,12 @@ def _start_of_day(day: date) -> datetime:
 def search_clause(q: str):
     """Orders matching an ORD-number (prefix), phone, receipt, id, reference or description."""
     payment = aliased(Payment)
-    upper = q.upper()
-    prefix = current_app.config["ORDER_NUMBER_PREFIX"]
-    number = upper if upper.startswith(prefix) else prefix + upper
     clauses = [
         Order.id == q,
         Order.reference == q,
         Order.description.icontains(q, autoescape=True),
     ]
-    if re.fullmatch(rf"({re.escape(prefix)})?\d+", upper):
+    if number := normalise_account(q):
         clauses.append(Order.number.startswith(number, autoescape=True))
     try:
         phone = normalize_phone(q)
@@ -122,8 +118,8 @@ def search_clause(q: str):
                 or_(payment.phone == phone, payment.paid_phone == phone),
             )
         )
-    if RECEIPT.match(q):
-        clauses.append(exists().where(payment.order_id == Order.id, payment.receipt == upper))
+    if receipt := parse_receipt(q):
+        clauses.append(exists().where(payment.order_id == Order.id, payment.receipt == receipt))
     return or_(*clauses)
 
 

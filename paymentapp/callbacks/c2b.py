@@ -36,7 +36,6 @@ from ..models import (
     OrderStatus,
     Payment,
     PaymentMethod,
-    PaymentStatus,
     utcnow,
 )
 from ..mpesa.formats import (
@@ -47,8 +46,8 @@ from ..mpesa.formats import (
     parse_eat_timestamp,
     parse_receipt,
 )
-from ..payments.money import attach_to_prompt, complete_payment, prompt_for
-from ..payments.states import AMOUNT_FROM_CALLBACK, PARTIAL, flag, hold
+from ..payments.money import Money, flag, hold, receive
+from ..payments.states import AMOUNT_FROM_CALLBACK, PARTIAL, Draft, write
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
 log = logging.getLogger(__name__)
@@ -126,60 +125,46 @@ def late(order: Order, paid_at: datetime | None) -> bool:
 def apply_confirmation(
     order: Order, holder: Payment | None, payment_in: C2BPayment, source: str
 ) -> str:
-    """Apply a matched confirmation to a LOCKED order; `holder` is the payment already
-    holding its receipt, read after the lock. Returns the outcome."""
+    """Decide a matched confirmation for a LOCKED order and write it; `holder` is the
+    payment already holding its receipt, read after the lock. Returns the outcome."""
     if holder is not None:
         return "duplicate"  # one receipt is one movement of money
-    prompt, several = prompt_for(order, payment_in.amount)
-    if prompt is not None:
-        # the STK prompt's own money, sent to the confirmation URL too (docs/paybill.md)
-        attach_to_prompt(
-            prompt,
-            receipt=payment_in.trans_id,
-            amount=payment_in.amount,
-            source=source,
-            paid_at=payment_in.trans_time,
-        )
-        prompt.account_reference = payment_in.account
-        return "applied"
+    draft = Draft(order)
     expired = late(order, payment_in.trans_time)
-    payment = Payment(
-        method=PaymentMethod.PAYBILL,
-        phone=payment_in.msisdn,
-        amount=payment_in.amount,
-        status=PaymentStatus.PENDING,
-        account_reference=payment_in.account,
-    )
-    order.payments.append(payment)
-    db.session.flush()
-    complete_payment(
-        payment,
-        result_code=0,
-        result_desc="Paybill payment",
+    payment, several = receive(
+        draft,
+        Money(payment_in.trans_id, payment_in.amount, payment_in.msisdn, payment_in.trans_time),
         source=source,
         amount_from=AMOUNT_FROM_CALLBACK,
-        paid_amount=payment_in.amount,
-        receipt=payment_in.trans_id,
-        paid_phone=payment_in.msisdn,
-        paid_at=payment_in.trans_time,
+        result_code=0,
+        result_desc="Paybill payment",
         settle=not expired,
+        method=PaymentMethod.PAYBILL,
+        phone=payment_in.msisdn,
+        account_reference=payment_in.account,
     )
-    if expired:
-        hold(order, payment, "paid after the order expired: refund due", source=source)
-    elif several and not payment.needs_review:
+    if payment.method == PaymentMethod.STK:
+        pass  # the STK prompt's own money, sent to the confirmation URL too (docs/paybill.md)
+    elif expired:
+        hold(draft, payment, "paid after the order expired: refund due", source=source)
+    elif payment.needs_review:
+        pass  # the rules flagged it already (amount, a paid order, an overpayment)
+    elif several:
         flag(
-            order,
+            draft,
             payment,
             "several prompts of this amount: check it is not their money",
             source=source,
         )
-    elif order.status == OrderStatus.PENDING and order.amount_due > 0 and not payment.needs_review:
+    elif draft.order.status == OrderStatus.PENDING and draft.order.amount_due > 0:
+        due, paid = draft.order.amount_due, draft.order.amount_paid
         flag(
-            order,
+            draft,
             payment,
-            f"{PARTIAL}: KES {order.amount_paid:,} received, KES {order.amount_due:,} still due",
+            f"{PARTIAL}: KES {paid:,} received, KES {due:,} still due",
             source=source,
         )
+    write(order, draft.changes)
     return "applied"
 
 

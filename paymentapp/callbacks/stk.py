@@ -19,7 +19,7 @@ from ..extensions import db
 from ..locking import lock_order_of_checkout, lock_order_with_receipt
 from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
 from ..mpesa.formats import MAX_DB_INT, parse_amount, parse_eat_timestamp
-from ..payments.money import apply_result
+from ..payments.money import Money, apply_result
 from ..payments.states import AMOUNT_FROM_CALLBACK
 from .pipeline import CallbackKind, MalformedCallback, clean_text, load_json, register
 
@@ -170,11 +170,8 @@ class StkKind(CallbackKind):
             result_desc=result.result_desc,
             source="callback",
             amount_from=AMOUNT_FROM_CALLBACK,
-            receipt=result.receipt,
-            paid_amount=result.amount,
+            money=Money(result.receipt, result.amount, result.phone, result.transaction_date),
             amount_problem=result.amount_problem,
-            paid_phone=result.phone,
-            paid_at=result.transaction_date,
         )
         order = payment.order
         # the payment its money went to: the prompt, or a second payment of its own

@@ -1,7 +1,10 @@
 """The money rules: what a result, a query's answer, a Paybill payment or a receipt
 entered by hand does to a payment and its order (docs/payments.md, "The money rules").
-Every change they decide goes through `states.transition`; call them holding the
-order's lock (`locking.py`).
+
+Each rule decides on a `Draft` (the order and its payments as read after the lock, with
+the changes decided so far on top) and records its changes there as values; `write`
+(`states.py`) applies them. `apply_result` is both, for a final Daraja result: call it
+holding the order's lock (`locking.py`).
 
 - A payment counts toward its order when it is `completed` and its amount is trusted: the
   amount paid equals the amount asked for (a callback's Amount, or a prompt confirmed by
@@ -15,29 +18,41 @@ order's lock (`locking.py`).
   timeout (the money moved). A success with no usable amount completes nothing: it is
   flagged and STK Query decides.
 - The same money counts once: money that comes by another message goes to the one
-  prompt it belongs to (`prompt_for`, `attach_to_prompt`).
+  prompt it belongs to (`prompt_for`, `receive`).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 
-from ..extensions import db
 from ..models import Order, OrderStatus, Payment, PaymentMethod, PaymentStatus, utcnow
 from .states import (
     AMOUNT_FROM_CALLBACK,
     AMOUNT_FROM_QUERY,
     NO_AMOUNT,
     PARTIAL,
+    Draft,
     Kind,
-    flag,
-    hold,
+    PaymentView,
     status_for_result,
-    transition,
+    write,
 )
 
 P = PaymentStatus
 K = Kind
+
+
+@dataclass(frozen=True)
+class Money:
+    """A movement of money as M-Pesa reported it: its receipt, the amount it brought, who
+    paid and when (None: not said)."""
+
+    receipt: str | None
+    amount: int | None
+    phone: str | None = None
+    at: datetime | None = None
 
 
 def apply_result(
@@ -47,86 +62,99 @@ def apply_result(
     result_desc: str,
     source: str,
     amount_from: str,
-    receipt: str | None = None,
-    paid_amount: int | None = None,
+    money: Money = Money(None, None),
     amount_problem: str | None = None,
-    paid_phone: str | None = None,
-    paid_at: datetime | None = None,
 ) -> str:
-    """Apply a final Daraja result to a LOCKED payment; returns `applied`, `duplicate`
-    or `ignored`. The caller commits; the effects follow the commit."""
-    new_status = status_for_result(result_code)
-    order = payment.order
+    """Decide a final Daraja result for a LOCKED payment and write it; returns `applied`,
+    `duplicate` or `ignored`. The caller commits; the effects follow the commit."""
+    draft = Draft(payment.order)
+    outcome = decide_result(
+        draft,
+        draft.payment(payment),
+        result_code=result_code,
+        result_desc=result_desc,
+        source=source,
+        amount_from=amount_from,
+        money=money,
+        amount_problem=amount_problem,
+    )
+    write(payment.order, draft.changes)
+    return outcome
 
+
+def decide_result(
+    draft: Draft,
+    payment: PaymentView,
+    *,
+    result_code: int,
+    result_desc: str,
+    source: str,
+    amount_from: str,
+    money: Money,
+    amount_problem: str | None = None,
+) -> str:
+    """What a final result does (the rules above), recorded on `draft`."""
+    new_status = status_for_result(result_code)
+    receipt = money.receipt
     if payment.status == P.COMPLETED:
         if new_status == P.COMPLETED and receipt and payment.receipt and receipt != payment.receipt:
             # another movement of money for the same prompt (e.g. the prompt was settled
             # by its Paybill twin, then paid again): record it, never drop it
-            return _second_payment(payment, receipt, paid_amount, paid_phone, paid_at, source)
+            return _second_payment(draft, payment, money, source)
         if new_status == P.COMPLETED and receipt and not payment.receipt:
-            payment.receipt = receipt  # e.g. the query settled it first, without a receipt
-            transition(order, K.RECEIPT_ADDED, f"receipt {receipt} via {source}", payment=payment)
+            # e.g. the query settled it first, without a receipt
+            draft.set(payment, receipt=receipt)
+            draft.move(K.RECEIPT_ADDED, f"receipt {receipt} via {source}", payment=payment)
             return "applied"
         return "duplicate" if new_status == P.COMPLETED else "ignored"
     if new_status != P.COMPLETED:
         if payment.status != P.PENDING:
             return "duplicate" if payment.result_code == result_code else "ignored"
-        payment.result_code = result_code
-        payment.result_desc = (result_desc or "")[:255]
-        transition(
-            order,
+        desc = (result_desc or "")[:255]
+        draft.set(payment, result_code=result_code, result_desc=desc)
+        draft.move(
             Kind(f"payment_{new_status}"),
-            f"{result_code}: {payment.result_desc} (via {source})",
+            f"{result_code}: {desc} (via {source})",
             payment=payment,
-            message=f"order {order.number} payment {new_status}: {payment.result_desc}",
+            message=f"order {draft.order.number} payment {new_status}: {desc}",
             result_code=result_code,
             source=source,
             phone=payment.phone,
         )
         return "applied"
-    if amount_from == AMOUNT_FROM_CALLBACK and paid_amount is None:
-        return _success_without_amount(payment, amount_problem, receipt, source)
-    complete_payment(
+    if amount_from == AMOUNT_FROM_CALLBACK and money.amount is None:
+        return _success_without_amount(draft, payment, amount_problem, receipt, source)
+    amount = money.amount if amount_from == AMOUNT_FROM_CALLBACK else payment.amount
+    complete(
+        draft,
         payment,
+        Money(receipt, amount, money.phone, money.at),
         result_code=result_code,
         result_desc=result_desc,
         source=source,
         amount_from=amount_from,
-        paid_amount=paid_amount if amount_from == AMOUNT_FROM_CALLBACK else payment.amount,
-        receipt=receipt,
-        paid_phone=paid_phone,
-        paid_at=paid_at,
     )
     return "applied"
 
 
-def _second_payment(
-    payment: Payment, receipt: str, paid_amount, paid_phone, paid_at, source: str
-) -> str:
+def _second_payment(draft: Draft, payment: PaymentView, money: Money, source: str) -> str:
     """A success with another receipt for a prompt that is already completed: another
     movement of money (one receipt is one movement), so its own payment, completed and
     flagged by the money rules. Without a usable amount nothing is invented: ignored, on
-    record. The caller checked that no payment holds `receipt` yet."""
-    if paid_amount is None:
+    record. The caller checked that no payment holds the receipt yet."""
+    if money.amount is None:
         return "ignored"
-    order = payment.order
     # asked for what the prompt asked: another amount is flagged and does not count until
     # an admin resolves it, as for a first success (money moves on an amount that matches)
-    second = Payment(
-        method=payment.method, phone=payment.phone, amount=payment.amount, status=P.PENDING
-    )
-    order.payments.append(second)
-    db.session.flush()
-    complete_payment(
+    second = draft.add_payment(method=payment.method, phone=payment.phone, amount=payment.amount)
+    complete(
+        draft,
         second,
+        money,
         result_code=0,
         result_desc=f"a second payment for prompt {payment.id}",
         source=source,
         amount_from=AMOUNT_FROM_CALLBACK,
-        paid_amount=paid_amount,
-        receipt=receipt,
-        paid_phone=paid_phone,
-        paid_at=paid_at,
     )
     return "applied"
 
@@ -154,106 +182,127 @@ def prompt_for(order: Order, amount: int | None) -> tuple[Payment | None, bool]:
     return (fits[0] if len(fits) == 1 else None), len(fits) > 1
 
 
-def attach_to_prompt(
-    prompt: Payment,
+def receive(
+    draft: Draft,
+    money: Money,
     *,
-    receipt: str,
-    amount: int,
     source: str,
-    amount_from: str = AMOUNT_FROM_CALLBACK,
-    paid_phone: str | None = None,
-    paid_at: datetime | None = None,
-) -> None:
-    """The money of `receipt` is `prompt`'s own (`prompt_for`): complete the pending
-    prompt with it, or give the query-settled prompt its receipt; never a second payment."""
-    if prompt.status == P.COMPLETED:
-        prompt.receipt = receipt
-        transition(prompt.order, K.RECEIPT_ADDED, f"receipt {receipt} via {source}", payment=prompt)
-        return
-    complete_payment(
-        prompt,
-        result_code=0,
-        result_desc=f"confirmed by {source}",
+    amount_from: str,
+    result_code: int | None,
+    result_desc: str,
+    settle: bool = True,
+    **columns,
+) -> tuple[PaymentView, bool]:
+    """Money that came by another message than its prompt's callback (a Paybill
+    confirmation, a receipt entered by hand): the prompt's own when it is one prompt's
+    (`prompt_for`: the pending prompt completes with it, the query-settled one gets its
+    receipt), else a payment of its own (`columns`: method, phone, account, …), completed
+    and settled by the rules (unless `settle` is False: then the caller decides). Returns
+    the payment and whether several prompts fitted."""
+    prompt, several = prompt_for(draft.order, money.amount)
+    if prompt is not None:
+        draft.set(prompt, **{k: v for k, v in columns.items() if k not in ("method", "phone")})
+        if prompt.status == P.COMPLETED:
+            draft.set(prompt, receipt=money.receipt)
+            draft.move(K.RECEIPT_ADDED, f"receipt {money.receipt} via {source}", payment=prompt)
+        else:
+            complete(
+                draft,
+                prompt,
+                money,
+                result_code=0,
+                result_desc=f"confirmed by {source}",
+                source=source,
+                amount_from=amount_from,
+            )
+        return prompt, several
+    payment = draft.add_payment(amount=money.amount, **columns)
+    complete(
+        draft,
+        payment,
+        money,
+        result_code=result_code,
+        result_desc=result_desc,
         source=source,
         amount_from=amount_from,
-        paid_amount=amount,
-        receipt=receipt,
-        paid_phone=paid_phone,
-        paid_at=paid_at,
+        settle=settle,
     )
+    return payment, several
 
 
 def _success_without_amount(
-    payment: Payment, problem: str | None, receipt: str | None, source: str
+    draft: Draft, payment: PaymentView, problem: str | None, receipt: str | None, source: str
 ) -> str:
     """A success callback with no usable Amount: flag it, pay nothing, let STK Query decide
     (the reconciler queries it next; never inside the callback request)."""
     reason = f"{NO_AMOUNT} ({problem or 'no Amount'})"
     if payment.status == P.PENDING:
         reason += "; checking with STK Query"
-        payment.next_query_at = utcnow()
+        draft.set(payment, next_query_at=utcnow())
     if payment.needs_review and payment.review_reason == reason[:255]:
         return "duplicate"
-    flag(payment.order, payment, reason, source=f"{source}, receipt {receipt or 'n/a'}")
+    flag(draft, payment, reason, source=f"{source}, receipt {receipt or 'n/a'}")
     return "applied"
 
 
-def complete_payment(
-    payment: Payment,
+def complete(
+    draft: Draft,
+    payment: PaymentView,
+    money: Money,
     *,
     result_code: int | None,
     result_desc: str,
     source: str,
     amount_from: str,
-    paid_amount: int,
-    receipt: str | None = None,
-    paid_phone: str | None = None,
-    paid_at: datetime | None = None,
     settle: bool = True,
 ) -> None:
-    """Record a success with the amount it brought, then (unless told not to) settle the
-    order."""
-    order = payment.order
+    """Record a success with the amount it brought (`money.amount`), then (unless told
+    not to) settle the order."""
     previous = payment.status
     now = utcnow()
-    payment.result_code = result_code
-    payment.result_desc = (result_desc or "")[:255]
-    payment.receipt = receipt or payment.receipt
-    payment.paid_amount = paid_amount
-    payment.amount_source = amount_from
-    payment.paid_phone = paid_phone
-    payment.paid_at = paid_at or now
-    # the money lands now: a review closed before (e.g. of a success without an amount)
-    # accepted nothing, so it cannot make this amount count
-    payment.reviewed_at = None
+    draft.set(
+        payment,
+        result_code=result_code,
+        result_desc=(result_desc or "")[:255],
+        receipt=money.receipt or payment.receipt,
+        paid_amount=money.amount,
+        amount_source=amount_from,
+        paid_phone=money.phone,
+        paid_at=money.at or now,
+        # the money lands now: a review closed before (e.g. of a success without an
+        # amount) accepted nothing, so it cannot make this amount count
+        reviewed_at=None,
+    )
     late = f" (late success after {previous})" if previous != P.PENDING else ""
     via = f"via {source}"
     if amount_from == AMOUNT_FROM_QUERY:  # "confirmed by query", or "… by query by admin:x"
         via = "confirmed by " + ("query" if source == "query" else source)
-    trusted = amount_from == AMOUNT_FROM_QUERY or paid_amount == payment.amount
+    trusted = amount_from == AMOUNT_FROM_QUERY or money.amount == payment.amount
     if trusted and payment.needs_review and (payment.review_reason or "").startswith(NO_AMOUNT):
         # flagged for a success without a usable amount; this one says how much (or the
         # query confirmed the prompt): the question is answered
-        payment.needs_review = False
-        payment.review_note = (
-            f"confirmed by STK Query ({source})"
-            if amount_from == AMOUNT_FROM_QUERY
-            else f"a later success callback said {paid_amount} KES"
+        draft.set(
+            payment,
+            needs_review=False,
+            review_note=(
+                f"confirmed by STK Query ({source})"
+                if amount_from == AMOUNT_FROM_QUERY
+                else f"a later success callback said {money.amount} KES"
+            ),
+            reviewed_at=now,
         )
-        payment.reviewed_at = now
-    transition(
-        order,
+    draft.move(
         K.PAYMENT_COMPLETED,
-        f"paid {paid_amount} KES, receipt {payment.receipt or 'n/a'} {via}{late}",
+        f"paid {money.amount} KES, receipt {payment.receipt or 'n/a'} {via}{late}",
         payment=payment,
         receipt=payment.receipt,
-        amount=paid_amount,
+        amount=money.amount,
         amount_from=amount_from,
         source=source,
         phone=payment.phone,
     )
     if settle:
-        settle_order(order, payment, source=source, via=via, late=late)
+        settle_order(draft, payment, source=source, via=via, late=late)
 
 
 def refundable(payment: Payment) -> int:
@@ -269,11 +318,14 @@ def refundable(payment: Payment) -> int:
     return max(0, left)
 
 
-def settle_order(order: Order, payment: Payment, *, source: str, via: str, late: str = "") -> None:
+def settle_order(
+    draft: Draft, payment: PaymentView, *, source: str, via: str, late: str = ""
+) -> None:
     """After a payment completed: pay the order if what counts covers it, else flag why."""
+    order = draft.order
     if payment.paid_amount != payment.amount and not payment.counts:
         flag(
-            order,
+            draft,
             payment,
             f"amount mismatch: paid {payment.paid_amount} KES, expected {payment.amount} KES",
             source=source,
@@ -281,32 +333,35 @@ def settle_order(order: Order, payment: Payment, *, source: str, via: str, late:
         )
         return
     if order.status == OrderStatus.CANCELLED:
-        hold(order, payment, "paid after the order was cancelled", source=source)
+        hold(draft, payment, "paid after the order was cancelled", source=source)
         return
     if order.status == OrderStatus.PAID:
         reason = f"order already paid; second payment {payment.receipt or ''}".strip()
-        flag(order, payment, reason, source=source, receipt=payment.receipt)
+        flag(draft, payment, reason, source=source, receipt=payment.receipt)
         return
-    pay_if_covered(order, payment, source=source, via=via, late=late)
+    pay_if_covered(draft, payment, source=source, via=via, late=late)
 
 
 def pay_if_covered(
-    order: Order, payment: Payment, *, source: str, via: str, late: str = ""
+    draft: Draft, payment: PaymentView, *, source: str, via: str, late: str = ""
 ) -> None:
     """Pay a pending order whose counting payments now cover it (exactly once); an
     overpayment pays and is flagged."""
+    order = draft.order
     paid = order.amount_paid
     if order.status != OrderStatus.PENDING or paid < order.amount:
         return
-    order.paid_at = payment.paid_at
-    for earlier in order.payments:
+    draft.set(order, paid_at=payment.paid_at)
+    for earlier in draft.payments:
         if earlier.needs_review and (earlier.review_reason or "").startswith(PARTIAL):
             # the question a partial payment raised is answered: the order is covered now
-            earlier.needs_review = False
-            earlier.review_note = f"the order was paid in full by payment {payment.id}"
-            earlier.reviewed_at = utcnow()
-    transition(
-        order,
+            draft.set(
+                earlier,
+                needs_review=False,
+                review_note=f"the order was paid in full by payment {payment.id}",
+                reviewed_at=utcnow(),
+            )
+    draft.move(
         K.ORDER_PAID,
         f"receipt {payment.receipt or 'n/a'} {via}{late}",
         payment=payment,
@@ -317,4 +372,25 @@ def pay_if_covered(
         phone=payment.phone,
     )
     if paid > order.amount:
-        flag(order, payment, f"overpaid by {paid - order.amount} KES", source=source)
+        flag(draft, payment, f"overpaid by {paid - order.amount} KES", source=source)
+
+
+def hold(draft: Draft, payment: PaymentView, reason: str, *, source: str) -> None:
+    """Money that arrived when the order could not take it (expired, cancelled): it does
+    not count until an admin accepts it (resolves the review), and it may be refunded."""
+    # not accepted, whatever closed an earlier question
+    draft.set(payment, held=True, reviewed_at=None)
+    flag(draft, payment, reason, source=source)
+
+
+def flag(draft: Draft, payment: PaymentView, reason: str, *, source: str, **log) -> None:
+    """Mark a payment for an admin's review, with the reason; changes no status."""
+    draft.set(payment, needs_review=True, review_reason=reason[:255])
+    draft.move(
+        K.PAYMENT_REVIEW,
+        f"{reason} (via {source})",
+        payment=payment,
+        message=f"order {draft.order.number} payment flagged for review: {reason}",
+        level=logging.WARNING,
+        **log,
+    )

@@ -34,14 +34,8 @@ from ..mpesa.client import (
 from ..mpesa.formats import RECEIPT
 from ..orders.schemas import payment_json
 from ..phones import mask_phone
-from .money import (
-    apply_result,
-    attach_to_prompt,
-    complete_payment,
-    pay_if_covered,
-    prompt_for,
-)
-from .states import AMOUNT_FROM_HAND, AMOUNT_FROM_QUERY, Kind, flag, transition
+from .money import Money, apply_result, flag, pay_if_covered, receive
+from .states import AMOUNT_FROM_HAND, AMOUNT_FROM_QUERY, Draft, Kind, transition, write
 
 log = logging.getLogger(__name__)
 
@@ -365,19 +359,19 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     payment = lock_payment(payment_id)
     if not payment.needs_review:
         raise Conflict("This payment is not waiting for review.", code="not_in_review")
-    payment.needs_review = False
-    payment.review_note = note
-    payment.reviewed_at = utcnow()
     order = payment.order
-    transition(
-        order,
+    draft = Draft(order)
+    view = draft.payment(payment)
+    draft.set(view, needs_review=False, review_note=note, reviewed_at=utcnow())
+    draft.move(
         Kind.REVIEW_RESOLVED,
         f"{actor}: {note}",
-        payment=payment,
+        payment=view,
         actor=actor,
         message=f"order {order.number} review resolved by {actor}",
     )
-    pay_if_covered(order, payment, source=f"review by {actor}", via=f"resolved by {actor}")
+    pay_if_covered(draft, view, source=f"review by {actor}", via=f"resolved by {actor}")
+    write(order, draft.changes)
     db.session.commit()
     return payment
 
@@ -406,40 +400,28 @@ def record_payment_by_hand(
     order, holder = lock_order_with_receipt(order_id, receipt)
     if holder is not None:
         raise Conflict("This receipt is already recorded.", code="receipt_known")
-    source = f"hand entry by {actor}"
-    prompt, several = prompt_for(order, amount)
-    if prompt is not None:
-        attach_to_prompt(
-            prompt, receipt=receipt, amount=amount, source=source, amount_from=AMOUNT_FROM_HAND
-        )
-        payment = prompt
-    else:
-        payment = Payment(
-            method=PaymentMethod.PAYBILL,
-            phone="",
-            amount=amount,
-            status=PaymentStatus.PENDING,
-        )
-        order.payments.append(payment)
-        db.session.flush()
-        complete_payment(
-            payment,
-            result_code=None,
-            result_desc=f"entered by hand by {actor}: {note}",
-            source=source,
-            amount_from=AMOUNT_FROM_HAND,
-            paid_amount=amount,
-            receipt=receipt,
-        )
-    payment.entered_by = actor
-    if several and not payment.needs_review:
+    draft = Draft(order)
+    view, several = receive(
+        draft,
+        Money(receipt, amount),
+        source=f"hand entry by {actor}",
+        amount_from=AMOUNT_FROM_HAND,
+        result_code=None,
+        result_desc=f"entered by hand by {actor}: {note}",
+        method=PaymentMethod.PAYBILL,
+        phone="",
+        entered_by=actor,
+    )
+    if several and not view.needs_review:
         flag(
-            order,
-            payment,
+            draft,
+            view,
             "several prompts of this amount: check it is not their money",
             source="admin",
         )
-    elif not payment.needs_review:
-        flag(order, payment, f"entered by hand by {actor}", source="admin")
+    elif not view.needs_review:
+        flag(draft, view, f"entered by hand by {actor}", source="admin")
+    write(order, draft.changes)
+    payment = next(p for p in order.payments if p.id == view.id)
     db.session.commit()
     return payment

@@ -1,19 +1,26 @@
 """Every payment and order transition: the tables of allowed moves, the kinds of change,
-and the one function that makes them (the money rules that decide them: `money.py`).
+a change as a plain value, and the one writer that applies changes (the money rules that
+decide them: `money.py`).
 
-The tables below are the only statement of which status may follow which;
-`transition()` is the only code that changes a status. It runs inside the caller's
-transaction, holding the order's lock: it checks the move against the table, sets the
-new status, bumps the order's `version` (once per transaction), writes the audit
-`OrderEvent` and the structured log line together, and queues the order for the
-after-commit effects (`outbox/hook.py`), so the caller only commits.
+The tables below are the only statement of which status may follow which. A decision
+works on a `Draft`: the order and its payments as read after the lock, with the
+decision's own changes on top, recorded as values (`Change`, `NewPayment`: which kind
+of change, which row, which column values, the timeline text and the log fields); the
+rows themselves are untouched until `write` applies the changes. `write` is the only
+code that changes a status. It runs inside the caller's transaction, holding the
+order's lock: it checks each move against the tables, sets the new values, bumps the
+order's `version` (once per transaction), writes the audit `OrderEvent` and the
+structured log line together, and queues the order for the after-commit effects
+(`outbox/hook.py`), so the caller only commits. `transition` is one change, written.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from ..errors import IllegalTransition
 from ..extensions import db
@@ -22,6 +29,7 @@ from ..models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    new_id,
     utcnow,
 )
 from ..outbox import audited, order_changed, transitioned
@@ -116,6 +124,229 @@ def can_move(payment: Payment, to: PaymentStatus) -> bool:
     return to in PAYMENT_MOVES[PaymentStatus(payment.status)]
 
 
+# -- a change as a value ------------------------------------------------------------------
+
+_NOTHING: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a decision made: its kind (what moves, its audit and webhook event),
+    the payment it is about (None: the order alone), the column values set with it
+    (`writes`: row id → column → value, payments and the order), the timeline text, and
+    the log line's human part, level and fields."""
+
+    kind: Kind
+    detail: str
+    payment_id: str | None = None
+    writes: Mapping[str, Mapping[str, object]] = field(default_factory=lambda: _NOTHING)
+    message: str | None = None
+    actor: str | None = None
+    level: int = logging.INFO
+    log: Mapping[str, object] = field(default_factory=lambda: _NOTHING)
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """A payment row a decision adds to the order (another movement of money)."""
+
+    id: str
+    values: Mapping[str, object]
+
+
+# A new payment's columns before anything is said of it, as the model's defaults.
+_NEW_PAYMENT = {
+    "checkout_request_id": None,
+    "merchant_request_id": None,
+    "result_code": None,
+    "result_desc": None,
+    "receipt": None,
+    "account_reference": None,
+    "entered_by": None,
+    "refunded_amount": 0,
+    "held": False,
+    "paid_amount": None,
+    "amount_source": None,
+    "paid_phone": None,
+    "paid_at": None,
+    "needs_review": False,
+    "review_reason": None,
+    "review_note": None,
+    "reviewed_at": None,
+    "next_query_at": None,
+}
+
+
+class _View:
+    """A row as a decision sees it: the values read after the lock, with the decision's
+    changes so far on top. Reading only; the row is not touched."""
+
+    __slots__ = ("_row", "_new", "_draft")
+
+    def __init__(self, row, new: dict, draft: Draft):
+        self._row, self._new, self._draft = row, new, draft
+
+    def __getattr__(self, name):
+        if name in self._new:
+            return self._new[name]
+        if self._row is None:
+            raise AttributeError(name)
+        return getattr(self._row, name)
+
+
+class PaymentView(_View):
+    __slots__ = ()
+    # the model's own rules, read from the view's values
+    counts = property(vars(Payment)["counts"].fget)
+    net_amount = property(vars(Payment)["net_amount"].fget)
+
+    @property
+    def order(self) -> OrderView:
+        return self._draft.order
+
+
+class OrderView(_View):
+    __slots__ = ()
+    amount_paid = property(Order.amount_paid.fget)
+    amount_due = property(Order.amount_due.fget)
+
+    @property
+    def payments(self) -> list[PaymentView]:
+        return self._draft.payments
+
+
+class Draft:
+    """What a decision sees and what it decided: `order` and `payments` (views), and the
+    `changes` it recorded with `set`, `add_payment` and `move`, in order."""
+
+    def __init__(self, order: Order):
+        self.order = OrderView(order, {}, self)
+        self.payments = [PaymentView(p, {}, self) for p in order.payments]
+        self._changes: list[Change | NewPayment] = []
+        self._writes: dict[str, dict[str, object]] = {}
+
+    def payment(self, payment: Payment | PaymentView) -> PaymentView:
+        """The view of one of the order's payments."""
+        return next(p for p in self.payments if p.id == payment.id)
+
+    def set(self, view: _View, **values) -> None:
+        """Set columns of a payment or the order; they are written with the next move."""
+        view._new.update(values)
+        self._writes.setdefault(view.id, {}).update(values)
+
+    def add_payment(self, **values) -> PaymentView:
+        """A new payment of the order (pending until a move says otherwise)."""
+        payment_id = new_id("pay")
+        values = {"status": P.PENDING, **values}
+        self._changes.append(NewPayment(payment_id, MappingProxyType(dict(values))))
+        view = PaymentView(
+            None, {**_NEW_PAYMENT, **values, "id": payment_id, "order_id": self.order.id}, self
+        )
+        self.payments.append(view)
+        return view
+
+    def move(
+        self,
+        kind: Kind,
+        detail: str,
+        *,
+        payment: PaymentView | None = None,
+        message: str | None = None,
+        actor: str | None = None,
+        level: int = logging.INFO,
+        **log,
+    ) -> None:
+        """Record a change of `kind`, with the columns set since the last one."""
+        change = TRANSITIONS[kind]
+        if change.payment_to is not None:
+            payment._new["status"] = change.payment_to
+        if change.order_to is not None:
+            self.order._new["status"] = change.order_to
+        self._changes.append(
+            Change(
+                kind,
+                detail,
+                payment.id if payment is not None else None,
+                MappingProxyType(self._writes),
+                message,
+                actor,
+                level,
+                MappingProxyType(log),
+            )
+        )
+        self._writes = {}
+
+    @property
+    def changes(self) -> list[Change | NewPayment]:
+        """The changes decided, in order; a column set with no move after it would be lost,
+        so it is refused."""
+        if self._writes:
+            raise RuntimeError(f"columns set without a change: {self._writes}")
+        return list(self._changes)
+
+
+# -- the one writer -------------------------------------------------------------------------
+
+
+def write(order: Order, changes: Iterable[Change | NewPayment]) -> None:
+    """Apply a decision's changes to the LOCKED order and its payments, in order (the one
+    way a status changes): each move is checked against the tables; the caller commits."""
+    rows = {order.id: order, **{p.id: p for p in order.payments}}
+    for change in changes:
+        if isinstance(change, NewPayment):
+            payment = Payment(id=change.id, **change.values)
+            order.payments.append(payment)
+            rows[payment.id] = payment
+            continue
+        for row_id, values in change.writes.items():
+            row = rows[row_id]
+            for column, value in values.items():
+                setattr(row, column, value)
+        _apply(order, change, rows.get(change.payment_id))
+
+
+def _apply(order: Order, change: Change, payment: Payment | None) -> None:
+    now = utcnow()
+    kind = change.kind
+    moves = TRANSITIONS[kind]
+    if moves.payment_to is not None:
+        if not can_move(payment, moves.payment_to):
+            raise IllegalTransition(f"payment {payment.id}: {payment.status} → {moves.payment_to}")
+        payment.status = moves.payment_to
+        if moves.payment_to in PaymentStatus.FINAL:
+            payment.next_query_at = None
+    if moves.order_to is not None:
+        if moves.order_to not in ORDER_MOVES[OrderStatus(order.status)]:
+            raise IllegalTransition(f"order {order.number}: {order.status} → {moves.order_to}")
+        order.status = moves.order_to
+    if payment is not None:
+        payment.updated_at = now
+    if order_changed(db.session, order):
+        order.bump_version()  # once per transaction: one committed change is one version
+    transitioned(db.session, order, moves.webhook, payment)
+    audited(
+        db.session,
+        {
+            "order_id": order.id,
+            "payment_id": payment.id if payment else None,
+            "kind": kind.value,
+            "detail": change.detail[:255],
+            "actor": change.actor,
+            "created_at": now,
+        },
+    )
+    log.log(
+        change.level,
+        change.message or f"order {order.number} {change.detail}",
+        extra={
+            "event": kind.value.replace("_", ".", 1),
+            "order": order.number,
+            "payment": payment.id if payment else None,
+            **change.log,
+        },
+    )
+
+
 def transition(
     order: Order,
     kind: Kind,
@@ -127,71 +358,11 @@ def transition(
     level: int = logging.INFO,
     **log_fields,
 ) -> None:
-    """The one way to change a payment or an order (call it holding the row lock).
-
-    `kind` says what moves (TRANSITIONS) and names the audit event (`order_paid`, …; its
-    log event is `order.paid`, …); `detail` is the timeline text; `message`, when given,
-    is the log line's human part (default: `order ORD-… <detail>`).
+    """One change, written now (call it holding the row lock): for an action that decides
+    nothing else. `kind` says what moves (TRANSITIONS) and names the audit event
+    (`order_paid`, …; its log event is `order.paid`, …); `detail` is the timeline text;
+    `message`, when given, is the log line's human part (default: `order ORD-… <detail>`).
     """
-    now = utcnow()
-    change = TRANSITIONS[kind]
-    payment_to, order_to = change.payment_to, change.order_to
-    if payment_to is not None:
-        if not can_move(payment, payment_to):
-            raise IllegalTransition(f"payment {payment.id}: {payment.status} → {payment_to}")
-        payment.status = payment_to
-        if payment_to in PaymentStatus.FINAL:
-            payment.next_query_at = None
-    if order_to is not None:
-        if order_to not in ORDER_MOVES[OrderStatus(order.status)]:
-            raise IllegalTransition(f"order {order.number}: {order.status} → {order_to}")
-        order.status = order_to
-    if payment is not None:
-        payment.updated_at = now
-    if order_changed(db.session, order):
-        order.bump_version()  # once per transaction: one committed change is one version
-    transitioned(db.session, order, change.webhook, payment)
-    audited(
-        db.session,
-        {
-            "order_id": order.id,
-            "payment_id": payment.id if payment else None,
-            "kind": kind.value,
-            "detail": detail[:255],
-            "actor": actor,
-            "created_at": now,
-        },
-    )
-    log.log(
-        level,
-        message or f"order {order.number} {detail}",
-        extra={
-            "event": kind.value.replace("_", ".", 1),
-            "order": order.number,
-            "payment": payment.id if payment else None,
-            **log_fields,
-        },
-    )
-
-
-def hold(order: Order, payment: Payment, reason: str, *, source: str) -> None:
-    """Money that arrived when the order could not take it (expired, cancelled): it does
-    not count until an admin accepts it (resolves the review), and it may be refunded."""
-    payment.held = True
-    payment.reviewed_at = None  # not accepted, whatever closed an earlier question
-    flag(order, payment, reason, source=source)
-
-
-def flag(order: Order, payment: Payment, reason: str, *, source: str, **log_fields) -> None:
-    """Mark a payment for an admin's review, with the reason; changes no status."""
-    payment.needs_review = True
-    payment.review_reason = reason[:255]
-    transition(
-        order,
-        K.PAYMENT_REVIEW,
-        f"{reason} (via {source})",
-        payment=payment,
-        message=f"order {order.number} payment flagged for review: {reason}",
-        level=logging.WARNING,
-        **log_fields,
-    )
+    log = MappingProxyType(log_fields)
+    change = Change(kind, detail, message=message, actor=actor, level=level, log=log)
+    _apply(order, change, payment)
