@@ -1,12 +1,22 @@
-"""paymentapp: self-hosted M-Pesa checkout. `create_app` is the only factory."""
+"""paymentapp: self-hosted M-Pesa checkout. `create_app` is the only factory.
+
+The features (blueprints, Socket.IO handlers, the CLI, the simulator) are imported inside
+the `register_*` functions, not at the top: this module runs first whenever any part of
+the package is imported (`import paymentapp.models` runs it), and a migration, a test of
+one module or a CLI helper must not load the whole app to do so.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import load_config
+from .cors import register_cors
+from .database import ping_idle_connections
+from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
 from .logs import configure_logging, install_redaction, remember_secrets
 
@@ -44,16 +54,12 @@ def register_proxy_fix(app: Flask) -> None:
     the callback IP allowlist and the logs all see the real client address."""
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if hops:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
-        from .database import ping_idle_connections
-
         ping_idle_connections(db.engine)
     migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
     csrf.init_app(app)
@@ -90,18 +96,6 @@ def register_blueprints(app: Flask) -> None:
         from . import simulator
 
         app.register_blueprint(simulator.bp)
-
-
-def register_errorhandlers(app: Flask) -> None:
-    from .errors import register_errorhandlers as install
-
-    install(app)
-
-
-def register_cors(app: Flask) -> None:
-    from .cors import register_cors as install
-
-    install(app)
 
 
 def register_commands(app: Flask) -> None:

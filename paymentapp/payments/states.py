@@ -17,6 +17,7 @@ structured log line together, and queues the order for the after-commit effects
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -179,12 +180,15 @@ _NEW_PAYMENT = {
 
 class _View:
     """A row as a decision sees it: the values read after the lock, with the decision's
-    changes so far on top. Reading only; the row is not touched."""
+    changes so far on top. Reading only; the row is not touched. A view lives as long as
+    its draft."""
 
     __slots__ = ("_row", "_new", "_draft")
 
     def __init__(self, row, new: dict, draft: Draft):
-        self._row, self._new, self._draft = row, new, draft
+        # a weak way back: the draft holds its views, and a cycle would leave every
+        # callback's draft for the garbage collector instead of freeing it on return
+        self._row, self._new, self._draft = row, new, weakref.proxy(draft)
 
     def __getattr__(self, name):
         if name in self._new:
