@@ -130,14 +130,19 @@ def post_worker_init(worker):
     In production run `flask --app wsgi mpesa reconcile --loop` and
     `flask --app wsgi webhooks deliver --loop` as processes of their own.
     """
+    # imported here: the config module is read by the master, before any app exists
+    from paymentapp.loops import start_in_background
+
     if os.environ.get("RECONCILER_IN_PROCESS", "").lower() in ("1", "true", "yes"):
-        from paymentapp.payments.reconcile import start_background_reconciler
+        from paymentapp.payments.reconcile import reconcile_once
 
-        start_background_reconciler(worker.wsgi, float(os.environ.get("RECONCILE_INTERVAL_S", "5")))
+        interval = float(os.environ.get("RECONCILE_INTERVAL_S", "5"))
+        start_in_background(worker.wsgi, reconcile_once, "reconcile", interval)
     if os.environ.get("WEBHOOKS_IN_PROCESS", "").lower() in ("1", "true", "yes"):
-        from paymentapp.webhooks.delivery import start_background_delivery
+        from paymentapp.webhooks.delivery import delivery_pass
 
-        start_background_delivery(worker.wsgi, float(os.environ.get("WEBHOOK_INTERVAL_S", "1")))
+        interval = float(os.environ.get("WEBHOOK_INTERVAL_S", "1"))
+        start_in_background(worker.wsgi, delivery_pass, "webhooks", interval)
 
 
 # -- metrics: prometheus_client's multiprocess directory (docs/metrics.md) ------------------

@@ -8,9 +8,10 @@ from werkzeug.security import generate_password_hash
 
 from .config import FORBIDDEN_CALLBACK_WORDS
 from .extensions import db
+from .loops import run_forever
 from .models import AdminUser
 from .mpesa.client import DarajaError, get_client
-from .payments.reconcile import reconcile_once, run_loop
+from .payments.reconcile import reconcile_once
 from .realtime.commands import realtime_cli
 from .security import create_api_key, list_api_keys, revoke_api_keys
 from .webhooks.commands import webhooks_cli
@@ -111,7 +112,7 @@ def mpesa_reconcile(loop: bool, interval: float) -> None:
     """Settle pending payments with STK Query; expire the ones nobody answered."""
 
     if loop:
-        run_loop(current_app._get_current_object(), interval)
+        run_forever(current_app._get_current_object(), reconcile_once, "reconcile", interval)
         return
     click.echo(f"reconcile pass: {reconcile_once()}")
 

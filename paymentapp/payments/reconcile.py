@@ -19,7 +19,6 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..loops import run_forever, start_in_background
 from ..models import Payment, PaymentStatus, utcnow
 from ..mpesa.client import DarajaBusy, DarajaError, get_client
 from .services import expire_pending, settle_from_query
@@ -166,13 +165,3 @@ def reconcile_once() -> PassReport:
     if report.queried or report.expired or report.resolved or report.callbacks_retried:
         log.info(f"reconcile pass: {report}", extra={"event": "reconcile.pass"})
     return report
-
-
-def run_loop(app, interval: float = 5.0, stop=None) -> None:
-    """Reconcile forever (its own process in production, a greenlet under `make run`)."""
-    run_forever(app, reconcile_once, "reconcile", interval, stop)
-
-
-def start_background_reconciler(app, interval: float = 5.0) -> None:
-    """Run the reconciler in a background greenlet/thread of this process."""
-    start_in_background(app, reconcile_once, "reconcile", interval)

@@ -4,7 +4,8 @@ import click
 from flask import current_app
 
 from ..errors import ApiError
-from .delivery import deliver_due, resend, run_loop
+from ..loops import run_forever
+from .delivery import deliver_due, delivery_pass, resend
 from .endpoints import create_endpoint, endpoint_json, live_endpoints, rotate_secret
 
 webhooks_cli = click.Group("webhooks", help="Merchant webhooks.")
@@ -66,6 +67,6 @@ def resend_event(event_id: str) -> None:
 def deliver(loop: bool, interval: float) -> None:
     """Send due deliveries (and retries); safe to run in several processes at once."""
     if loop:
-        run_loop(current_app._get_current_object(), interval)
+        run_forever(current_app._get_current_object(), delivery_pass, "webhooks", interval)
         return
     click.echo(f"webhook pass: {deliver_due()}")

@@ -31,7 +31,6 @@ from sqlalchemy import or_, select, update
 
 from ..errors import get_or_404
 from ..extensions import db
-from ..loops import run_forever, start_in_background
 from ..models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -370,13 +369,3 @@ def delivery_pass() -> Report:
     if report.sent:
         log.info(f"webhook pass: {report}", extra={"event": "webhook.pass"})
     return report
-
-
-def run_loop(app, interval: float = 1.0, stop=None) -> None:
-    """Deliver forever (a process of its own in production, a greenlet under `make run`)."""
-    run_forever(app, delivery_pass, "webhooks", interval, stop)
-
-
-def start_background_delivery(app, interval: float = 1.0) -> None:
-    """Run delivery in a background greenlet/thread of this process."""
-    start_in_background(app, delivery_pass, "webhooks", interval)
