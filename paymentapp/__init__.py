@@ -35,6 +35,8 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
         app.config.get("SECRET_KEY"),
         app.config.get("MPESA_CONSUMER_SECRET"),
         app.config.get("MPESA_PASSKEY"),
+        app.config.get("MPESA_SECURITY_CREDENTIAL"),
+        app.config.get("MPESA_INITIATOR_PASSWORD"),
         app.config.get("METRICS_TOKEN"),
     )
     # gunicorn's own error and access logs print request paths too
@@ -94,8 +96,10 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":
         from . import simulator
+        from .simulator.keys import ensure_initiator_keys
 
         app.register_blueprint(simulator.bp)
+        ensure_initiator_keys(app.config)
 
 
 def register_commands(app: Flask) -> None:

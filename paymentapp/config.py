@@ -34,6 +34,10 @@ SAFARICOM_CALLBACK_IPS = (
 SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
 SIMULATOR_CONSUMER_KEY = "simulator-consumer-key"
+# The simulator's initiator (Reversal, B2C, Transaction Status): its password is encrypted
+# with the certificate of a key pair the simulator makes in `instance/` (simulator/keys.py)
+SIMULATOR_INITIATOR_NAME = "simulator-initiator"
+SIMULATOR_INITIATOR_PASSWORD = "Simulator#2026"
 SIMULATOR_CONSUMER_SECRET = "simulator-consumer-secret"
 # Daraja rejects callback URLs containing these words (DARAJA.md).
 FORBIDDEN_CALLBACK_WORDS = ("mpesa", "safaricom", "exec", "cmd", "sql", "query")
@@ -124,6 +128,43 @@ def address_in(ip: str | None, networks: list) -> bool:
     return any(address in network for network in networks)
 
 
+def _initiator(env, live: bool) -> dict:
+    """Daraja's initiator (Reversal, B2C, Transaction Status): a name and either the
+    SecurityCredential as the Daraja portal gives it, or the password and the
+    environment's certificate to encrypt it with. Live without them: those APIs are off.
+    The simulator has its own initiator, whose certificate it makes (simulator/keys.py)."""
+    name = env.get("MPESA_INITIATOR_NAME") or ""
+    credential = env.get("MPESA_SECURITY_CREDENTIAL") or ""
+    password = env.get("MPESA_INITIATOR_PASSWORD") or ""
+    cert_path = env.get("MPESA_CERT_PATH") or ""
+    if credential and (password or cert_path):
+        raise ConfigError(
+            "MPESA_SECURITY_CREDENTIAL is already encrypted: leave out MPESA_INITIATOR_PASSWORD "
+            "and MPESA_CERT_PATH, or give those two instead"
+        )
+    if bool(password) != bool(cert_path):
+        raise ConfigError("MPESA_INITIATOR_PASSWORD and MPESA_CERT_PATH go together")
+    if cert_path and not Path(cert_path).is_file():
+        raise ConfigError(f"MPESA_CERT_PATH: no file at {cert_path}")
+    if (credential or password) and not name:
+        raise ConfigError("MPESA_INITIATOR_NAME is required with an initiator credential")
+    if name and not (credential or password):
+        raise ConfigError(
+            "MPESA_INITIATOR_NAME needs MPESA_SECURITY_CREDENTIAL, or MPESA_INITIATOR_PASSWORD "
+            "and MPESA_CERT_PATH"
+        )
+    if not live and not name:
+        folder = _instance_path()
+        name, password = SIMULATOR_INITIATOR_NAME, SIMULATOR_INITIATOR_PASSWORD
+        cert_path = str(folder / "simulator-initiator.cer")
+    return {
+        "MPESA_INITIATOR_NAME": name,
+        "MPESA_SECURITY_CREDENTIAL": credential,
+        "MPESA_INITIATOR_PASSWORD": password,
+        "MPESA_CERT_PATH": cert_path,
+    }
+
+
 def load_config(env=None) -> dict:
     """Build the app config from `env` (default: the process environment plus `.env`)."""
     if env is None:
@@ -191,6 +232,8 @@ def load_config(env=None) -> dict:
     party_b = env.get("MPESA_PARTY_B") or ""
     if transaction_type == "CustomerBuyGoodsOnline" and not party_b:
         raise ConfigError("MPESA_PARTY_B (the till number) is required with CustomerBuyGoodsOnline")
+
+    initiator = _initiator(env, live)
 
     if live and not env.get("DATABASE_URL"):
         raise ConfigError(
@@ -304,6 +347,7 @@ def load_config(env=None) -> dict:
         "DEMO_SHOP": demo_shop,
         "ORDER_EXPIRE_AFTER_S": _int(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),
         "MPESA_C2B_SHORTCODE": env.get("MPESA_C2B_SHORTCODE") or shortcode,
+        **initiator,
         "MPESA_C2B_VALIDATION": _flag(env, "MPESA_C2B_VALIDATION"),
         "MPESA_C2B_MIN_AMOUNT": _int(env, "MPESA_C2B_MIN_AMOUNT", 1, minimum=1),
         "WEBHOOK_ALLOW_PRIVATE": _flag(env, "WEBHOOK_ALLOW_PRIVATE"),

@@ -12,7 +12,11 @@
 - `formats.py`: Daraja's formats, defined once: EAT timestamps, amounts, receipts,
   account (order) numbers. Used by STK, C2B, order numbers and the simulator.
 
-Room for the initiator APIs (docs/daraja.md): Reversal (`reversal.py`), B2C (`b2c.py`),
-Transaction Status (`transaction_status.py`), and Pull Transactions (`pull.py`), each a
-`Transport` subclass with its own `Endpoint`s, added to `DarajaClient`'s bases.
+- `initiator.py`: what the initiator APIs share: the SecurityCredential (RSA with the
+  environment's certificate) and the acknowledgement every request gets.
+- `reversal.py`: Reversal of a transaction, by its receipt.
+
+Room for the other initiator APIs (docs/daraja.md): B2C (`b2c.py`), Transaction Status
+(`transaction_status.py`), and Pull Transactions (`pull.py`), each an `InitiatorApi` (or
+`Transport`) subclass with its own `Endpoint`s, added to `DarajaClient`'s bases.
 """

@@ -1,7 +1,7 @@
 """The Daraja client the app uses: one class composed from the API modules, and
 `get_client()` for the current app. Import what you need from here; the modules say how
-each API behaves (`stk.py`, `c2b.py`), how requests go out (`transport.py`, `tokens.py`)
-and what an answer means (`errors.py`).
+each API behaves (`stk.py`, `c2b.py`, `reversal.py` on `initiator.py`), how requests go
+out (`transport.py`, `tokens.py`) and what an answer means (`errors.py`).
 """
 
 from __future__ import annotations
@@ -19,28 +19,33 @@ from .errors import (
     SubscriberLocked,
 )
 from .formats import EAT, eat_timestamp, stk_password
+from .initiator import Acknowledged, InitiatorNotConfigured, initiator_configured
+from .reversal import ReversalApi
 from .stk import PushAccepted, QueryResult, StkApi
 from .tokens import TokenCache
 
 __all__ = [
     "EAT",
+    "Acknowledged",
     "DarajaAuthError",
     "DarajaBusy",
     "DarajaClient",
     "DarajaError",
     "DarajaRefused",
     "DarajaUnavailable",
+    "InitiatorNotConfigured",
     "PushAccepted",
     "QueryResult",
     "SubscriberLocked",
     "TokenCache",
     "eat_timestamp",
     "get_client",
+    "initiator_configured",
     "stk_password",
 ]
 
 
-class DarajaClient(StkApi, C2BApi):
+class DarajaClient(StkApi, C2BApi, ReversalApi):
     """Talks to Daraja (or the simulator, which speaks the same protocol). A new API is a
     `Transport` subclass in a module of its own, added to the bases here."""
 

@@ -62,7 +62,7 @@ def daraja_error(status: int, code: str, message: str):
     ), status
 
 
-def _take_fault(endpoint: str):
+def take_fault(endpoint: str):
     """A queued fault for this endpoint (tests queue them through phone.py's API)."""
     fault = db.session.execute(
         select(sim_faults)
@@ -86,7 +86,7 @@ def _take_fault(endpoint: str):
 @bp.get("/oauth/v1/generate")
 def oauth():
     """Client-credentials token; issuing one invalidates every earlier token."""
-    if fault := _take_fault("oauth"):
+    if fault := take_fault("oauth"):
         return fault
     if request.args.get("grant_type") != "client_credentials":
         return daraja_error(400, "400.008.02", "Invalid grant type passed")
@@ -117,7 +117,7 @@ def oauth():
     return jsonify({"access_token": token, "expires_in": str(TOKEN_TTL_S)})
 
 
-def _token_ok() -> bool:
+def token_ok() -> bool:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return False
@@ -138,7 +138,7 @@ def _check_password(body: dict) -> bool:
     return secrets.compare_digest(str(body.get("Password", "")), expected)
 
 
-def _whole_shillings(value) -> int | None:
+def whole_shillings(value) -> int | None:
     """Daraja takes the amount as a whole number (or digits in a string), 1 to MAX_AMOUNT."""
     if isinstance(value, bool):
         return None
@@ -149,7 +149,7 @@ def _whole_shillings(value) -> int | None:
     return None
 
 
-def _callback_url_ok(url) -> bool:
+def callback_url_ok(url) -> bool:
     """Daraja's rules for callback URLs: http(s), a host, none of its forbidden words."""
     if not isinstance(url, str):
         return False
@@ -173,14 +173,14 @@ def _validate_push(body: dict) -> tuple[str, str] | None:
         return "500.001.1001", "Wrong credentials"
     if body.get("TransactionType") not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
         return invalid, "Bad Request - Invalid TransactionType"
-    if _whole_shillings(body.get("Amount")) is None:
+    if whole_shillings(body.get("Amount")) is None:
         return invalid, "Bad Request - Invalid Amount"
     for field in ("PartyA", "PhoneNumber"):
         if not PHONE_RE.match(str(body.get(field, ""))):
             return invalid, f"Bad Request - Invalid {field}"
     if str(body.get("PartyB")) != config["MPESA_PARTY_B"]:
         return invalid, "Bad Request - Invalid PartyB"
-    if not _callback_url_ok(str(body.get("CallBackURL", ""))):
+    if not callback_url_ok(str(body.get("CallBackURL", ""))):
         return invalid, "Bad Request - Invalid CallBackURL"
     reference = body.get("AccountReference")
     if not isinstance(reference, str) or not 1 <= len(reference) <= ACCOUNT_REFERENCE_MAX:
@@ -194,9 +194,9 @@ def _validate_push(body: dict) -> tuple[str, str] | None:
 @bp.post("/mpesa/stkpush/v1/processrequest")
 def stk_push():
     """Accept an STK Push, open a prompt on the simulated phone."""
-    if not _token_ok():
+    if not token_ok():
         return daraja_error(401, "404.001.03", "Invalid Access Token")
-    if fault := _take_fault("stkpush"):
+    if fault := take_fault("stkpush"):
         return fault
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -230,7 +230,7 @@ def stk_push():
             checkout_request_id=checkout_id,
             merchant_request_id=merchant_id,
             phone=phone,
-            amount=_whole_shillings(body["Amount"]),
+            amount=whole_shillings(body["Amount"]),
             account_reference=body["AccountReference"],
             transaction_desc=body["TransactionDesc"],
             callback_url=body["CallBackURL"],
@@ -273,9 +273,9 @@ def stk_push():
 @bp.post("/mpesa/stkpushquery/v1/query")
 def stk_query():
     """How did a prompt end? "being processed" while it is open."""
-    if not _token_ok():
+    if not token_ok():
         return daraja_error(401, "404.001.03", "Invalid Access Token")
-    if fault := _take_fault("query"):
+    if fault := take_fault("query"):
         return fault
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -315,9 +315,9 @@ def c2b_shortcodes() -> set[str]:
 def c2b_register_url():
     """Store a shortcode's confirmation and validation URLs (re-registering replaces them,
     as the sandbox allows); answer in Daraja's words and spelling."""
-    if not _token_ok():
+    if not token_ok():
         return daraja_error(401, "404.001.03", "Invalid Access Token")
-    if fault := _take_fault("registerurl"):
+    if fault := take_fault("registerurl"):
         return fault
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -328,7 +328,7 @@ def c2b_register_url():
     if body.get("ResponseType") not in c2b.RESPONSE_TYPES:  # exactly, case and all
         return daraja_error(400, "400.002.02", "Bad Request - Invalid ResponseType")
     for field in ("ConfirmationURL", "ValidationURL"):
-        if not _callback_url_ok(body.get(field)):
+        if not callback_url_ok(body.get(field)):
             return daraja_error(400, "400.002.02", f"Bad Request - Invalid {field}")
     row = c2b.register_urls(
         str(shortcode), body["ResponseType"], body["ConfirmationURL"], body["ValidationURL"]

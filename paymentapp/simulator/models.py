@@ -108,6 +108,21 @@ sim_c2b_payments = Table(
     Column("confirmation_status", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
 )
+sim_reversals = Table(
+    "sim_reversals",
+    sim_metadata,
+    Column("conversation_id", String(64), primary_key=True),
+    Column("originator_conversation_id", String(64), nullable=False),
+    Column("receipt", String(32), nullable=False),  # the transaction asked to be reversed
+    Column("amount", Integer, nullable=False),
+    Column("result_url", Text, nullable=False),
+    Column("timeout_url", Text, nullable=False),
+    Column("result_code", String(16)),  # as sent: "0", or R000001, 2001, …
+    Column("result_desc", String(255)),
+    Column("reversal_receipt", String(16)),  # the reversal's own TransactionID
+    Column("result_status", String(255)),  # how posting the result went
+    Column("created_at", UTCDateTime, nullable=False),
+)
 sim_settings = Table(
     "sim_settings",
     sim_metadata,

@@ -91,7 +91,7 @@ def resend_callback(checkout_id: str):
     return jsonify(prompt_json(get_prompt(checkout_id)))
 
 
-FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl")
+FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal")
 
 
 @bp.post("/api/faults")

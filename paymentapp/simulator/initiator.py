@@ -1,0 +1,189 @@
+"""Daraja's initiator APIs as the simulator answers them: Reversal today.
+
+The request is checked as Daraja checks it (token, fields, the initiator and its
+SecurityCredential, which must decrypt with the simulator's key: keys.py), answered with
+an acknowledgement only, and the outcome is POSTed to the ResultURL in the background, in
+Daraja's shape: ResultCode the number 0 on success, a string on failure (`R000001` the
+transaction is already reversed, `R000002` no such transaction), `2001` when the
+initiator's name or password is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import requests
+from flask import current_app, jsonify, request
+from sqlalchemy import insert, or_, select, update
+
+from ..extensions import db, socketio
+from ..models import utcnow
+from ..mpesa.formats import eat_timestamp
+from . import bp
+from .daraja import callback_url_ok, daraja_error, take_fault, token_ok, whole_shillings
+from .keys import decrypt_credential
+from .models import new_receipt, sim_c2b_payments, sim_prompts, sim_reversals
+
+log = logging.getLogger(__name__)
+
+INVALID = "400.002.02"
+SUCCESS = (0, "The service request is processed successfully.")
+ALREADY_REVERSED = ("R000001", "The transaction has already been reversed.")
+NO_SUCH_TRANSACTION = ("R000002", "The OriginalTransactionID is invalid.")
+BAD_INITIATOR = (2001, "The initiator information is invalid.")
+
+
+def _validate_reversal(body: dict) -> str | None:
+    """Daraja's field checks (its words); None when the request is acceptable."""
+    config = current_app.config
+    if body.get("CommandID") != "TransactionReversal":
+        return "Bad Request - Invalid CommandID"
+    if not isinstance(body.get("TransactionID"), str) or not body["TransactionID"].strip():
+        return "Bad Request - Invalid TransactionID"
+    if whole_shillings(body.get("Amount")) is None:
+        return "Bad Request - Invalid Amount"
+    if str(body.get("ReceiverParty")) not in (
+        config["MPESA_SHORTCODE"],
+        config["MPESA_C2B_SHORTCODE"],
+    ):
+        return "Bad Request - Invalid ReceiverParty"
+    if str(body.get("RecieverIdentifierType")) != "11":  # Daraja's spelling
+        return "Bad Request - Invalid RecieverIdentifierType"
+    for field in ("ResultURL", "QueueTimeOutURL"):
+        if not callback_url_ok(body.get(field)):
+            return f"Bad Request - Invalid {field}"
+    remarks = body.get("Remarks")
+    if not isinstance(remarks, str) or not 2 <= len(remarks) <= 100:
+        return "Bad Request - Invalid Remarks"
+    if not isinstance(body.get("Initiator"), str) or not isinstance(
+        body.get("SecurityCredential"), str
+    ):
+        return "Bad Request - Invalid Initiator"
+    return None
+
+
+def _transaction_amount(receipt: str) -> int | None:
+    """The amount of a completed simulated payment with this receipt (STK or Paybill)."""
+    row = db.session.execute(
+        select(sim_prompts.c.amount)
+        .where(sim_prompts.c.receipt == receipt, sim_prompts.c.result_code == 0)
+        .union_all(
+            select(sim_c2b_payments.c.amount).where(
+                sim_c2b_payments.c.trans_id == receipt, sim_c2b_payments.c.state == "confirmed"
+            )
+        )
+    ).first()
+    return row[0] if row else None
+
+
+def _outcome(body: dict, amount: int) -> tuple[int | str, str]:
+    config = current_app.config
+    password = decrypt_credential(config, body["SecurityCredential"])
+    if body["Initiator"] != config["MPESA_INITIATOR_NAME"] or password != config.get(
+        "MPESA_INITIATOR_PASSWORD"
+    ):
+        return BAD_INITIATOR
+    receipt = body["TransactionID"].strip()
+    if _transaction_amount(receipt) != amount:
+        return NO_SUCH_TRANSACTION
+    reversed_before = db.session.execute(
+        select(sim_reversals.c.conversation_id).where(
+            sim_reversals.c.receipt == receipt,
+            or_(sim_reversals.c.result_code == "0", sim_reversals.c.result_code.is_(None)),
+        )
+    ).first()
+    return ALREADY_REVERSED if reversed_before else SUCCESS
+
+
+@bp.post("/mpesa/reversal/v1/request")
+def reversal():
+    """Acknowledge a Reversal request; its result follows in the background."""
+    if not token_ok():
+        return daraja_error(401, "404.001.03", "Invalid Access Token")
+    if fault := take_fault("reversal"):
+        return fault
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return daraja_error(400, INVALID, "Bad Request - Invalid JSON")
+    if problem := _validate_reversal(body):
+        return daraja_error(400, INVALID, problem)
+    amount = whole_shillings(body["Amount"])
+    code, desc = _outcome(body, amount)
+    conversation_id = f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
+    originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
+    db.session.execute(
+        insert(sim_reversals).values(
+            conversation_id=conversation_id,
+            originator_conversation_id=originator,
+            receipt=body["TransactionID"].strip(),
+            amount=amount,
+            result_url=body["ResultURL"],
+            timeout_url=body["QueueTimeOutURL"],
+            result_code=str(code),
+            result_desc=desc,
+            reversal_receipt=new_receipt() if code == 0 else None,
+            created_at=utcnow(),
+        )
+    )
+    db.session.commit()
+    socketio.start_background_task(post_result, current_app._get_current_object(), conversation_id)
+    return jsonify(
+        {
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation_id,
+            "ResponseCode": "0",
+            "ResponseDescription": "Accept the service request successfully.",
+        }
+    )
+
+
+def result_body(row) -> dict:
+    """What Daraja posts to the ResultURL: ResultCode a number on success, a string for
+    the R-codes."""
+    code: int | str = int(row.result_code) if row.result_code.isdigit() else row.result_code
+    result = {
+        "ResultType": 0,
+        "ResultCode": code,
+        "ResultDesc": row.result_desc,
+        "OriginatorConversationID": row.originator_conversation_id,
+        "ConversationID": row.conversation_id,
+        "TransactionID": row.reversal_receipt or new_receipt(),
+        "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": row.timeout_url}},
+    }
+    if code == 0:
+        result["ResultParameters"] = {
+            "ResultParameter": [
+                {"Key": "DebitAccountBalance", "Value": "Utility Account|KES|0.00|0.00|0.00|0.00"},
+                {"Key": "Amount", "Value": row.amount},
+                {"Key": "TransCompletedTime", "Value": int(eat_timestamp(row.created_at))},
+                {"Key": "OriginalTransactionID", "Value": row.receipt},
+                {"Key": "Charge", "Value": 0},
+                {"Key": "CreditPartyPublicName", "Value": "Customer"},
+            ]
+        }
+    return {"Result": result}
+
+
+def post_result(app, conversation_id: str) -> None:
+    """POST a reversal's result like Daraja does (once; no retries); a background task."""
+    with app.app_context():
+        try:
+            row = db.session.execute(
+                select(sim_reversals).where(sim_reversals.c.conversation_id == conversation_id)
+            ).first()
+            try:
+                response = requests.post(row.result_url, json=result_body(row), timeout=10)
+                status = f"sent: HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                status = f"failed: {exc.__class__.__name__}"
+            db.session.execute(
+                update(sim_reversals)
+                .where(sim_reversals.c.conversation_id == conversation_id)
+                .values(result_status=status)
+            )
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - a background task must not die loudly
+            log.warning("simulator: reversal result %s not sent", conversation_id, exc_info=True)
+        finally:
+            db.session.remove()
