@@ -34,7 +34,7 @@ from . import metrics
 from .errors import found
 from .extensions import db
 from .faults import fault_point
-from .models import Order, OrderNumberCounter, Payment
+from .models import Order, OrderNumberCounter, Payment, Refund
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +66,8 @@ def row_locks() -> bool:
 BY_ID = "id"
 BY_CHECKOUT_ID = "checkout_id"
 BY_PAYMENT = "payment"
+BY_REFUND = "refund"
+BY_CONVERSATION = "conversation"
 
 
 @cache
@@ -74,6 +76,9 @@ def _order_statement(by: str, lock_rows: bool):
     key = bindparam("key")
     if by == BY_ID:
         wanted = Order.id == key
+    elif by in (BY_REFUND, BY_CONVERSATION):
+        column = Refund.id if by == BY_REFUND else Refund.conversation_id
+        wanted = Order.id == select(Refund.order_id).where(column == key).scalar_subquery()
     else:
         column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
         wanted = Order.id == select(Payment.order_id).where(column == key).scalar_subquery()
@@ -157,6 +162,17 @@ def lock_payment(payment_id: str) -> Payment:
     order, _ = _lock(BY_PAYMENT, payment_id)
     payment = next((p for p in order.payments if p.id == payment_id), None) if order else None
     return found(payment, "No payment with this id.", "payment_not_found")
+
+
+def lock_refund(by: str, key: str) -> Refund | None:
+    """The refund with this id (`BY_REFUND`) or Daraja ConversationID (`BY_CONVERSATION`),
+    read after locking its ORDER's row (refunds change payments, so they take the same
+    lock), with its payment; None when there is none."""
+    order, _ = _lock(by, key)
+    if order is None:
+        return None
+    column = "id" if by == BY_REFUND else "conversation_id"
+    return next((r for p in order.payments for r in p.refunds if getattr(r, column) == key), None)
 
 
 def _conflict(exc: DBAPIError, unique_is_race: bool) -> str | None:

@@ -191,11 +191,29 @@ class Case:
         """The dashboard's "check with M-Pesa now" (an STK Query)."""
         return "status check", lambda: self.world.admin.post(f"/admin/payments/{payment_id}/check")
 
-    def refund(self, payment_id: str, amount: int, reason: str = "customer_request"):
+    def refund(self, payment_id: str, amount: int, reason: str = "requested_by_customer"):
         """The dashboard's "Record refund" form (money given back outside the app)."""
         path = f"/admin/payments/{payment_id}/refund"
         fields = {"amount": str(amount), "reason": reason, "note": "customer asked"}
         return "refund", lambda: self.world.admin.post(path, **fields)
+
+    def reversal(self, order: dict, key: str | None = None):
+        """The merchant API's refund through M-Pesa (Reversal: the whole payment)."""
+        url = f"{self.stack.url}/api/orders/{order['id']}/refunds"
+        headers = {**self.stack.auth, **({"Idempotency-Key": key} if key else {})}
+        body = {"reason": "requested_by_customer"}
+        return "reversal", lambda: self.stack.http.post(url, json=body, headers=headers, timeout=30)
+
+    def refunds_settled(self, order: dict) -> list[dict]:
+        """The order's refunds, once none is still waiting for M-Pesa's result."""
+        url = f"{self.stack.url}/api/orders/{order['id']}/refunds"
+
+        def settled():
+            made = self.stack.http.get(url, headers=self.stack.auth, timeout=10).json()
+            refunds = made["refunds"]
+            return refunds if all(r["status"] in ("succeeded", "failed") for r in refunds) else None
+
+        return services.wait_for(settled, "the refunds' results", WAIT_S)
 
     def race(self, order: dict, *groups) -> list[Sent]:
         """`tests.e2e.race` behind a gate on this order; every answer is kept for `verify`."""
@@ -209,8 +227,12 @@ class Case:
 
     # -- the checks ----------------------------------------------------------------------
 
-    def verify(self, order: dict, money: dict[str, int], refunded: int = 0) -> dict:
-        """Every invariant of the module docstring; returns the committed order."""
+    def verify(
+        self, order: dict, money: dict[str, int], refunded: int = 0, reversed_: int = 0
+    ) -> dict:
+        """Every invariant of the module docstring; returns the committed order.
+        `reversed_`: what went back through M-Pesa after the order was paid (a refunded
+        order stays paid: it was paid once)."""
         for sent in self.sent:
             assert sent.error is None, f"{sent.label}: {sent.error!r}"
             assert sent.status < 500, f"{sent.label}: {sent.status} {sent.response.text[:500]}"
@@ -219,7 +241,7 @@ class Case:
                     f"{sent.label}: {sent.status} {sent.response.text[:200]}"
                 )
         final = order_details(self.stack, order["id"])
-        self._check_money(final, money, refunded)
+        self._check_money(final, money, refunded, reversed_)
         self._check_webhooks(final)
         self._check_clients(final)
         self._check_records()
@@ -228,7 +250,9 @@ class Case:
         assert not [line for line in log.splitlines() if SERVER_ERROR.search(line)], log[-4000:]
         return final
 
-    def _check_money(self, final: dict, money: dict[str, int], refunded: int) -> None:
+    def _check_money(
+        self, final: dict, money: dict[str, int], refunded: int, reversed_: int = 0
+    ) -> None:
         receipts = [p["receipt"] for p in final["payments"] if p["receipt"]]
         assert len(receipts) == len(set(receipts)), f"a receipt on two payments: {final}"
         if final["status"] == "cancelled":
@@ -240,6 +264,7 @@ class Case:
         assert (final["status"] == "paid") == (net >= final["amount"]), (
             f"{final['status']} with {net} KES received net of refunds: {final}"
         )
+        net -= reversed_
         assert final["amount_paid"] == net, f"amount_paid {final['amount_paid']} ≠ {net}: {final}"
 
     def _events(self, order_id: str) -> dict[str, dict]:
@@ -460,3 +485,29 @@ def test_a_refund_and_a_new_payment_at_once(case, refund_first):
         # page again, with the status and what may still go back
         assert answer.status == 409, answer.status
         assert final["status"] == "paid" and final["amount_paid"] == AMOUNT
+
+
+# -- refunds through M-Pesa (issue 21) ----------------------------------------------------
+
+
+def test_two_reversals_of_one_paid_order_at_once_give_back_once(case):
+    """Two refund clicks (or two merchant retries without an Idempotency-Key) at once:
+    one refund is asked of M-Pesa, the other is refused (409), and the money goes back
+    once; the order stays paid."""
+    order, checkout = case.new_order()
+    simulator = case.stack.simulator
+    simulator.press(checkout, "accept")  # M-Pesa must know the receipt to reverse it
+    case.callback_keys.append(checkout)
+    services.wait_for(
+        lambda: order_details(case.stack, order["id"])["status"] == "paid", "paid", WAIT_S
+    )
+    receipt = simulator.prompt_for(order["number"])["receipt"]
+    sent = case.race(order, [case.reversal(order)], [case.reversal(order)])
+    statuses = sorted(s.status for s in sent)
+    assert statuses == [202, 409], [(s.status, s.response.text[:300]) for s in sent]
+    refused = next(s for s in sent if s.status == 409).json()["error"]["code"]
+    assert refused in ("refund_in_progress", "not_refundable"), refused
+    [refund] = case.refunds_settled(order)
+    assert refund["status"] == "succeeded" and refund["amount"] == AMOUNT, refund
+    final = case.verify(order, {receipt: AMOUNT}, reversed_=AMOUNT)
+    assert final["status"] == "paid" and final["amount_refunded"] == AMOUNT, final

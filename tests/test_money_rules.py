@@ -170,7 +170,7 @@ def test_an_overpayment_refunds_its_overpaid_part_by_default(client, make_order,
     payment = fresh(db, order["id"]).payments[0]
     assert payment.needs_review and "overpaid" in payment.review_reason
     refund = record_refund(payment.id, None, "overpayment", "sent back 500", "admin:a")
-    assert refund.amount == 500 and refund.method == "manual" and refund.status == "completed"
+    assert refund.amount == 500 and refund.method == "manual" and refund.status == "succeeded"
     stored = fresh(db, order["id"])
     assert stored.status == "paid" and stored.amount_paid == 1000
     assert stored.amount_refunded == 500 and stored.payments[0].reviewed_at is None
@@ -187,7 +187,7 @@ def test_a_refund_above_what_may_go_back_changes_nothing(client, make_order, db)
     payment = fresh(db, order["id"]).payments[0]
     version = fresh(db, order["id"]).version
     with pytest.raises(ApiError) as refused:
-        record_refund(payment.id, 1000, "customer_request", "wants it back", "admin:a")
+        record_refund(payment.id, 1000, "requested_by_customer", "wants it back", "admin:a")
     assert refused.value.code == "not_refundable" and refused.value.extra == {"refundable": 0}
     stored = fresh(db, order["id"])
     assert stored.version == version and stored.amount_paid == 1000
@@ -214,7 +214,7 @@ def test_refunded_partial_money_no_longer_counts(client, make_order, db):
     order = make_order(1000)
     confirm(client, c2b_confirmation(order["number"], "600"))
     first = fresh(db, order["id"]).payments[0]
-    record_refund(first.id, None, "customer_request", "gave up", "admin:a")
+    record_refund(first.id, None, "requested_by_customer", "gave up", "admin:a")
     confirm(client, c2b_confirmation(order["number"], "400"))
     stored = fresh(db, order["id"])
     assert stored.status == "pending" and stored.amount_paid == 400
@@ -268,7 +268,7 @@ def test_resolving_a_review_never_reopens_a_refund_question(client, make_order, 
     order = make_order(1000)
     confirm(client, c2b_confirmation(order["number"], "400"))
     payment = fresh(db, order["id"]).payments[0]
-    record_refund(payment.id, 400, "customer_request", "all back", "admin:a")
+    record_refund(payment.id, 400, "requested_by_customer", "all back", "admin:a")
     stored = fresh(db, order["id"])
     assert not stored.payments[0].needs_review and stored.amount_paid == 0
     with pytest.raises(ApiError):

@@ -169,7 +169,8 @@ REFUND_REASON_LABELS = {
     RefundReason.OVERPAYMENT: "Overpayment",
     RefundReason.LATE: "Paid late (order expired or cancelled)",
     RefundReason.DUPLICATE: "Duplicate (order already paid)",
-    RefundReason.CUSTOMER_REQUEST: "Customer request",
+    RefundReason.REQUESTED_BY_CUSTOMER: "Requested by the customer",
+    RefundReason.FRAUDULENT: "Fraudulent",
     RefundReason.OTHER: "Other",
 }
 

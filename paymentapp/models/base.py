@@ -114,13 +114,16 @@ class OrderNumberCounter(db.Model):
 
 
 class RefundStatus(StrEnum):
-    """A refund's life: a manual one (money given back outside the app) is completed
-    when recorded; refunds through M-Pesa wait for Daraja's answer."""
+    """A refund's life (the allowed moves: `payments/states.py`): a manual one (money
+    given back outside the app) is born `succeeded`; one through M-Pesa is `requested`
+    until Daraja acknowledges it, `pending` until its result comes."""
 
+    REQUESTED = "requested"
     PENDING = "pending"
-    COMPLETED = "completed"
+    SUCCEEDED = "succeeded"
     FAILED = "failed"
-    ALL = nonmember(("pending", "completed", "failed"))
+    ALL = nonmember(("requested", "pending", "succeeded", "failed"))
+    IN_FLIGHT = nonmember(("requested", "pending"))
 
 
 class RefundReason(StrEnum):
@@ -129,9 +132,12 @@ class RefundReason(StrEnum):
     OVERPAYMENT = "overpayment"
     LATE = "late"  # arrived after the order expired or was cancelled
     DUPLICATE = "duplicate"  # the order was already paid
-    CUSTOMER_REQUEST = "customer_request"
+    REQUESTED_BY_CUSTOMER = "requested_by_customer"
+    FRAUDULENT = "fraudulent"
     OTHER = "other"
-    ALL = nonmember(("overpayment", "late", "duplicate", "customer_request", "other"))
+    ALL = nonmember(
+        ("overpayment", "late", "duplicate", "requested_by_customer", "fraudulent", "other")
+    )
 
 
 class DeliveryStatus(StrEnum):

@@ -208,22 +208,35 @@ class Refund(db.Model):
         one_of("status", RefundStatus, "status"),
         one_of("reason", RefundReason, "reason"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_refunds_api_key_idempotency"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ref"))
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), nullable=False, index=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
-    # "manual": given back outside the app; later Daraja's Reversal and B2C
+    # "manual": given back outside the app; "reversal": Daraja's Reversal (the whole
+    # transaction); B2C next
     method: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")
     status: Mapped[RefundStatus] = mapped_column(
-        String(16), nullable=False, default=RefundStatus.COMPLETED
+        String(16), nullable=False, default=RefundStatus.SUCCEEDED
     )
     reason: Mapped[RefundReason] = mapped_column(String(32), nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the merchant API's Idempotency-Key, as for orders
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    # Daraja's: the acknowledgement's ids (the result is matched by ConversationID), the
+    # reversal's own receipt, and its result
+    conversation_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    originator_conversation_id: Mapped[str | None] = mapped_column(String(64))
+    transaction_id: Mapped[str | None] = mapped_column(String(32))
+    result_code: Mapped[str | None] = mapped_column(String(16))
+    result_desc: Mapped[str | None] = mapped_column(String(255))
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 

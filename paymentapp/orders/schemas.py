@@ -192,3 +192,21 @@ def order_json(order: Order, *, with_payments: bool = False) -> dict:
     if with_payments:
         data["payments"] = [payment_json(p, full=True) for p in order.payments]
     return data
+
+
+def refund_json(refund) -> dict:
+    """A refund as the merchant API shows it (docs/refunds.md)."""
+    return {
+        "id": refund.id,
+        "order_id": refund.order_id,
+        "payment_id": refund.payment_id,
+        "amount": refund.amount,
+        "method": refund.method,
+        "status": refund.status,
+        "reason": refund.reason,
+        "note": refund.note,
+        "result_code": refund.result_code,
+        "result_desc": refund.result_desc,
+        "created_at": iso(refund.created_at),
+        "completed_at": iso(refund.completed_at),
+    }

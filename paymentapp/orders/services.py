@@ -72,7 +72,7 @@ def _request_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _check_idempotency_key(key: str | None) -> str | None:
+def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
     key = key.strip()
@@ -98,7 +98,7 @@ def _replay(api_key: ApiKey, key: str, request_hash: str) -> Order | None:
 
 def create_order(api_key: ApiKey, data: dict, idempotency_key: str | None = None):
     """Create an order; returns `(order, created)`. A repeated key returns the first order."""
-    key = _check_idempotency_key(idempotency_key)
+    key = check_idempotency_key(idempotency_key)
     request_hash = _request_hash(data)
     if key and (existing := _replay(api_key, key, request_hash)):
         return existing, False

@@ -32,16 +32,27 @@ def webhook_events(created, transitions) -> list[tuple[Order, str, dict]]:
     """The events of one transaction: new orders, then its transitions in order, each
     with the event type its kind declares (`payments/states.py`, TRANSITIONS)."""
     events = [(order, "order.created", {}) for order in created]
-    for order, event_type, payment in transitions:
+    for order, event_type, payment, refund in transitions:
         if event_type is None:
             continue
         extra = {}
+        if refund is not None:  # refund.pending, refund.succeeded, refund.failed
+            extra.update(
+                refund_id=refund.id,
+                method=refund.method,
+                amount=refund.amount,
+                reason=refund.reason,
+                status=refund.status,
+                result_desc=refund.result_desc,
+            )
         if payment is not None:
             extra["payment_id"] = payment.id
             if event_type == "payment.failed":
                 extra.update(reason=payment.result_desc, result_code=payment.result_code)
             elif event_type == "payment.needs_review":
                 extra["reason"] = payment.review_reason
+            elif event_type == "refund.succeeded":
+                extra["amount_refunded"] = payment.refunded_amount
             elif event_type == "payment.refunded":
                 refund = payment.refunds[-1]  # the refund this transaction recorded
                 extra.update(

@@ -35,7 +35,8 @@ class Pending:
     orders: dict = field(default_factory=dict)  # order id → Order, to announce
     changed: set = field(default_factory=set)  # order ids whose version was bumped
     created: dict = field(default_factory=dict)  # order id → Order, new this transaction
-    transitions: list = field(default_factory=list)  # (order, webhook event or None, payment)
+    # (order, webhook event or None, payment, refund)
+    transitions: list = field(default_factory=list)
     audit: list = field(default_factory=list)  # OrderEvent rows (writer.py)
     record: dict | None = None  # a stored callback's outcome (writer.py)
     targeted: list = field(default_factory=list)  # events for named endpoints only
@@ -57,10 +58,10 @@ def order_changed(session: Session, order) -> bool:
     return True
 
 
-def transitioned(session: Session, order, webhook: str | None, payment=None) -> None:
+def transitioned(session: Session, order, webhook: str | None, payment=None, refund=None) -> None:
     """Record a transition and the webhook event its kind sends (None: none), for the
     outbox."""
-    _pending(session).transitions.append((order, webhook, payment))
+    _pending(session).transitions.append((order, webhook, payment, refund))
 
 
 def audited(session: Session, row: dict) -> None:

@@ -40,13 +40,15 @@ class PassReport:
     errors: int = 0
     callbacks_retried: int = 0
     callback_errors: int = 0
+    refunds_resent: int = 0
     changed_orders: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"queried={self.queried} resolved={self.resolved} expired={self.expired} "
             f"pending={self.still_pending} errors={self.errors} "
-            f"callbacks_retried={self.callbacks_retried} callback_errors={self.callback_errors}"
+            f"callbacks_retried={self.callbacks_retried} callback_errors={self.callback_errors} "
+            f"refunds_resent={self.refunds_resent}"
         )
 
 
@@ -162,6 +164,7 @@ def reconcile_once() -> PassReport:
             log.exception("reconciling payment %s failed", payment_id)
     for step in PASS_STEPS:
         step(report)
-    if report.queried or report.expired or report.resolved or report.callbacks_retried:
+    done = (report.queried, report.expired, report.resolved, report.callbacks_retried)
+    if any(done) or report.refunds_resent:
         log.info(f"reconcile pass: {report}", extra={"event": "reconcile.pass"})
     return report

@@ -72,7 +72,7 @@ def record_refund(
         order_id=order.id,
         amount=amount,
         method="manual",
-        status=RefundStatus.COMPLETED,
+        status=RefundStatus.SUCCEEDED,
         reason=reason,
         note=note,
         actor=actor,

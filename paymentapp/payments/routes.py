@@ -1,11 +1,14 @@
-"""Customer payment endpoint: `POST /api/orders/<id>/payments {phone}`."""
+"""The customer's payment endpoint (`POST /api/orders/<id>/payments {phone}`) and the
+merchant's refunds (`POST`/`GET /api/orders/<id>/refunds`, docs/refunds.md)."""
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from ..errors import ValidationError
-from ..orders.schemas import json_body, payment_json
+from ..orders.schemas import json_body, payment_json, refund_json
+from ..orders.services import check_idempotency_key, get_order
 from ..phones import InvalidPhone, normalize_phone
-from ..security import check_client_token, request_client_token
+from ..security import authenticate_api_key, check_client_token, request_client_token
+from .reversals import request_reversal
 from .services import start_payment
 
 bp = Blueprint("payments", __name__, url_prefix="/api/orders")
@@ -25,3 +28,58 @@ def create(order_id: str):
         raise ValidationError(str(exc), code="invalid_phone", fields={"phone": str(exc)}) from None
     payment = start_payment(order_id, phone)
     return jsonify(payment_json(payment)), 202
+
+
+REFUND_FIELDS = {"payment_id", "amount", "reason", "note"}
+
+
+@bp.post("/<order_id>/refunds")
+def refund(order_id: str):
+    """Refund a payment of the order through M-Pesa (merchant): 202 with the refund,
+    whose result follows (`refund.*` webhooks, `GET …/refunds`)."""
+    api_key = authenticate_api_key()
+    key = check_idempotency_key(request.headers.get("Idempotency-Key"))
+    data = json_body()
+    unknown = sorted(set(data) - REFUND_FIELDS)
+    if unknown:
+        raise ValidationError("Unknown fields.", fields={k: "Unknown field." for k in unknown})
+    fields = {}
+    payment_id, amount, note = data.get("payment_id"), data.get("amount"), data.get("note")
+    if payment_id is not None and (not isinstance(payment_id, str) or len(payment_id) > 32):
+        fields["payment_id"] = "A payment id of this order."
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, int) or amount < 1
+    ):
+        fields["amount"] = "Whole shillings, e.g. 500."
+    if note is not None and not isinstance(note, str):
+        fields["note"] = "Text."
+    if not isinstance(data.get("reason"), str):
+        fields["reason"] = "Why the money goes back, e.g. requested_by_customer."
+    if fields:
+        raise ValidationError("The refund is not valid.", fields=fields)
+    get_order(order_id)
+    made, new = request_reversal(
+        order_id,
+        payment_id=payment_id,
+        amount=amount,
+        reason=data["reason"],
+        note=note,
+        actor=f"api:{api_key.name}",
+        api_key_id=api_key.id,
+        idempotency_key=key,
+    )
+    response = jsonify(refund_json(made))
+    if not new:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 202
+
+
+@bp.get("/<order_id>/refunds")
+def refunds(order_id: str):
+    """The order's refunds, oldest first (merchant)."""
+    authenticate_api_key()
+    order = get_order(order_id)
+    made = sorted(
+        (r for p in order.payments for r in p.refunds), key=lambda r: (r.created_at, r.id)
+    )
+    return jsonify(refunds=[refund_json(r) for r in made])

@@ -30,6 +30,8 @@ from ..models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    Refund,
+    RefundStatus,
     new_id,
     utcnow,
 )
@@ -50,6 +52,14 @@ ORDER_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
     OrderStatus.PAID: frozenset(),  # paid once
     OrderStatus.CANCELLED: frozenset(),  # a later payment is flagged, never un-cancels
+}
+
+R = RefundStatus
+REFUND_MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
+    R.REQUESTED: frozenset({R.PENDING, R.FAILED}),  # Daraja acknowledged it, or refused it
+    R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),  # its result came
+    R.SUCCEEDED: frozenset(),  # the money went back: final
+    R.FAILED: frozenset(),  # a new refund may be asked for
 }
 
 # Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
@@ -85,18 +95,23 @@ class Kind(StrEnum):
     REVIEW_RESOLVED = "review_resolved"
     STATUS_CHECKED = "status_checked"
     PAYMENT_REFUNDED = "payment_refunded"
+    REFUND_REQUESTED = "refund_requested"
+    REFUND_PENDING = "refund_pending"
+    REFUND_SUCCEEDED = "refund_succeeded"
+    REFUND_FAILED = "refund_failed"
     ORDER_PAID = "order_paid"
     ORDER_CANCELLED = "order_cancelled"
 
 
 @dataclass(frozen=True)
 class Transition:
-    """What a kind of change does: the payment's new status, the order's new status (None:
-    unchanged) and the merchant webhook event it sends (None: none)."""
+    """What a kind of change does: the payment's, the order's and the refund's new status
+    (None: unchanged) and the merchant webhook event it sends (None: none)."""
 
     payment_to: PaymentStatus | None = None
     order_to: OrderStatus | None = None
     webhook: str | None = None
+    refund_to: RefundStatus | None = None
 
 
 K = Kind
@@ -112,6 +127,10 @@ TRANSITIONS: dict[Kind, Transition] = {
     K.REVIEW_RESOLVED: Transition(),
     K.STATUS_CHECKED: Transition(),
     K.PAYMENT_REFUNDED: Transition(webhook="payment.refunded"),
+    K.REFUND_REQUESTED: Transition(),  # a refund is born requested
+    K.REFUND_PENDING: Transition(refund_to=R.PENDING, webhook="refund.pending"),
+    K.REFUND_SUCCEEDED: Transition(refund_to=R.SUCCEEDED, webhook="refund.succeeded"),
+    K.REFUND_FAILED: Transition(refund_to=R.FAILED, webhook="refund.failed"),
     K.ORDER_PAID: Transition(order_to=OrderStatus.PAID, webhook="order.paid"),
     K.ORDER_CANCELLED: Transition(order_to=OrderStatus.CANCELLED, webhook="order.cancelled"),
 }
@@ -309,10 +328,17 @@ def write(order: Order, changes: Iterable[Change | NewPayment]) -> None:
         _apply(order, change, rows.get(change.payment_id))
 
 
-def _apply(order: Order, change: Change, payment: Payment | None) -> None:
+def _apply(
+    order: Order, change: Change, payment: Payment | None, refund: Refund | None = None
+) -> None:
     now = utcnow()
     kind = change.kind
     moves = TRANSITIONS[kind]
+    if moves.refund_to is not None:
+        if moves.refund_to not in REFUND_MOVES[RefundStatus(refund.status)]:
+            raise IllegalTransition(f"refund {refund.id}: {refund.status} → {moves.refund_to}")
+        refund.status = moves.refund_to
+        refund.updated_at = now
     if moves.payment_to is not None:
         if not can_move(payment, moves.payment_to):
             raise IllegalTransition(f"payment {payment.id}: {payment.status} → {moves.payment_to}")
@@ -327,7 +353,7 @@ def _apply(order: Order, change: Change, payment: Payment | None) -> None:
         payment.updated_at = now
     if order_changed(db.session, order):
         order.bump_version()  # once per transaction: one committed change is one version
-    transitioned(db.session, order, moves.webhook, payment)
+    transitioned(db.session, order, moves.webhook, payment, refund)
     audited(
         db.session,
         {
@@ -357,6 +383,7 @@ def transition(
     detail: str,
     *,
     payment: Payment | None = None,
+    refund: Refund | None = None,
     message: str | None = None,
     actor: str | None = None,
     level: int = logging.INFO,
@@ -369,4 +396,4 @@ def transition(
     """
     log = MappingProxyType(log_fields)
     change = Change(kind, detail, message=message, actor=actor, level=level, log=log)
-    _apply(order, change, payment)
+    _apply(order, change, payment, refund)

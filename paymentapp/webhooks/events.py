@@ -30,6 +30,10 @@ CATALOGUE = {
     "payment.needs_review": "a payment was flagged for an admin (wrong amount, late, …)",
     "payment.refunded": "money was given back from a payment (this refund's amount and "
     "reason, and the payment's amount_refunded in all)",
+    "refund.pending": "M-Pesa took a refund request; its result follows",
+    "refund.succeeded": "M-Pesa gave the money back (the refund's amount; the payment's "
+    "amount_refunded in all)",
+    "refund.failed": "M-Pesa did not give the money back (its reason)",
 }
 
 

@@ -518,14 +518,14 @@ def test_a_refund_above_what_may_go_back_is_409_and_changes_nothing(
     payment = fresh(db, order["id"]).payments[0]
     version = fresh(db, order["id"]).version
     page = f"/admin/orders/{order['id']}"
-    typed = {"amount": "201", "reason": "customer_request", "note": "the customer asked"}
+    typed = {"amount": "201", "reason": "requested_by_customer", "note": "the customer asked"}
     response = post_form(admin_client, refund_url(payment), typed, page)
     assert response.status_code == 409
     html = response.get_data(as_text=True)
     assert "At most KES 200 of this payment may be refunded." in html  # the flash
     assert field_errors(html) == [f"refund-amount-{payment.id}"]
     assert "At most KES 200." in html
-    assert prefilled(html, payment) == ("201", "customer_request")  # what was typed is kept
+    assert prefilled(html, payment) == ("201", "requested_by_customer")  # what was typed is kept
     assert 'value="the customer asked"' in html
     stored = fresh(db, order["id"])
     assert stored.version == version and stored.amount_paid == 700
@@ -633,7 +633,7 @@ def test_a_refund_recorded_before_refunds_had_amounts_is_shown(
             order_id=order["id"],
             amount=200,
             method="manual",
-            status="completed",
+            status="succeeded",
             reason="other",
             note="returned by M-Pesa reversal",
             actor="marked refunded before refunds had amounts",

@@ -1,0 +1,183 @@
+"""Reversal results: Daraja POSTs the outcome of a Reversal request (`mpesa/reversal.py`)
+to its ResultURL, or to its QueueTimeOutURL when the request timed out in Safaricom's
+queue. Both come through the pipeline like every callback: stored raw first,
+token-checked, never a 5xx, matched by ConversationID under the order's lock.
+
+A result can arrive before the acknowledgement that told us its ConversationID was
+committed: it then stays `received` and the reconciler applies it again later
+(`UNMATCHED_FOR_S`); after that, unmatched, it waits for an admin like any unknown
+callback. Body: `{"Result": {ResultType, ResultCode (the number 0, or a string such as
+"R000001"), ResultDesc, OriginatorConversationID, ConversationID, TransactionID,
+ResultParameters: {ResultParameter: [{Key, Value}]}, ReferenceData}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..locking import BY_CONVERSATION, lock_refund
+from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..payments.reversals import AFTER_ACKNOWLEDGED, settle_refund, timed_out
+from .pipeline import (
+    KINDS,
+    CallbackKind,
+    MalformedCallback,
+    apply_stored,
+    clean_text,
+    load_json,
+    register,
+)
+
+log = logging.getLogger(__name__)
+
+# A result whose ConversationID no refund has yet (our acknowledgement not committed):
+# retried by the reconciler until this old, then unknown.
+UNMATCHED_FOR_S = 600
+
+
+@dataclass(frozen=True)
+class InitiatorResult:
+    """An initiator API's result, as sent (the code as text: "0", "R000001", "2001")."""
+
+    result_code: str
+    result_desc: str
+    conversation_id: str
+    originator_conversation_id: str | None
+    transaction_id: str | None
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result_code == "0"
+
+
+def _parameters(value) -> dict:
+    """`{"ResultParameter": [{"Key", "Value"}]}` (one item may come as a lone object) as
+    a dict of clean text and numbers."""
+    items = value.get("ResultParameter") if isinstance(value, dict) else None
+    if isinstance(items, dict):
+        items = [items]
+    out = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("Key"), str):
+            raw = item.get("Value")
+            key = clean_text(item["Key"], 64)
+            if isinstance(raw, bool) or raw is None:
+                continue
+            out[key] = raw if isinstance(raw, int | float) else clean_text(raw, 255)
+    return out
+
+
+def parse_result(body: bytes) -> InitiatorResult:
+    data = load_json(body)
+    result = data.get("Result") if isinstance(data, dict) else None
+    if not isinstance(result, dict):
+        raise MalformedCallback("no Result object")
+    code = result.get("ResultCode")
+    if isinstance(code, bool) or not isinstance(code, int | str) or str(code).strip() == "":
+        raise MalformedCallback("ResultCode missing or invalid")
+    conversation_id = clean_text(result.get("ConversationID"), 64)
+    if not conversation_id:
+        raise MalformedCallback("ConversationID missing")
+    return InitiatorResult(
+        result_code=str(code).strip()[:16],
+        result_desc=clean_text(result.get("ResultDesc"), 255) or "",
+        conversation_id=conversation_id,
+        originator_conversation_id=clean_text(result.get("OriginatorConversationID"), 64),
+        transaction_id=clean_text(result.get("TransactionID"), 32),
+        parameters=_parameters(result.get("ResultParameters")),
+    )
+
+
+class ReversalResult(CallbackKind):
+    """The outcome of a Reversal: the refund succeeds or fails."""
+
+    name = "reversal"
+    path = "reversal/result"
+
+    def parse(self, body: bytes) -> InitiatorResult:
+        return parse_result(body)
+
+    def match_key(self, parsed: InitiatorResult) -> str:
+        return parsed.conversation_id
+
+    def apply(
+        self, record: CallbackRecord, result: InitiatorResult
+    ) -> tuple[CallbackOutcome, Order | None]:
+        refund = lock_refund(BY_CONVERSATION, result.conversation_id)
+        if refund is None:
+            return _unmatched(record, result), None
+        record.payment_id = refund.payment_id
+        outcome = self.settle(refund, result)
+        record.detail = f"refund {refund.id}: {outcome}, {refund.status}"
+        log.info(
+            f"reversal result for refund {refund.id}: {result.result_code} {result.result_desc}",
+            extra={
+                "event": f"reversal.{outcome}",
+                "refund": refund.id,
+                "record": record.id,
+                "result_code": result.result_code,
+            },
+        )
+        return CallbackOutcome(outcome), refund.payment.order
+
+    @staticmethod
+    def settle(refund, result: InitiatorResult) -> str:
+        return settle_refund(refund, result)
+
+
+class ReversalTimeout(ReversalResult):
+    """Safaricom's queue timed out on a Reversal: not a failure; the refund stays pending
+    and says so (Transaction Status will tell)."""
+
+    name = "reversal_timeout"
+    path = "reversal/timeout"
+
+    @staticmethod
+    def settle(refund, result: InitiatorResult) -> str:
+        return timed_out(refund, result)
+
+
+def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutcome:
+    if record.received_at > utcnow() - timedelta(seconds=UNMATCHED_FOR_S):
+        record.detail = "no refund has this ConversationID yet; retried"
+        return CallbackOutcome.RECEIVED
+    record.detail = "no refund has this ConversationID"
+    log.warning(
+        f"reversal result for unknown conversation {result.conversation_id} recorded",
+        extra={"event": "reversal.unknown", "record": record.id},
+    )
+    return CallbackOutcome.UNKNOWN
+
+
+register(ReversalResult())
+register(ReversalTimeout())
+
+
+def apply_waiting(conversation_id: str) -> None:
+    """Apply the stored results that came before their acknowledgement was committed
+    (still `received`), now that a refund has this ConversationID; the reconciler would
+    otherwise retry them later."""
+    waiting = db.session.execute(
+        select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body).where(
+            CallbackRecord.kind.in_((ReversalResult.name, ReversalTimeout.name)),
+            CallbackRecord.checkout_request_id == conversation_id,
+            CallbackRecord.outcome == CallbackOutcome.RECEIVED,
+        )
+    ).all()
+    db.session.commit()
+    for record_id, kind_name, body in waiting:
+        kind = KINDS[kind_name]
+        try:
+            apply_stored(kind, record_id, kind.parse(body.encode()))
+        except Exception:  # noqa: BLE001 - the reconciler retries it; the refund is pending
+            db.session.rollback()
+            log.warning("waiting reversal result %s not applied", record_id, exc_info=True)
+
+
+AFTER_ACKNOWLEDGED.append(apply_waiting)

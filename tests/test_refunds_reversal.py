@@ -1,0 +1,174 @@
+"""Refunds through M-Pesa's Reversal, end to end against the HTTP simulator: the merchant
+API asks, the refund is `requested`, then `pending` on Daraja's acknowledgement, then
+`succeeded` when the result callback comes (only then does the money stop counting);
+failures, duplicates, idempotency and bad input are clear, never a 5xx."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from paymentapp.models import CallbackRecord, Order, OrderEvent, Refund
+from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, pay
+from tests.services import wait_for
+
+RESULT = f"/callbacks/reversal/result/{TEST_CALLBACK_TOKEN}"
+TIMEOUT = f"/callbacks/reversal/timeout/{TEST_CALLBACK_TOKEN}"
+
+
+class Merchant:
+    """The merchant's side of the API, with its key."""
+
+    def __init__(self, client, auth):
+        self.client, self.auth = client, auth
+
+    def order(self, order) -> dict:
+        return self.client.get(f"/api/orders/{order['id']}", headers=self.auth).get_json()
+
+    def refunds(self, order) -> list[dict]:
+        answer = self.client.get(f"/api/orders/{order['id']}/refunds", headers=self.auth)
+        assert answer.status_code == 200
+        return answer.get_json()["refunds"]
+
+    def refund(self, order, idempotency_key=None, **body):
+        headers = dict(self.auth)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=headers)
+
+    def settled(self, order) -> dict:
+        """The order's one refund, once M-Pesa's result has settled it."""
+        return wait_for(
+            lambda: (r := self.refunds(order)[0])["status"] in ("succeeded", "failed") and r,
+            "the refund's result",
+        )
+
+
+@pytest.fixture
+def api(client, auth):
+    return Merchant(client, auth)
+
+
+def paid_order(api, live_server, make_order, amount=300) -> dict:
+    order = make_order(amount)
+    assert pay(api.client, order).status_code == 202
+    prompt = live_server.open_prompt(order["number"])
+    live_server.press(prompt["checkout_request_id"], "accept")
+    wait_for(lambda: api.order(order)["status"] == "paid", "the order paid")
+    return order
+
+
+def test_a_reversal_refunds_the_whole_payment_once_the_result_says_so(
+    api, live_server, make_order, db
+):
+    order = paid_order(api, live_server, make_order, 300)
+    answer = api.refund(order, reason="requested_by_customer", note="returned the goods")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    refund = answer.get_json()
+    assert refund["method"] == "reversal" and refund["amount"] == 300
+    assert refund["status"] in ("pending", "succeeded")  # the result may already be in
+
+    done = api.settled(order)
+    assert done["id"] == refund["id"] and done["status"] == "succeeded"
+    assert done["result_code"] == "0"
+    shown = api.order(order)
+    assert shown["status"] == "paid"  # paid once; a refunded order stays paid
+    assert shown["amount_refunded"] == 300 and shown["amount_paid"] == 0
+    kinds = db.session.scalars(
+        select(OrderEvent.kind).where(OrderEvent.order_id == order["id"]).order_by(OrderEvent.id)
+    ).all()
+    assert kinds[-3:] == ["refund_requested", "refund_pending", "refund_succeeded"]
+
+    again = api.refund(order, reason="requested_by_customer")
+    assert_error(again, 409, "not_refundable")
+
+
+def test_one_refund_in_flight_and_an_idempotent_retry(api, live_server, make_order, db):
+    order = paid_order(api, live_server, make_order, 200)
+    first = api.refund(order, reason="duplicate", idempotency_key="refund-1")
+    assert first.status_code == 202
+    replay = api.refund(order, reason="duplicate", idempotency_key="refund-1")
+    assert replay.status_code == 202 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json()["id"] == first.get_json()["id"]
+    assert api.settled(order)["status"] == "succeeded"
+    assert len(api.refunds(order)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
+
+
+def test_partial_and_bad_requests_are_clear_errors(api, live_server, make_order):
+    order = paid_order(api, live_server, make_order, 250)
+    assert_error(api.refund(order, reason="other", amount=100), 409, "partial_refund_unavailable")
+    assert_error(api.refund(order, reason="because"), 422, "validation_error")
+    assert_error(api.refund(order, reason="other", amount="ten"), 422, "validation_error")
+    assert_error(api.refund(order, reason="other", colour="red"), 422, "validation_error")
+    assert_error(api.refund(order, reason="other", payment_id="pay_nope"), 404, "payment_not_found")
+    unpaid = make_order(100)
+    assert_error(api.refund(unpaid, reason="other"), 409, "not_refundable")
+    assert api.refunds(order) == []
+
+
+def test_a_failed_reversal_leaves_the_money_counting(api, live_server, make_order, db):
+    order = paid_order(api, live_server, make_order, 150)
+    live_server.fault("reversal", 400, {"errorCode": "400.002.02", "errorMessage": "Bad Request"})
+    answer = api.refund(order, reason="other")
+    assert answer.status_code == 202 and answer.get_json()["status"] == "failed"
+    assert "Bad Request" in answer.get_json()["result_desc"]
+    stored = db.session.get(Order, order["id"])
+    assert stored.amount_paid == 150 and stored.amount_refunded == 0
+    # a failed refund is no refund in flight: a new one may be asked for
+    assert api.refund(order, reason="other").status_code == 202
+
+
+def test_results_that_match_nothing_or_say_nothing_never_fail_the_callback(
+    api, live_server, make_order, db
+):
+    order = paid_order(api, live_server, make_order, 120)
+    assert api.refund(order, reason="other").status_code == 202
+    refund = api.settled(order)
+    stored = db.session.get(Refund, refund["id"])
+    duplicate = {
+        "Result": {
+            "ResultType": 0,
+            "ResultCode": 0,
+            "ResultDesc": "again",
+            "ConversationID": stored.conversation_id,
+            "OriginatorConversationID": stored.originator_conversation_id,
+            "TransactionID": "SREVERSAL1",
+        }
+    }
+    assert api.client.post(RESULT, json=duplicate).status_code == 200
+    assert db.session.get(Order, order["id"]).amount_refunded == 120  # counted once
+    for body in ({"Result": "x"}, {"Result": {"ResultCode": 0}}, [], {"nope": 1}):
+        answer = api.client.post(RESULT, data=json.dumps(body), content_type="application/json")
+        assert 400 <= answer.status_code < 500
+    unknown = {"Result": {"ResultCode": "R000002", "ConversationID": "AG_unknown"}}
+    assert api.client.post(TIMEOUT, json=unknown).status_code == 200
+    record = db.session.scalars(
+        select(CallbackRecord).order_by(CallbackRecord.id.desc()).limit(1)
+    ).one()
+    assert record.kind == "reversal_timeout" and record.outcome == "received"  # retried later
+
+
+def test_no_answer_leaves_the_refund_requested_until_the_reconciler_sends_it_again(
+    api, live_server, make_order, db
+):
+    from paymentapp.payments.reversals import resend_requested
+
+    order = paid_order(api, live_server, make_order, 180)
+    down = {"errorCode": "500.003.1001", "errorMessage": "Internal Server Error"}
+    live_server.fault("reversal", 500, down)
+    answer = api.refund(order, reason="other")
+    assert answer.status_code == 202
+    refund = answer.get_json()
+    assert refund["status"] == "requested" and "did not answer" in refund["result_desc"]
+    assert db.session.get(Order, order["id"]).amount_refunded == 0
+    # visible, and one in flight: no second refund of the payment meanwhile
+    assert_error(api.refund(order, reason="other"), 409, "refund_in_progress")
+
+    assert resend_requested(older_than_s=0) == 1
+    assert api.settled(order)["status"] == "succeeded"
+    assert resend_requested(older_than_s=0) == 0
+    db.session.expire_all()
+    assert db.session.get(Order, order["id"]).amount_refunded == 180
