@@ -175,6 +175,7 @@ def test_an_overpayment_refunds_its_overpaid_part_by_default(client, make_order,
     assert stored.status == "paid" and stored.amount_paid == 1000
     assert stored.amount_refunded == 500 and stored.payments[0].reviewed_at is None
     assert not stored.payments[0].needs_review  # nothing more to give back: answered
+    assert stored.refund_status == "partially_refunded"
     with pytest.raises(ApiError) as refused:
         record_refund(payment.id, 1, "other", "again", "admin:a")
     assert refused.value.status == 409 and refused.value.code == "not_refundable"

@@ -76,6 +76,11 @@ def test_a_reversal_refunds_the_whole_payment_once_the_result_says_so(
     shown = api.order(order)
     assert shown["status"] == "paid"  # paid once; a refunded order stays paid
     assert shown["amount_refunded"] == 300 and shown["amount_paid"] == 0
+    assert shown["refund_status"] == "refunded"
+    snapshot = api.client.get(
+        f"/api/orders/{order['id']}/status", headers={"X-Order-Token": order["client_token"]}
+    ).get_json()
+    assert snapshot["refund_status"] == "refunded" and snapshot["amount_refunded"] == 300
     kinds = db.session.scalars(
         select(OrderEvent.kind).where(OrderEvent.order_id == order["id"]).order_by(OrderEvent.id)
     ).all()
@@ -117,6 +122,7 @@ def test_a_failed_reversal_leaves_the_money_counting(api, live_server, make_orde
     assert "Bad Request" in answer.get_json()["result_desc"]
     stored = db.session.get(Order, order["id"])
     assert stored.amount_paid == 150 and stored.amount_refunded == 0
+    assert stored.refund_status == "none"  # nothing in flight, nothing went back
     # a failed refund is no refund in flight: a new one may be asked for
     assert api.refund(order, reason="other").status_code == 202
 
@@ -165,6 +171,7 @@ def test_no_answer_leaves_the_refund_requested_until_the_reconciler_sends_it_aga
     assert refund["status"] == "requested" and "did not answer" in refund["result_desc"]
     assert db.session.get(Order, order["id"]).amount_refunded == 0
     # visible, and one in flight: no second refund of the payment meanwhile
+    assert api.order(order)["refund_status"] == "refund_pending"
     assert_error(api.refund(order, reason="other"), 409, "refund_in_progress")
 
     assert resend_requested(older_than_s=0) == 1

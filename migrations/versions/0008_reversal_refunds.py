@@ -2,6 +2,7 @@
 succeeded | failed (manual refunds are born succeeded: every `completed` one becomes
 `succeeded`), with Daraja's ids and result, and the merchant API's Idempotency-Key.
 Reasons: `customer_request` is now `requested_by_customer`, and `fraudulent` is new.
+`payments.refunding_amount`: what is on its way back through M-Pesa (refunds in flight).
 
 Revision ID: 0008_reversal_refunds
 Revises: 0007_refunds
@@ -49,6 +50,10 @@ def upgrade():
         batch_op.create_foreign_key(
             batch_op.f('fk_refunds_api_key_id_api_keys'), 'api_keys', ['api_key_id'], ['id']
         )
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('refunding_amount', sa.Integer(), server_default='0', nullable=False)
+        )
     op.execute("UPDATE refunds SET status = 'succeeded' WHERE status = 'completed'")
     op.execute("UPDATE refunds SET reason = 'requested_by_customer' WHERE reason = 'customer_request'")
     with op.batch_alter_table('refunds', schema=None) as batch_op:
@@ -65,6 +70,8 @@ def downgrade():
     op.execute("UPDATE refunds SET status = 'completed' WHERE status = 'succeeded'")
     op.execute("UPDATE refunds SET reason = 'customer_request' WHERE reason = 'requested_by_customer'")
     op.execute("UPDATE refunds SET reason = 'other' WHERE reason = 'fraudulent'")
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_column('refunding_amount')
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_refunds_api_key_id_api_keys'), type_='foreignkey')
         batch_op.drop_constraint('uq_refunds_api_key_idempotency', type_='unique')

@@ -103,6 +103,18 @@ class Order(db.Model):
         return sum(p.refunded_amount or 0 for p in self.payments)
 
     @property
+    def refund_status(self) -> str:
+        """`refund_pending` (a refund is on its way back through M-Pesa), `refunded` (all
+        the money that arrived went back), `partially_refunded`, or `none`."""
+        if any(p.refunding_amount for p in self.payments):
+            return "refund_pending"
+        refunded = self.amount_refunded
+        if not refunded:
+            return "none"
+        arrived = sum(p.paid_amount or 0 for p in self.payments if p.status == "completed")
+        return "refunded" if refunded >= arrived else "partially_refunded"
+
+    @property
     def amount_due(self) -> int:
         return max(0, self.amount - self.amount_paid)
 
@@ -139,8 +151,12 @@ class Payment(db.Model):
     account_reference: Mapped[str | None] = mapped_column(String(64))
     # a payment recorded by hand from its receipt: who entered it
     entered_by: Mapped[str | None] = mapped_column(String(64))
-    # the sum of its refunds (`Refund`), written with them under the order's lock
+    # the sum of its refunds (`Refund`) that succeeded, written with them under the
+    # order's lock; and what is on its way back through M-Pesa (refunds in flight)
     refunded_amount: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    refunding_amount: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
     # money that arrived when the order could not take it (expired or cancelled): it

@@ -142,6 +142,7 @@ def _record(order_id, payment_id, amount, reason, note, actor, api_key_id, key):
         created_at=utcnow(),
     )
     payment.refunds.append(refund)
+    payment.refunding_amount = (payment.refunding_amount or 0) + whole
     db.session.flush()
     transition(
         order,
@@ -253,6 +254,7 @@ def _refused(refund_id: str, message: str) -> None:
         return
     refund.result_desc = message[:255]
     payment = refund.payment
+    _landed(payment, refund)
     transition(
         payment.order,
         Kind.REFUND_FAILED,
@@ -317,6 +319,11 @@ def resend_refunds(report: PassReport) -> None:
         report.refunds_resent += resend_requested()
 
 
+def _landed(payment, refund: Refund) -> None:
+    """The refund is no longer in flight (it succeeded or failed)."""
+    payment.refunding_amount = max(0, (payment.refunding_amount or 0) - refund.amount)
+
+
 def settle_refund(refund: Refund, result) -> str:
     """Apply a Reversal's result to its LOCKED refund; returns the callback outcome
     (`applied`, `duplicate`). The pipeline commits."""
@@ -326,6 +333,7 @@ def settle_refund(refund: Refund, result) -> str:
     order = payment.order
     refund.result_code = result.result_code
     refund.result_desc = (result.result_desc or "")[:255]
+    _landed(payment, refund)
     amount = result.parameters.get("Amount")
     original = result.parameters.get("OriginalTransactionID")
     matches = (amount is None or _whole(amount) == refund.amount) and (

@@ -24,6 +24,7 @@ export type {
   OrderStatusName,
   PaymentSnapshot,
   PaymentStatusName,
+  RefundStatusName,
   SocketRefusal,
   StatusSnapshot,
 } from "./wire.js";

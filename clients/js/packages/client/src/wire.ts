@@ -2,6 +2,13 @@
 // the `subscribe` ack and every `payment_update` carry, and a socket's refusal. Types only.
 
 export type OrderStatusName = "pending" | "paid" | "cancelled";
+/** Money given back from the order (a refunded order stays `paid`: docs/refunds.md). */
+export type RefundStatusName =
+  | "none"
+  | "partially_refunded"
+  | "refunded"
+  | "refund_pending"
+  | (string & {});
 export type PaymentStatusName =
   | "pending"
   | "completed"
@@ -40,6 +47,9 @@ export interface StatusSnapshot {
   amount_paid?: number;
   amount_due?: number;
   expires_at?: string | null;
+  // Servers since refunds add these:
+  amount_refunded?: number;
+  refund_status?: RefundStatusName;
   /** Every payment attempt, compactly. */
   payments?: Array<{
     id: string;
@@ -47,6 +57,7 @@ export interface StatusSnapshot {
     status: PaymentStatusName;
     amount: number;
     paid_amount: number | null;
+    amount_refunded?: number;
   }>;
 }
 

@@ -23,5 +23,6 @@ export {
   normalizePhone,
   phoneProblem,
   type PaymentSnapshot,
+  type RefundStatusName,
   type StatusSnapshot,
 } from "@paymentapp/client";
