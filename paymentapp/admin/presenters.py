@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
-from ..payments import money
+from ..payments import money, reversals
 from ..phones import mask_phone, mask_phones_in
 from .queries import admin_tz
 
@@ -192,6 +192,38 @@ def refundable(payment: Payment) -> int:
     form): the payments' own rule, `payments.money.refundable` (from a paid order only
     the overpaid part)."""
     return money.refundable(payment)
+
+
+def can_reverse(payment: Payment) -> bool:
+    """Show "Refund through M-Pesa" for this payment: refunds through M-Pesa are on, and
+    M-Pesa can reverse it now (`payments/reversals.reversible`)."""
+    return reversals.refunds_on() and reversals.reversible(payment)
+
+
+def refund_line(refund: Refund) -> str:
+    """How the order page names a refund, by what it has come to."""
+    how = " through M-Pesa" if refund.method == "reversal" else ""
+    said = {
+        "succeeded": "Refunded",
+        "failed": "Refund failed:",
+        "requested": "Refund asked of M-Pesa:",
+        "pending": "Refund on its way:",
+    }
+    return f"{said.get(refund.status, refund.status)} KES {refund.amount:,}{how}"
+
+
+def reversal_message(refund: Refund) -> str:
+    """What the admin is told once a refund through M-Pesa was asked for."""
+    if refund.status == "failed":
+        return f"M-Pesa refused the refund: {refund.result_desc or 'no reason given'}."
+    if refund.status == "requested":
+        return (
+            f"M-Pesa did not answer; the refund of KES {refund.amount:,} will be sent again "
+            "shortly. It shows here once M-Pesa answers."
+        )
+    if refund.status == "succeeded":
+        return f"M-Pesa gave back KES {refund.amount:,}."
+    return f"M-Pesa is giving back KES {refund.amount:,}; the result shows here when it comes."
 
 
 def default_refund_reason(payment: Payment) -> str:

@@ -60,7 +60,7 @@ def _reason(reason) -> str:
     return reason
 
 
-def _reversible(payment) -> bool:
+def reversible(payment) -> bool:
     """Can M-Pesa reverse this payment now: completed, with its receipt, nothing given
     back yet, and no refund of it in flight."""
     return (
@@ -169,14 +169,14 @@ def _payment_to_refund(order, payment_id: str | None):
             raise Conflict(
                 "A refund of this payment is already under way.", code="refund_in_progress"
             )
-        if not _reversible(payment):
+        if not reversible(payment):
             raise Conflict(
                 "This payment cannot be refunded through M-Pesa: it is not completed, has "
                 "no M-Pesa receipt, or was already refunded.",
                 code="not_refundable",
             )
         return payment
-    candidates = [p for p in order.payments if _reversible(p)]
+    candidates = [p for p in order.payments if reversible(p)]
     if len(candidates) == 1:
         return candidates[0]
     if any(r.status in RefundStatus.IN_FLIGHT for p in order.payments for r in p.refunds):

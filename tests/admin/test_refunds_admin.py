@@ -1,14 +1,13 @@
-"""The dashboard shows a refund made through M-Pesa: the order page's refunded amount
-and its timeline (requested, pending, succeeded)."""
+"""Refunds through M-Pesa in the dashboard: the order page's "Refund through M-Pesa"
+(Daraja's Reversal of the whole payment), what it says while the result is on its way
+and once it came, and the timeline."""
 
-from tests.helpers import pay
+from tests.helpers import csrf_from, pay
 from tests.services import wait_for
 
 
-def test_the_order_page_shows_a_reversal_and_its_timeline(
-    admin_client, client, auth, live_server, make_order
-):
-    order = make_order(320)
+def paid(client, auth, live_server, make_order, amount) -> dict:
+    order = make_order(amount)
     assert pay(client, order).status_code == 202
     live_server.press(live_server.open_prompt(order["number"])["checkout_request_id"], "accept")
     wait_for(
@@ -17,10 +16,28 @@ def test_the_order_page_shows_a_reversal_and_its_timeline(
         ),
         "the order paid",
     )
-    answer = client.post(
-        f"/api/orders/{order['id']}/refunds", json={"reason": "fraudulent"}, headers=auth
+    return client.get(f"/api/orders/{order['id']}", headers=auth).get_json()
+
+
+def test_an_admin_refunds_a_payment_through_mpesa(
+    admin_client, client, auth, live_server, make_order
+):
+    order = paid(client, auth, live_server, make_order, 320)
+    payment_id = order["payments"][0]["id"]
+    page = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
+    assert f'action="/admin/payments/{payment_id}/reverse"' in page
+    assert "Refund KES 320" in page
+
+    path = f"/admin/orders/{order['id']}"
+    answer = admin_client.post(
+        f"/admin/payments/{payment_id}/reverse",
+        data={
+            "reason": "fraudulent",
+            "note": "card testing",
+            "csrf_token": csrf_from(admin_client, path),
+        },
     )
-    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert answer.status_code == 302
     wait_for(
         lambda: (
             client.get(f"/api/orders/{order['id']}/refunds", headers=auth).get_json()["refunds"][0][
@@ -30,9 +47,26 @@ def test_the_order_page_shows_a_reversal_and_its_timeline(
         ),
         "the refund",
     )
-    page = admin_client.get(f"/admin/orders/{order['id']}")
-    assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    assert "refund of KES 320 through M-Pesa requested (fraudulent)" in html
+    html = admin_client.get(path).get_data(as_text=True)
+    assert "Refunded KES 320 through M-Pesa" in html
+    assert f'action="/admin/payments/{payment_id}/reverse"' not in html  # nothing left
+    assert "refund of KES 320 through M-Pesa requested (fraudulent): card testing" in html
     assert "M-Pesa took the reversal of KES 320" in html
     assert "M-Pesa gave back KES 320" in html
+
+
+def test_a_reversal_without_a_reason_is_refused_on_the_page(
+    admin_client, client, auth, live_server, make_order
+):
+    order = paid(client, auth, live_server, make_order, 90)
+    payment_id = order["payments"][0]["id"]
+    path = f"/admin/orders/{order['id']}"
+    answer = admin_client.post(
+        f"/admin/payments/{payment_id}/reverse",
+        data={"reason": "because", "csrf_token": csrf_from(admin_client, path)},
+    )
+    assert answer.status_code == 422
+    assert "Not sent: correct the marked fields." in answer.get_data(as_text=True)
+    assert client.get(f"/api/orders/{order['id']}/refunds", headers=auth).get_json() == {
+        "refunds": []
+    }

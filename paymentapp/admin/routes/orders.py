@@ -13,7 +13,7 @@ from flask import Response, flash, redirect, render_template, request, stream_wi
 from ...errors import ApiError
 from ...models import RefundReason
 from ...orders.services import cancel_order, get_order
-from ...payments import refunds
+from ...payments import refunds, reversals
 from ...payments import services as payments
 from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
 from .actions import actor, attempt, flash_refusal, form_state, form_text, note_errors
@@ -165,6 +165,36 @@ def refund_payment(payment_id: str):
         refused=lambda exc: _refund_refused(order_id, from_review, key, values, exc),
     )
     flash(presenters.refund_message(refund, payment), "ok")
+    return redirect(back)
+
+
+@bp.post("/payments/<payment_id>/reverse")
+def reverse_payment(payment_id: str):
+    """Refund a payment through M-Pesa (Daraja's Reversal: the whole payment). The
+    answer is the order page; the result comes later and shows there."""
+    payment = lookups.get_payment(payment_id)
+    order_id = payment.order_id
+    back = url_for("admin.order_detail", order_id=order_id, _anchor=payment_id)
+    key = f"reverse-{payment.id}"
+    values = {"reason": form_text("reason").strip()[:40], "note": form_text("note")}
+    errors = {} if values["reason"] in RefundReason.ALL else {"reason": "Choose why."}
+    if values["note"].strip():
+        errors.update(note_errors(values["note"]))
+    if errors:
+        message = "Not sent: correct the marked fields."
+        return order_page(get_order(order_id), 422, {key: form_state(values, errors, message)})
+    refund, _ = attempt(
+        lambda: reversals.request_reversal(
+            order_id,
+            payment_id=payment.id,
+            amount=None,
+            reason=values["reason"],
+            note=values["note"].strip() or None,
+            actor=actor(),
+        ),
+        back,
+    )
+    flash(presenters.reversal_message(refund), "error" if refund.status == "failed" else "ok")
     return redirect(back)
 
 

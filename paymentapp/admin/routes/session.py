@@ -87,6 +87,8 @@ def template_helpers() -> dict:
         "kes": lambda amount: f"KES {amount:,}",
         "method_label": presenters.method_label,
         "refundable": presenters.refundable,
+        "can_reverse": presenters.can_reverse,
+        "refund_line": presenters.refund_line,
         "default_refund_reason": presenters.default_refund_reason,
         "refund_reasons": presenters.refund_reason_choices(),
         "refund_reason_label": presenters.refund_reason_label,
