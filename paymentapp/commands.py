@@ -1,11 +1,14 @@
 """CLI: `flask --app wsgi admin create USERNAME`, `apikey create|list|revoke NAME`,
-`mpesa reconcile`, `realtime resend`."""
+`mpesa reconcile|register-c2b|pull|register-pull`, `realtime resend`."""
+
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from .callbacks.pull import pull_missed
 from .config import FORBIDDEN_CALLBACK_WORDS
 from .extensions import db
 from .loops import run_forever
@@ -150,6 +153,52 @@ def mpesa_register_c2b(response_type: str) -> None:
     except DarajaError as exc:
         raise click.ClickException(f"Daraja refused: {exc.code} {exc.message}") from None
     click.echo(f"Registered for shortcode {config['MPESA_C2B_SHORTCODE']} ({response_type}).")
+    click.echo(f"Daraja answered: {answer}")
+
+
+SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> timedelta:
+    """`6h`, `90m`, `2d` (at most 48 hours)."""
+    text = (text or "").strip().lower()
+    if len(text) < 2 or text[-1] not in SINCE_UNITS or not text[:-1].isdigit():
+        raise click.BadParameter("a number of minutes, hours or days, e.g. 6h, 90m, 2d")
+    seconds = int(text[:-1]) * SINCE_UNITS[text[-1]]
+    if not 0 < seconds <= 48 * 3600:
+        raise click.BadParameter("Pull Transactions reaches back at most 48 hours")
+    return timedelta(seconds=seconds)
+
+
+@mpesa_cli.command("pull")
+@click.option("--since", "since", default="6h", show_default=True, help="How far back.")
+def mpesa_pull(since: str) -> None:
+    """Pull back Paybill payments whose confirmation never arrived (Pull Transactions)."""
+    try:
+        report = pull_missed(_since(since))
+    except DarajaError as exc:
+        raise click.ClickException(f"Daraja refused: {exc.code} {exc.message}") from None
+    click.echo(f"pull: {report}")
+
+
+@mpesa_cli.command("register-pull")
+@click.option("--nominated-number", required=True, help="The phone Safaricom notifies (2547…).")
+def mpesa_register_pull(nominated_number: str) -> None:
+    """Register the Paybill for Pull Transactions (once per shortcode)."""
+    config = current_app.config
+    # Daraja asks for a CallBackURL here; what it posts there is not documented to us: the
+    # confirmation URL stores any body raw (a body of another shape is kept as malformed)
+    token = config["MPESA_CALLBACK_TOKEN"]
+    callback = f"{config['PUBLIC_BASE_URL']}/callbacks/c2b/confirmation/{token}"
+    try:
+        answer = get_client().register_pull(
+            shortcode=config["MPESA_C2B_SHORTCODE"],
+            nominated_number=nominated_number,
+            callback_url=callback,
+        )
+    except DarajaError as exc:
+        raise click.ClickException(f"Daraja refused: {exc.code} {exc.message}") from None
+    click.echo(f"Registered shortcode {config['MPESA_C2B_SHORTCODE']} for Pull Transactions.")
     click.echo(f"Daraja answered: {answer}")
 
 

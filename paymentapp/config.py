@@ -350,6 +350,8 @@ def load_config(env=None) -> dict:
         **initiator,
         "MPESA_C2B_VALIDATION": _flag(env, "MPESA_C2B_VALIDATION"),
         "MPESA_C2B_MIN_AMOUNT": _int(env, "MPESA_C2B_MIN_AMOUNT", 1, minimum=1),
+        # Pull Transactions in the reconciler's pass, every so many seconds (0: off)
+        "MPESA_PULL_INTERVAL_S": _int(env, "MPESA_PULL_INTERVAL_S", 0),
         "WEBHOOK_ALLOW_PRIVATE": _flag(env, "WEBHOOK_ALLOW_PRIVATE"),
         "WEBHOOKS_IN_PROCESS": _flag(env, "WEBHOOKS_IN_PROCESS"),
         "HOME_URL": home_url,

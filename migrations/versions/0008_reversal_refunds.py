@@ -3,6 +3,7 @@ succeeded | failed (manual refunds are born succeeded: every `completed` one bec
 `succeeded`), with Daraja's ids and result, and the merchant API's Idempotency-Key.
 Reasons: `customer_request` is now `requested_by_customer`, and `fraudulent` is new.
 `payments.refunding_amount`: what is on its way back through M-Pesa (refunds in flight).
+`callback_records.via`: `callback`, or `pull` for a C2B payment found by Pull Transactions.
 
 Revision ID: 0008_reversal_refunds
 Revises: 0007_refunds
@@ -54,6 +55,10 @@ def upgrade():
         batch_op.add_column(
             sa.Column('refunding_amount', sa.Integer(), server_default='0', nullable=False)
         )
+    with op.batch_alter_table('callback_records', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('via', sa.String(length=16), server_default='callback', nullable=False)
+        )
     op.execute("UPDATE refunds SET status = 'succeeded' WHERE status = 'completed'")
     op.execute("UPDATE refunds SET reason = 'requested_by_customer' WHERE reason = 'customer_request'")
     with op.batch_alter_table('refunds', schema=None) as batch_op:
@@ -70,6 +75,8 @@ def downgrade():
     op.execute("UPDATE refunds SET status = 'completed' WHERE status = 'succeeded'")
     op.execute("UPDATE refunds SET reason = 'customer_request' WHERE reason = 'requested_by_customer'")
     op.execute("UPDATE refunds SET reason = 'other' WHERE reason = 'fraudulent'")
+    with op.batch_alter_table('callback_records', schema=None) as batch_op:
+        batch_op.drop_column('via')
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.drop_column('refunding_amount')
     with op.batch_alter_table('refunds', schema=None) as batch_op:

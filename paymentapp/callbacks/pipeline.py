@@ -124,7 +124,11 @@ def load_json(body: bytes):
 
 
 def receive(
-    kind: CallbackKind, body: bytes, remote_addr: str | None, started: float | None = None
+    kind: CallbackKind,
+    body: bytes,
+    remote_addr: str | None,
+    started: float | None = None,
+    via: str = "callback",
 ) -> dict:
     """Store, parse, apply; the answer for Daraja. Never a 5xx for what the body holds.
 
@@ -135,7 +139,7 @@ def receive(
     outcome = "store_failed"
     try:
         try:
-            record = store(kind, body, remote_addr)
+            record = store(kind, body, remote_addr, via)
         except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
             db.session.rollback()
             log.error(
@@ -172,7 +176,9 @@ def receive(
 _STORE = insert(CallbackRecord.__table__).returning(CallbackRecord.__table__.c.id)
 
 
-def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackRecord:
+def store(
+    kind: CallbackKind, body: bytes, remote_addr: str | None, via: str = "callback"
+) -> CallbackRecord:
     """Commit the raw body first: whatever happens next, the callback is on record.
 
     One autocommitted INSERT (a single round trip: no BEGIN, no COMMIT to wait for, and
@@ -182,6 +188,7 @@ def store(kind: CallbackKind, body: bytes, remote_addr: str | None) -> CallbackR
     values = {
         "kind": kind.name,
         "received_at": utcnow(),
+        "via": via,
         "remote_addr": remote_addr,
         # PostgreSQL text cannot hold NUL; keep the rest byte-for-byte readable
         "body": body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),

@@ -54,7 +54,15 @@ disable_created_metrics()
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Daraja answers in tenths of seconds to seconds; the client's read timeout is 30 s.
 DARAJA_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-DARAJA_ENDPOINTS = ("oauth", "stkpush", "stkquery", "c2b_register", "reversal")
+DARAJA_ENDPOINTS = (
+    "oauth",
+    "stkpush",
+    "stkquery",
+    "c2b_register",
+    "reversal",
+    "pull_register",
+    "pull_query",
+)
 
 CALLBACK_SECONDS = Histogram(
     "paymentapp_callback_seconds",

@@ -269,6 +269,10 @@ class CallbackRecord(db.Model):
         String(32), nullable=False, default="stk", server_default="stk"
     )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # how it came: "callback" (Daraja posted it) or "pull" (found by Pull Transactions)
+    via: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="callback", server_default="callback"
+    )
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, nullable=False)
     # the id the callback was matched by (an STK CheckoutRequestID, later a C2B TransID)

@@ -20,6 +20,7 @@ from .errors import (
 )
 from .formats import EAT, eat_timestamp, stk_password
 from .initiator import Acknowledged, InitiatorNotConfigured, initiator_configured
+from .pull import PullApi, PulledTransaction
 from .reversal import ReversalApi
 from .stk import PushAccepted, QueryResult, StkApi
 from .tokens import TokenCache
@@ -34,6 +35,7 @@ __all__ = [
     "DarajaRefused",
     "DarajaUnavailable",
     "InitiatorNotConfigured",
+    "PulledTransaction",
     "PushAccepted",
     "QueryResult",
     "SubscriberLocked",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class DarajaClient(StkApi, C2BApi, ReversalApi):
+class DarajaClient(StkApi, C2BApi, ReversalApi, PullApi):
     """Talks to Daraja (or the simulator, which speaks the same protocol). A new API is a
     `Transport` subclass in a module of its own, added to the bases here."""
 

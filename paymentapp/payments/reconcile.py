@@ -41,6 +41,7 @@ class PassReport:
     callbacks_retried: int = 0
     callback_errors: int = 0
     refunds_resent: int = 0
+    pulled: int = 0
     changed_orders: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -48,7 +49,7 @@ class PassReport:
             f"queried={self.queried} resolved={self.resolved} expired={self.expired} "
             f"pending={self.still_pending} errors={self.errors} "
             f"callbacks_retried={self.callbacks_retried} callback_errors={self.callback_errors} "
-            f"refunds_resent={self.refunds_resent}"
+            f"refunds_resent={self.refunds_resent} pulled={self.pulled}"
         )
 
 
@@ -165,6 +166,6 @@ def reconcile_once() -> PassReport:
     for step in PASS_STEPS:
         step(report)
     done = (report.queried, report.expired, report.resolved, report.callbacks_retried)
-    if any(done) or report.refunds_resent:
+    if any(done) or report.refunds_resent or report.pulled:
         log.info(f"reconcile pass: {report}", extra={"event": "reconcile.pass"})
     return report

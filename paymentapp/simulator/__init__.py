@@ -10,6 +10,8 @@ works across workers.
 - callbacks.py: how a prompt ends, and the callback posted to its CallBackURL.
 - initiator.py: the initiator APIs (Reversal), their SecurityCredential checked with
   the simulator's own key pair (keys.py), and the results posted to the ResultURL.
+- pull.py: Pull Transactions (registration, and the completed Paybill payments of a
+  time window, confirmation lost or not).
 - c2b.py: Paybill: registered URLs, Pay Bill payments (validation, confirmation) and the
   C2B twins of STK payments.
 - phone.py: the simulated handset page (prompts, Pay Bill) and the JSON test API.
@@ -19,7 +21,7 @@ from flask import Blueprint
 
 bp = Blueprint("simulator", __name__, url_prefix="/_simulator")
 
-from . import daraja, initiator, phone  # noqa: E402,F401
+from . import daraja, initiator, phone, pull  # noqa: E402,F401
 from .callbacks import answer_prompt, callback_body  # noqa: E402
 from .models import get_prompt, reset_state  # noqa: E402
 

@@ -285,8 +285,11 @@ def send_payment(payment_id: int) -> None:
         why = "STK payment" if row.source == "stk_twin" else "validation is off"
         _set(payment_id, result_code="0", validation_status=f"not asked ({why})")
     _set(payment_id, state="completed")  # the money moved; now M-Pesa tells the business
+    if row.copies == 0:  # lost on purpose: only Pull Transactions can find it now
+        _set(payment_id, confirmation_status="not sent (lost on purpose)")
+        return
     answers = []
-    for _ in range(max(1, row.copies)):
+    for _ in range(row.copies):
         try:
             response = requests.post(urls.confirmation_url, json=body, timeout=10)
             answers.append(str(response.status_code))

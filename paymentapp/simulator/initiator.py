@@ -70,7 +70,7 @@ def _transaction_amount(receipt: str) -> int | None:
         .where(sim_prompts.c.receipt == receipt, sim_prompts.c.result_code == 0)
         .union_all(
             select(sim_c2b_payments.c.amount).where(
-                sim_c2b_payments.c.trans_id == receipt, sim_c2b_payments.c.state == "confirmed"
+                sim_c2b_payments.c.trans_id == receipt, sim_c2b_payments.c.state == "completed"
             )
         )
     ).first()

@@ -91,7 +91,7 @@ def resend_callback(checkout_id: str):
     return jsonify(prompt_json(get_prompt(checkout_id)))
 
 
-FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal")
+FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal", "pull")
 
 
 @bp.post("/api/faults")
@@ -202,9 +202,9 @@ def c2b_pay():
         "copies": (
             isinstance(copies, bool)
             or not isinstance(copies, int)
-            or not 1 <= copies <= c2b.MAX_COPIES
+            or not 0 <= copies <= c2b.MAX_COPIES
         )
-        and f"copies is from 1 to {c2b.MAX_COPIES}.",
+        and f"copies is from 0 (the confirmation is lost) to {c2b.MAX_COPIES}.",
         "overrides": overrides is not None
         and not isinstance(overrides, dict)
         and "overrides is an object of body fields.",
