@@ -200,16 +200,17 @@ def can_reverse(payment: Payment) -> bool:
     return reversals.refunds_on() and reversals.reversible(payment)
 
 
-def refund_line(refund: Refund) -> str:
-    """How the order page names a refund, by what it has come to."""
-    how = " through M-Pesa" if refund.method == "reversal" else ""
-    said = {
-        "succeeded": "Refunded",
-        "failed": "Refund failed:",
-        "requested": "Refund asked of M-Pesa:",
-        "pending": "Refund on its way:",
-    }
-    return f"{said.get(refund.status, refund.status)} KES {refund.amount:,}{how}"
+REFUND_SAID = {
+    "succeeded": "Refunded",
+    "failed": "Refund failed:",
+    "requested": "Refund asked of M-Pesa:",
+    "pending": "Refund on its way:",
+}
+
+
+def refund_said(refund: Refund) -> str:
+    """How the order page names a refund (before its amount), by what it has come to."""
+    return REFUND_SAID.get(refund.status, refund.status)
 
 
 def reversal_message(refund: Refund) -> str:

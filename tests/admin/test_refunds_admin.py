@@ -48,7 +48,7 @@ def test_an_admin_refunds_a_payment_through_mpesa(
         "the refund",
     )
     html = admin_client.get(path).get_data(as_text=True)
-    assert "Refunded KES 320 through M-Pesa" in html
+    assert "Refunded <strong>KES 320</strong> through M-Pesa" in html
     assert f'action="/admin/payments/{payment_id}/reverse"' not in html  # nothing left
     assert "refund of KES 320 through M-Pesa requested (fraudulent): card testing" in html
     assert "M-Pesa took the reversal of KES 320" in html

@@ -88,7 +88,7 @@ def template_helpers() -> dict:
         "method_label": presenters.method_label,
         "refundable": presenters.refundable,
         "can_reverse": presenters.can_reverse,
-        "refund_line": presenters.refund_line,
+        "refund_said": presenters.refund_said,
         "default_refund_reason": presenters.default_refund_reason,
         "refund_reasons": presenters.refund_reason_choices(),
         "refund_reason_label": presenters.refund_reason_label,
