@@ -222,6 +222,33 @@ def test_callback_before_subscribe_still_shows_success(app_server, page):
     expect(dialog(page)).to_have_attribute("data-status-source", "subscribe")
 
 
+def test_a_refund_through_mpesa_shows_on_the_open_dialog(app_server, page):
+    """The merchant refunds the payment (Reversal) while the paid dialog is open: the live
+    update turns it to "Payment refunded" with the amount; the order stays paid."""
+    from playwright.sync_api import expect
+
+    order = buy(app_server, "coffee")
+    open_hosted(page, app_server, order)
+    pay(page, new_phone())
+    app_server.simulator.answer(order["order_number"], "accept")
+    expect_view(page, "success")
+    expect(page.locator(".pa-refund")).to_be_hidden()
+    key = services.flask_cli(app_server.env, "apikey", "create", f"refunds-{order['order_id']}")
+    answer = requests.post(
+        f"{app_server.url}/api/orders/{order['order_id']}/refunds",
+        json={"reason": "requested_by_customer"},
+        headers={"Authorization": f"Bearer {key.strip().splitlines()[-1]}"},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    expect(page.get_by_role("heading", name="Payment refunded")).to_be_visible(timeout=WAIT_MS)
+    amount = status(app_server, order)["amount"]
+    expect(page.locator(".pa-refund")).to_have_text(
+        re.compile(rf"KES {amount:,} went back to your M.Pesa\.")
+    )
+    assert status(app_server, order)["order_status"] == "paid"
+
+
 def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_server, page):
     """Issue 9 item 4: the socket stays up but the `payment_update` never arrives (a worker
     died between commit and emit); the pending dialog re-checks over HTTP and turns paid."""

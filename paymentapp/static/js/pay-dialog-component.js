@@ -14,6 +14,7 @@ import {
   failureFor,
   formatClock,
   nobreak,
+  refundNote,
   retryUntil,
   viewFor,
 } from "./pay-dialog-states.js";
@@ -265,6 +266,11 @@ export class PaymentDialog {
 
   _paid(status) {
     const payment = status.payment || {};
+    // Money that went back (a refunded order stays paid: it was paid once).
+    const refund = refundNote(status);
+    this._fill("success-title", refund.title);
+    this._fill("refund", refund.text);
+    this.$(".pa-refund").hidden = !refund.text;
     // Confirmed by STK Query (callback lost) carries no receipt; M-Pesa's SMS has it.
     this._fill("receipt", payment.receipt || "In your M-Pesa SMS");
     this.$(".pa-receipt").classList.toggle("is-missing", !payment.receipt);

@@ -83,8 +83,9 @@ export const TEMPLATE = `
 
     <section class="pa-view" data-view="success">
       <div class="pa-icon pa-icon-success">${ICONS.check}</div>
-      <h2 class="pa-title" tabindex="-1">Payment received</h2>
+      <h2 class="pa-title" tabindex="-1" data-field="success-title">Payment received</h2>
       <p class="pa-text">Thank you! <span data-field="amount"></span> paid for order <span data-field="number"></span>.</p>
+      <p class="pa-text pa-refund" data-field="refund" hidden></p>
       <div class="pa-receipt">
         <span class="pa-label">M-Pesa receipt</span>
         <span class="pa-receipt-code" data-field="receipt">—</span>

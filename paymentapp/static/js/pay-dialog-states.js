@@ -3,7 +3,7 @@
 // and when the phone may get the next prompt. No DOM here: pay-dialog-component.js
 // renders what these decide.
 
-import { ConnectionState } from "./paymentapp-client.js";
+import { ConnectionState, formatKes } from "./paymentapp-client.js";
 
 const CODE17_WAIT_S = 120;
 
@@ -111,6 +111,21 @@ export function viewFor(status, retryingPaymentId, paybill = false) {
   if (payment.status === "pending") return "pending";
   if (payment.status === "completed") return "review"; // money moved but order not paid
   return "failed";
+}
+
+/** The success view's title, and what it says of money that went back. */
+export function refundNote(status) {
+  const back = formatKes(status.amount_refunded || 0);
+  switch (status.refund_status) {
+    case "refunded":
+      return { title: "Payment refunded", text: `${back} went back to your M-Pesa.` };
+    case "partially_refunded":
+      return { title: "Payment received", text: `${back} of it went back to your M-Pesa.` };
+    case "refund_pending":
+      return { title: "Payment received", text: "A refund is on its way to your M-Pesa." };
+    default:
+      return { title: "Payment received", text: "" };
+  }
 }
 
 /** The title and words for a failed payment: M-Pesa's result code in plain words. */
