@@ -283,7 +283,7 @@ def test_a_validation_url_that_does_not_answer_follows_the_response_type(
         ({"amount": "ten"}, "amount"),
         ({"amount": 1.5}, "amount"),
         ({"amount": True}, "amount"),
-        ({"copies": 0}, "copies"),
+        ({"copies": -1}, "copies"),
         ({"copies": 11}, "copies"),
         ({"account": "x" * 65}, "account"),
         ({"account": 12}, "account"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import literal, select
 
 from ..extensions import db
 from ..models import CallbackRecord, Payment, utcnow
@@ -43,8 +43,8 @@ class PullReport:
 
 def _known(receipt: str) -> bool:
     """Is this receipt on a payment, or in a stored confirmation (matched or not)?"""
-    on_payment = select(Payment.id).where(Payment.receipt == receipt)
-    stored = select(CallbackRecord.id).where(
+    on_payment = select(literal(1)).where(Payment.receipt == receipt)
+    stored = select(literal(1)).where(
         CallbackRecord.kind == C2BConfirmation.name,
         CallbackRecord.checkout_request_id == receipt,
     )

@@ -32,6 +32,30 @@ def _refund_amount(amount) -> int | None:
     return amount
 
 
+def add_refund(
+    payment, amount: int, method: str, status: str, reason: str, note, actor: str, **more
+) -> Refund:
+    """A new refund of `payment` (holding its order's lock), on its list: the webhook
+    event of the change reads it there. `completed=True`: done as it is recorded."""
+    now = utcnow()
+    completed_at = now if more.pop("completed", False) else None
+    refund = Refund(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        amount=amount,
+        method=method,
+        status=status,
+        reason=reason,
+        note=note,
+        actor=actor,
+        created_at=now,
+        completed_at=completed_at,
+        **more,
+    )
+    payment.refunds.append(refund)
+    return refund
+
+
 @retried("record_refund")
 def record_refund(
     payment_id: str, amount: int | None, reason: str, note: str | None, actor: str
@@ -66,20 +90,9 @@ def record_refund(
             extra={"refundable": most},
         )
     amount = most if amount is None else amount
-    now = utcnow()
-    refund = Refund(
-        payment_id=payment.id,
-        order_id=order.id,
-        amount=amount,
-        method="manual",
-        status=RefundStatus.SUCCEEDED,
-        reason=reason,
-        note=note,
-        actor=actor,
-        created_at=now,
-        completed_at=now,
+    refund = add_refund(
+        payment, amount, "manual", RefundStatus.SUCCEEDED, reason, note, actor, completed=True
     )
-    payment.refunds.append(refund)  # the `payment.refunded` webhook event reads it
     payment.refunded_amount = (payment.refunded_amount or 0) + amount
     if payment.needs_review and refundable(payment) == 0:
         payment.needs_review = False

@@ -34,6 +34,7 @@ from ..mpesa.client import (
 )
 from .money import refundable
 from .reconcile import PassReport, after_each_pass
+from .refunds import add_refund
 from .services import review_note
 from .states import Kind, transition
 
@@ -128,20 +129,17 @@ def _record(order_id, payment_id, amount, reason, note, actor, api_key_id, key):
             "refund needs B2C, which is not configured.",
             code="partial_refund_unavailable",
         )
-    refund = Refund(
-        payment_id=payment.id,
-        order_id=order.id,
-        amount=whole,
-        method="reversal",
-        status=RefundStatus.REQUESTED,
-        reason=reason,
-        note=note,
-        actor=actor,
+    refund = add_refund(
+        payment,
+        whole,
+        "reversal",
+        RefundStatus.REQUESTED,
+        reason,
+        note,
+        actor,
         api_key_id=api_key_id,
         idempotency_key=key,
-        created_at=utcnow(),
     )
-    payment.refunds.append(refund)
     payment.refunding_amount = (payment.refunding_amount or 0) + whole
     db.session.flush()
     transition(
