@@ -32,6 +32,23 @@ def _refund_amount(amount) -> int | None:
     return amount
 
 
+# the reason's name before `requested_by_customer` (issue 21), still taken
+REASON_ALIASES = {"customer_request": RefundReason.REQUESTED_BY_CUSTOMER}
+
+
+def refund_reason(reason) -> str:
+    """A refund's reason as stored; 422 for anything not in `RefundReason`."""
+    reason = REASON_ALIASES.get(reason, reason)
+    if reason not in RefundReason.ALL:
+        raise ApiError(
+            "The refund is not valid.",
+            code="validation_error",
+            status=422,
+            fields={"reason": f"One of {', '.join(RefundReason.ALL)}."},
+        )
+    return reason
+
+
 def add_refund(
     payment, amount: int, method: str, status: str, reason: str, note, actor: str, **more
 ) -> Refund:
@@ -70,13 +87,7 @@ def record_refund(
     review that asked for the refund is closed once nothing more may be refunded."""
     note = review_note(note)
     amount = _refund_amount(amount)
-    if reason not in RefundReason.ALL:
-        raise ApiError(
-            "The refund is not valid.",
-            code="validation_error",
-            status=422,
-            fields={"reason": f"One of {', '.join(RefundReason.ALL)}."},
-        )
+    reason = refund_reason(reason)
     payment = lock_payment(payment_id)
     order = payment.order
     most = refundable(payment)

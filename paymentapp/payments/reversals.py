@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from ..errors import ApiError, Conflict, NotFound
 from ..extensions import db
 from ..locking import BY_REFUND, lock_order, lock_refund, retried
-from ..models import PaymentMethod, PaymentStatus, Refund, RefundReason, RefundStatus, utcnow
+from ..models import PaymentMethod, PaymentStatus, Refund, RefundStatus, utcnow
 from ..mpesa.client import (
     DarajaBusy,
     DarajaError,
@@ -34,7 +34,7 @@ from ..mpesa.client import (
 )
 from .money import refundable
 from .reconcile import PassReport, after_each_pass
-from .refunds import add_refund
+from .refunds import add_refund, refund_reason
 from .services import review_note
 from .states import Kind, transition
 
@@ -46,19 +46,6 @@ ALREADY_REVERSED = "R000001"
 AFTER_ACKNOWLEDGED: list = []
 RESEND_AFTER_S = 60  # a refund still `requested` this long (no answer) is sent again
 RESEND_BATCH = 20
-REASON_ALIASES = {"customer_request": RefundReason.REQUESTED_BY_CUSTOMER}
-
-
-def _reason(reason) -> str:
-    reason = REASON_ALIASES.get(reason, reason)
-    if reason not in RefundReason.ALL:
-        raise ApiError(
-            "The refund is not valid.",
-            code="validation_error",
-            status=422,
-            fields={"reason": f"One of {', '.join(RefundReason.ALL)}."},
-        )
-    return reason
 
 
 def reversible(payment) -> bool:
@@ -90,7 +77,7 @@ def request_reversal(
 ) -> tuple[Refund, bool]:
     """Refund a payment of this order in full through M-Pesa: record it, ask Daraja.
     Returns the refund and whether it is new (False: the Idempotency-Key's earlier one)."""
-    reason = _reason(reason)
+    reason = refund_reason(reason)
     note = review_note(note) if note else None
     if not refunds_on():
         raise Conflict(
