@@ -511,3 +511,30 @@ def test_two_reversals_of_one_paid_order_at_once_give_back_once(case):
     assert refund["status"] == "succeeded" and refund["amount"] == AMOUNT, refund
     final = case.verify(order, {receipt: AMOUNT}, reversed_=AMOUNT)
     assert final["status"] == "paid" and final["amount_refunded"] == AMOUNT, final
+
+
+def test_a_reversal_and_a_cancel_of_a_part_paid_order_at_once(case):
+    """KES 400 of 1,000 came by Paybill; the merchant refunds it while cancelling the
+    order. Whatever the order, no 5xx, the order ends cancelled, and the 400 goes back
+    once (a cancelled order's money may be refunded)."""
+    order, _ = case.new_order(prompt=False)
+    stack = case.stack
+    paid = stack.http.post(
+        f"{stack.url}/_simulator/api/c2b/pay",
+        json={"account": order["number"], "amount": 400},
+        timeout=10,
+    )
+    assert paid.status_code == 202, paid.text
+    receipt = paid.json()["payment"]["trans_id"]
+    case.callback_keys.append(receipt)
+    services.wait_for(
+        lambda: order_details(stack, order["id"])["amount_paid"] == 400, "the part payment", WAIT_S
+    )
+    sent = case.race(order, [case.reversal(order)], [case.api_cancel(order)])
+    by_label = {s.label: s for s in sent}
+    assert by_label["reversal"].status == 202, by_label["reversal"].response.text[:300]
+    assert by_label["api cancel"].status == 200, by_label["api cancel"].response.text[:300]
+    [refund] = case.refunds_settled(order)
+    assert refund["status"] == "succeeded" and refund["amount"] == 400, refund
+    final = case.verify(order, {receipt: 400}, reversed_=400)
+    assert final["status"] == "cancelled" and final["amount_refunded"] == 400, final
