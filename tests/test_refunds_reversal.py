@@ -179,3 +179,19 @@ def test_no_answer_leaves_the_refund_requested_until_the_reconciler_sends_it_aga
     assert resend_requested(older_than_s=0) == 0
     db.session.expire_all()
     assert db.session.get(Order, order["id"]).amount_refunded == 180
+
+
+def test_a_queue_timeout_leaves_the_refund_pending_and_says_so(api, live_server, make_order, db):
+    order = paid_order(api, live_server, make_order, 140)
+    settings = f"{live_server.url}/_simulator/api/c2b/settings"
+    assert live_server.http.post(settings, json={"initiator_results": "timeout"}).ok
+    try:
+        assert api.refund(order, reason="other").status_code == 202
+        refund = wait_for(
+            lambda: (r := api.refunds(order)[0])["result_desc"] and r, "the queue timeout"
+        )
+    finally:
+        live_server.http.post(settings, json={"initiator_results": "result"})
+    assert refund["status"] == "pending" and "queue timed out" in refund["result_desc"]
+    shown = api.order(order)
+    assert shown["refund_status"] == "refund_pending" and shown["amount_paid"] == 140

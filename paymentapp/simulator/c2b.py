@@ -37,7 +37,12 @@ log = logging.getLogger(__name__)
 SIM_MSISDN = "254708374149"  # the phone the Pay Bill screen pays from (Daraja's test MSISDN)
 RESPONSE_TYPES = ("Completed", "Cancelled")
 TWIN_ORDERS = ("off", "before", "after")
-SETTINGS = {"stk_twins": ("after", TWIN_ORDERS)}  # name: (default, allowed values)
+SETTINGS = {  # name: (default, allowed values)
+    "stk_twins": ("after", TWIN_ORDERS),
+    # where the initiator APIs' results go: their ResultURL, or (a queue timeout on
+    # demand) their QueueTimeOutURL (initiator.py)
+    "initiator_results": ("result", ("result", "timeout")),
+}
 VALIDATION_TIMEOUT_S = 8  # M-Pesa waits about this long for the validation answer
 MAX_COPIES = 10
 # Daraja's validation result codes (docs/daraja.md, "C2B")

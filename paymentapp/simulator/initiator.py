@@ -21,6 +21,7 @@ from ..extensions import db, socketio
 from ..models import utcnow
 from ..mpesa.formats import eat_timestamp
 from . import bp
+from .c2b import get_setting
 from .daraja import callback_url_ok, daraja_error, take_fault, token_ok, whole_shillings
 from .keys import decrypt_credential
 from .models import new_receipt, sim_c2b_payments, sim_prompts, sim_reversals
@@ -165,6 +166,21 @@ def result_body(row) -> dict:
     return {"Result": result}
 
 
+def timeout_body(row) -> dict:
+    """What the simulator posts to the QueueTimeOutURL (a timeout on demand): the same
+    envelope, no result parameters; the request's outcome is unknown."""
+    return {
+        "Result": {
+            "ResultType": 1,
+            "ResultCode": 1,
+            "ResultDesc": "The request timed out in the queue (simulator).",
+            "OriginatorConversationID": row.originator_conversation_id,
+            "ConversationID": row.conversation_id,
+            "TransactionID": "",
+        }
+    }
+
+
 def post_result(app, conversation_id: str) -> None:
     """POST a reversal's result like Daraja does (once; no retries); a background task."""
     with app.app_context():
@@ -172,8 +188,11 @@ def post_result(app, conversation_id: str) -> None:
             row = db.session.execute(
                 select(sim_reversals).where(sim_reversals.c.conversation_id == conversation_id)
             ).first()
+            url, body = row.result_url, result_body(row)
+            if get_setting("initiator_results") == "timeout":  # Safaricom's queue timed out
+                url, body = row.timeout_url, timeout_body(row)
             try:
-                response = requests.post(row.result_url, json=result_body(row), timeout=10)
+                response = requests.post(url, json=body, timeout=10)
                 status = f"sent: HTTP {response.status_code}"
             except requests.RequestException as exc:
                 status = f"failed: {exc.__class__.__name__}"

@@ -154,7 +154,8 @@ def c2b_state():
 
 @bp.post("/api/c2b/settings")
 def c2b_settings():
-    """`{"stk_twins": "off" | "before" | "after"}`."""
+    """`{"stk_twins": "off" | "before" | "after", "initiator_results": "result" |
+    "timeout"}`."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not data:
         return _sim_error(422, "Send a JSON object of settings.")
