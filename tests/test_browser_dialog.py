@@ -247,6 +247,11 @@ def test_a_refund_through_mpesa_shows_on_the_open_dialog(app_server, page):
         re.compile(rf"KES {amount:,} went back to your M.Pesa\.")
     )
     assert status(app_server, order)["order_status"] == "paid"
+    # the simulated phone shows the money it got back
+    page.goto(f"{app_server.url}/_simulator/phone")
+    expect(page.locator(".prompt.refund").first).to_contain_text(
+        re.compile(rf"KES {amount:,} back to your M-PESA")
+    )
 
 
 def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_server, page):

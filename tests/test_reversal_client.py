@@ -148,6 +148,9 @@ def test_a_reversal_is_acknowledged_then_its_result_comes_in_darajas_shape(
 
         again = _reverse(app, receiver, receipt, amount)
         assert _result(receiver, again.conversation_id)["ResultCode"] == "R000001"  # a string
+    # the simulated phone lists the money it got back
+    phone = live_server.http.get(f"{live_server.url}/_simulator/api/prompts", timeout=10).json()
+    assert [(r["receipt"], r["amount"]) for r in phone["refunds"]] == [(receipt, amount)]
 
 
 def test_an_unknown_transaction_and_a_wrong_password_fail_in_the_result(

@@ -16,7 +16,7 @@ from ..mpesa.formats import MAX_AMOUNT
 from ..phones import mask_phone
 from . import bp, c2b
 from .callbacks import ACTIONS, answer_prompt, expire_due_prompts, post_callback
-from .models import get_prompt, sim_faults, sim_prompts, sim_tokens
+from .models import get_prompt, sim_faults, sim_prompts, sim_reversals, sim_tokens
 
 
 @bp.get("/phone")
@@ -58,7 +58,25 @@ def list_prompts():
         stmt = stmt.where(sim_prompts.c.phone == phone)
     if reference := request.args.get("account_reference"):
         stmt = stmt.where(sim_prompts.c.account_reference == reference)
-    return jsonify(prompts=[prompt_json(p) for p in db.session.execute(stmt)])
+    refunds = db.session.execute(
+        select(sim_reversals)
+        .where(sim_reversals.c.result_code == "0")
+        .order_by(sim_reversals.c.created_at.desc())
+        .limit(3)
+    )
+    return jsonify(
+        prompts=[prompt_json(p) for p in db.session.execute(stmt)],
+        # money the phone got back (reversals that succeeded), newest first
+        refunds=[
+            {
+                "receipt": r.receipt,
+                "amount": r.amount,
+                "reversal_receipt": r.reversal_receipt,
+                "at": r.created_at.isoformat(),
+            }
+            for r in refunds
+        ],
+    )
 
 
 @bp.post("/api/prompts/<checkout_id>/<action>")
