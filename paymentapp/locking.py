@@ -68,6 +68,13 @@ BY_CHECKOUT_ID = "checkout_id"
 BY_PAYMENT = "payment"
 BY_REFUND = "refund"
 BY_CONVERSATION = "conversation"
+BY_STATUS_CHECK = "status_check"
+# the refund column each way of naming one reads
+REFUND_KEYS = {
+    "refund": "id",
+    "conversation": "conversation_id",
+    "status_check": "check_conversation_id",
+}
 
 
 @cache
@@ -76,8 +83,8 @@ def _order_statement(by: str, lock_rows: bool):
     key = bindparam("key")
     if by == BY_ID:
         wanted = Order.id == key
-    elif by in (BY_REFUND, BY_CONVERSATION):
-        column = Refund.id if by == BY_REFUND else Refund.conversation_id
+    elif by in REFUND_KEYS:
+        column = getattr(Refund, REFUND_KEYS[by])
         wanted = Order.id == select(Refund.order_id).where(column == key).scalar_subquery()
     else:
         column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
@@ -165,14 +172,17 @@ def lock_payment(payment_id: str) -> Payment:
 
 
 def lock_refund(by: str, key: str) -> Refund | None:
-    """The refund with this id (`BY_REFUND`) or Daraja ConversationID (`BY_CONVERSATION`),
-    read after locking its ORDER's row (refunds change payments, so they take the same
-    lock), with its payment; None when there is none."""
+    """The refund with this id (`BY_REFUND`), Daraja ConversationID (`BY_CONVERSATION`) or
+    Transaction Status ConversationID (`BY_STATUS_CHECK`), read after locking its ORDER's
+    row (refunds change payments, so they take the same lock) in a statement of its own;
+    None when there is none."""
     order, _ = _lock(by, key)
     if order is None:
         return None
-    column = "id" if by == BY_REFUND else "conversation_id"
-    return next((r for p in order.payments for r in p.refunds if getattr(r, column) == key), None)
+    column = getattr(Refund, REFUND_KEYS[by])
+    return db.session.scalars(
+        select(Refund).where(column == key).execution_options(populate_existing=True)
+    ).first()
 
 
 def _conflict(exc: DBAPIError, unique_is_race: bool) -> str | None:

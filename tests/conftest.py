@@ -189,7 +189,9 @@ def live_server(app, live_port):
     server.server_close()
     # The simulator's background tasks (callback posts, auto-answers) touch the DB too.
     for task in threading.enumerate():
-        if task.name.endswith(("(post_callback)", "(answer_later)", "(post_result)")):
+        if task.name.endswith(
+            ("(post_callback)", "(answer_later)", "(post_result)", "(post_status)")
+        ):
             task.join(15)
 
 

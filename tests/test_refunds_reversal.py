@@ -195,3 +195,38 @@ def test_a_queue_timeout_leaves_the_refund_pending_and_says_so(api, live_server,
     assert refund["status"] == "pending" and "queue timed out" in refund["result_desc"]
     shown = api.order(order)
     assert shown["refund_status"] == "refund_pending" and shown["amount_paid"] == 140
+
+    # Transaction Status settles it: M-Pesa says the reversal completed
+    from paymentapp.payments.reversals import check_pending
+
+    assert check_pending(older_than_s=0) == 1
+    done = api.settled(order)
+    assert done["status"] == "succeeded" and done["result_desc"] == "completed (Transaction Status)"
+    shown = api.order(order)
+    assert shown["refund_status"] == "refunded" and shown["amount_paid"] == 0
+    assert check_pending(older_than_s=0) == 0  # nothing pending any more
+
+
+def test_a_reversal_mpesa_has_no_record_of_fails_and_the_money_still_counts(
+    api, live_server, make_order, db
+):
+    from sqlalchemy import delete
+
+    from paymentapp.payments.reversals import check_pending
+    from paymentapp.simulator.models import sim_reversals
+
+    order = paid_order(api, live_server, make_order, 110)
+    settings = f"{live_server.url}/_simulator/api/c2b/settings"
+    assert live_server.http.post(settings, json={"initiator_results": "timeout"}).ok
+    try:
+        assert api.refund(order, reason="other").status_code == 202
+        wait_for(lambda: api.refunds(order)[0]["result_desc"], "the queue timeout")
+    finally:
+        live_server.http.post(settings, json={"initiator_results": "result"})
+    db.session.execute(delete(sim_reversals))  # M-Pesa never made the reversal
+    db.session.commit()
+    assert check_pending(older_than_s=0) == 1
+    done = api.settled(order)
+    assert done["status"] == "failed" and "no such reversal" in done["result_desc"]
+    shown = api.order(order)
+    assert shown["amount_paid"] == 110 and shown["refund_status"] == "none"

@@ -42,8 +42,15 @@ def upgrade():
         batch_op.add_column(sa.Column('transaction_id', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('result_code', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('result_desc', sa.String(length=255), nullable=True))
+        batch_op.add_column(
+            sa.Column('check_conversation_id', sa.String(length=64), nullable=True)
+        )
+        batch_op.add_column(sa.Column('checked_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_unique_constraint(
             batch_op.f('uq_refunds_conversation_id'), ['conversation_id']
+        )
+        batch_op.create_unique_constraint(
+            batch_op.f('uq_refunds_check_conversation_id'), ['check_conversation_id']
         )
         batch_op.create_unique_constraint(
             'uq_refunds_api_key_idempotency', ['api_key_id', 'idempotency_key']
@@ -83,7 +90,9 @@ def downgrade():
         batch_op.drop_constraint(batch_op.f('fk_refunds_api_key_id_api_keys'), type_='foreignkey')
         batch_op.drop_constraint('uq_refunds_api_key_idempotency', type_='unique')
         batch_op.drop_constraint(batch_op.f('uq_refunds_conversation_id'), type_='unique')
+        batch_op.drop_constraint(batch_op.f('uq_refunds_check_conversation_id'), type_='unique')
         for column in (
+            'checked_at', 'check_conversation_id',
             'result_desc', 'result_code', 'transaction_id', 'originator_conversation_id',
             'conversation_id', 'idempotency_key', 'api_key_id', 'updated_at',
         ):

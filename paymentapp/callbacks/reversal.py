@@ -20,9 +20,9 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..locking import BY_CONVERSATION, lock_refund
+from ..locking import BY_CONVERSATION, BY_STATUS_CHECK, lock_refund
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
-from ..payments.reversals import AFTER_ACKNOWLEDGED, settle_refund, timed_out
+from ..payments.reversals import AFTER_ACKNOWLEDGED, settle_by_status, settle_refund, timed_out
 from .pipeline import (
     KINDS,
     CallbackKind,
@@ -99,6 +99,7 @@ class ReversalResult(CallbackKind):
 
     name = "reversal"
     path = "reversal/result"
+    matched_by = BY_CONVERSATION
 
     def parse(self, body: bytes) -> InitiatorResult:
         return parse_result(body)
@@ -109,16 +110,16 @@ class ReversalResult(CallbackKind):
     def apply(
         self, record: CallbackRecord, result: InitiatorResult
     ) -> tuple[CallbackOutcome, Order | None]:
-        refund = lock_refund(BY_CONVERSATION, result.conversation_id)
+        refund = lock_refund(self.matched_by, result.conversation_id)
         if refund is None:
             return _unmatched(record, result), None
         record.payment_id = refund.payment_id
         outcome = self.settle(refund, result)
         record.detail = f"refund {refund.id}: {outcome}, {refund.status}"
         log.info(
-            f"reversal result for refund {refund.id}: {result.result_code} {result.result_desc}",
+            f"{self.name} result for refund {refund.id}: {result.result_code} {result.result_desc}",
             extra={
-                "event": f"reversal.{outcome}",
+                "event": f"{self.name}.{outcome}",
                 "refund": refund.id,
                 "record": record.id,
                 "result_code": result.result_code,
@@ -143,6 +144,31 @@ class ReversalTimeout(ReversalResult):
         return timed_out(refund, result)
 
 
+class StatusResult(ReversalResult):
+    """Transaction Status's answer about a refund whose reversal result never came: the
+    refund succeeds when M-Pesa says the reversal completed, fails when it has none."""
+
+    name = "transaction_status"
+    path = "status/result"
+    matched_by = BY_STATUS_CHECK
+
+    @staticmethod
+    def settle(refund, result: InitiatorResult) -> str:
+        return settle_by_status(refund, result)
+
+
+class StatusTimeout(StatusResult):
+    """Safaricom's queue timed out on a Transaction Status query: it is asked again on a
+    later pass."""
+
+    name = "transaction_status_timeout"
+    path = "status/timeout"
+
+    @staticmethod
+    def settle(refund, result: InitiatorResult) -> str:
+        return "ignored"
+
+
 def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutcome:
     if record.received_at > utcnow() - timedelta(seconds=UNMATCHED_FOR_S):
         record.detail = "no refund has this ConversationID yet; retried"
@@ -157,6 +183,8 @@ def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutco
 
 register(ReversalResult())
 register(ReversalTimeout())
+register(StatusResult())
+register(StatusTimeout())
 
 
 def apply_waiting(conversation_id: str) -> None:
@@ -165,7 +193,9 @@ def apply_waiting(conversation_id: str) -> None:
     otherwise retry them later."""
     waiting = db.session.execute(
         select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body).where(
-            CallbackRecord.kind.in_((ReversalResult.name, ReversalTimeout.name)),
+            CallbackRecord.kind.in_(
+                (ReversalResult.name, ReversalTimeout.name, StatusResult.name, StatusTimeout.name)
+            ),
             CallbackRecord.checkout_request_id == conversation_id,
             CallbackRecord.outcome == CallbackOutcome.RECEIVED,
         )

@@ -60,6 +60,7 @@ DARAJA_ENDPOINTS = (
     "stkquery",
     "c2b_register",
     "reversal",
+    "transaction_status",
     "pull_register",
     "pull_query",
 )

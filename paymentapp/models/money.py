@@ -253,6 +253,9 @@ class Refund(db.Model):
     transaction_id: Mapped[str | None] = mapped_column(String(32))
     result_code: Mapped[str | None] = mapped_column(String(16))
     result_desc: Mapped[str | None] = mapped_column(String(255))
+    # the last Transaction Status asked about it (its ConversationID, and when)
+    check_conversation_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
 

@@ -24,6 +24,7 @@ from .pull import PullApi, PulledTransaction
 from .reversal import ReversalApi
 from .stk import PushAccepted, QueryResult, StkApi
 from .tokens import TokenCache
+from .transaction_status import TransactionStatusApi
 
 __all__ = [
     "EAT",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class DarajaClient(StkApi, C2BApi, ReversalApi, PullApi):
+class DarajaClient(StkApi, C2BApi, ReversalApi, TransactionStatusApi, PullApi):
     """Talks to Daraja (or the simulator, which speaks the same protocol). A new API is a
     `Transport` subclass in a module of its own, added to the bases here."""
 

@@ -41,6 +41,7 @@ class PassReport:
     callbacks_retried: int = 0
     callback_errors: int = 0
     refunds_resent: int = 0
+    refunds_checked: int = 0
     pulled: int = 0
     changed_orders: list[str] = field(default_factory=list)
 
@@ -49,7 +50,8 @@ class PassReport:
             f"queried={self.queried} resolved={self.resolved} expired={self.expired} "
             f"pending={self.still_pending} errors={self.errors} "
             f"callbacks_retried={self.callbacks_retried} callback_errors={self.callback_errors} "
-            f"refunds_resent={self.refunds_resent} pulled={self.pulled}"
+            f"refunds_resent={self.refunds_resent} refunds_checked={self.refunds_checked} "
+            f"pulled={self.pulled}"
         )
 
 
@@ -166,6 +168,6 @@ def reconcile_once() -> PassReport:
     for step in PASS_STEPS:
         step(report)
     done = (report.queried, report.expired, report.resolved, report.callbacks_retried)
-    if any(done) or report.refunds_resent or report.pulled:
+    if any(done) or report.refunds_resent or report.refunds_checked or report.pulled:
         log.info(f"reconcile pass: {report}", extra={"event": "reconcile.pass"})
     return report

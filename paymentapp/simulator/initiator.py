@@ -1,4 +1,4 @@
-"""Daraja's initiator APIs as the simulator answers them: Reversal today.
+"""Daraja's initiator APIs as the simulator answers them: Reversal and Transaction Status.
 
 The request is checked as Daraja checks it (token, fields, the initiator and its
 SecurityCredential, which must decrypt with the simulator's key: keys.py), answered with
@@ -10,6 +10,7 @@ initiator's name or password is wrong.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 
@@ -24,7 +25,13 @@ from . import bp
 from .c2b import get_setting
 from .daraja import callback_url_ok, daraja_error, take_fault, token_ok, whole_shillings
 from .keys import decrypt_credential
-from .models import new_receipt, sim_c2b_payments, sim_prompts, sim_reversals
+from .models import (
+    new_receipt,
+    sim_c2b_payments,
+    sim_prompts,
+    sim_reversals,
+    sim_status_checks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,5 +211,131 @@ def post_result(app, conversation_id: str) -> None:
             db.session.commit()
         except Exception:  # noqa: BLE001 - a background task must not die loudly
             log.warning("simulator: reversal result %s not sent", conversation_id, exc_info=True)
+        finally:
+            db.session.remove()
+
+
+# -- Transaction Status ----------------------------------------------------------------------
+
+
+def _status_of(body: dict) -> tuple[int | str, str, dict]:
+    """What the simulator knows of the transaction asked about: a reversal (by its
+    OriginatorConversationID or its receipt) or a payment (by its receipt)."""
+    by_conversation = body.get("OriginalConversationID")
+    receipt = body.get("TransactionID")
+    reversal = db.session.execute(
+        select(sim_reversals).where(
+            or_(
+                sim_reversals.c.originator_conversation_id == (by_conversation or "-"),
+                sim_reversals.c.reversal_receipt == (receipt or "-"),
+            )
+        )
+    ).first()
+    if reversal is not None and reversal.result_code == "0":
+        return SUCCESS + (
+            {
+                "ReceiptNo": reversal.reversal_receipt,
+                "TransactionStatus": "Completed",
+                "Amount": reversal.amount,
+                "FinalisedTime": int(eat_timestamp(reversal.created_at)),
+                "ReasonType": "Reversal",
+                "OriginalTransactionID": reversal.receipt,
+            },
+        )
+    if reversal is None and receipt and _transaction_amount(receipt) is not None:
+        return SUCCESS + (
+            {
+                "ReceiptNo": receipt,
+                "TransactionStatus": "Completed",
+                "Amount": _transaction_amount(receipt),
+                "ReasonType": "Pay Bill Online",
+            },
+        )
+    return NO_SUCH_TRANSACTION + ({},)
+
+
+@bp.post("/mpesa/transactionstatus/v1/query")
+def transaction_status():
+    """Acknowledge a Transaction Status query; its result follows in the background."""
+    if not token_ok():
+        return daraja_error(401, "404.001.03", "Invalid Access Token")
+    if fault := take_fault("status"):
+        return fault
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return daraja_error(400, INVALID, "Bad Request - Invalid JSON")
+    if body.get("CommandID") != "TransactionStatusQuery":
+        return daraja_error(400, INVALID, "Bad Request - Invalid CommandID")
+    if not (body.get("TransactionID") or body.get("OriginalConversationID")):
+        return daraja_error(400, INVALID, "Bad Request - Invalid TransactionID")
+    for name in ("ResultURL", "QueueTimeOutURL"):
+        if not callback_url_ok(body.get(name)):
+            return daraja_error(400, INVALID, f"Bad Request - Invalid {name}")
+    config = current_app.config
+    password = decrypt_credential(config, str(body.get("SecurityCredential") or ""))
+    if body.get("Initiator") != config["MPESA_INITIATOR_NAME"] or password != config.get(
+        "MPESA_INITIATOR_PASSWORD"
+    ):
+        code, desc, parameters = BAD_INITIATOR + ({},)
+    else:
+        code, desc, parameters = _status_of(body)
+    conversation_id = f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
+    originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
+    result = {
+        "Result": {
+            "ResultType": 0,
+            "ResultCode": code,
+            "ResultDesc": desc,
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation_id,
+            "TransactionID": new_receipt(),
+            "ResultParameters": {
+                "ResultParameter": [{"Key": k, "Value": v} for k, v in parameters.items()]
+            },
+        }
+    }
+    db.session.execute(
+        insert(sim_status_checks).values(
+            conversation_id=conversation_id,
+            result_url=body["ResultURL"],
+            timeout_url=body["QueueTimeOutURL"],
+            result=json.dumps(result),
+            created_at=utcnow(),
+        )
+    )
+    db.session.commit()
+    socketio.start_background_task(post_status, current_app._get_current_object(), conversation_id)
+    return jsonify(
+        {
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation_id,
+            "ResponseCode": "0",
+            "ResponseDescription": "Accept the service request successfully.",
+        }
+    )
+
+
+def post_status(app, conversation_id: str) -> None:
+    """POST a Transaction Status result (once; no retries); a background task."""
+    with app.app_context():
+        try:
+            row = db.session.execute(
+                select(sim_status_checks).where(
+                    sim_status_checks.c.conversation_id == conversation_id
+                )
+            ).first()
+            try:
+                response = requests.post(row.result_url, json=json.loads(row.result), timeout=10)
+                status = f"sent: HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                status = f"failed: {exc.__class__.__name__}"
+            db.session.execute(
+                update(sim_status_checks)
+                .where(sim_status_checks.c.conversation_id == conversation_id)
+                .values(result_status=status)
+            )
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - a background task must not die loudly
+            log.warning("simulator: status result %s not sent", conversation_id, exc_info=True)
         finally:
             db.session.remove()

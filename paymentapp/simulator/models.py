@@ -123,6 +123,16 @@ sim_reversals = Table(
     Column("result_status", String(255)),  # how posting the result went
     Column("created_at", UTCDateTime, nullable=False),
 )
+sim_status_checks = Table(
+    "sim_status_checks",
+    sim_metadata,
+    Column("conversation_id", String(64), primary_key=True),
+    Column("result_url", Text, nullable=False),
+    Column("timeout_url", Text, nullable=False),
+    Column("result", Text, nullable=False),  # the JSON body to post
+    Column("result_status", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
 sim_settings = Table(
     "sim_settings",
     sim_metadata,

@@ -109,7 +109,7 @@ def resend_callback(checkout_id: str):
     return jsonify(prompt_json(get_prompt(checkout_id)))
 
 
-FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal", "pull")
+FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal", "status", "pull")
 
 
 @bp.post("/api/faults")
