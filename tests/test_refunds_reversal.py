@@ -197,7 +197,7 @@ def test_a_queue_timeout_leaves_the_refund_pending_and_says_so(api, live_server,
     assert shown["refund_status"] == "refund_pending" and shown["amount_paid"] == 140
 
     # Transaction Status settles it: M-Pesa says the reversal completed
-    from paymentapp.payments.reversals import check_pending
+    from paymentapp.payments.refund_outcomes import check_pending
 
     assert check_pending(older_than_s=0) == 1
     done = api.settled(order)
@@ -212,7 +212,7 @@ def test_a_reversal_mpesa_has_no_record_of_fails_and_the_money_still_counts(
 ):
     from sqlalchemy import delete
 
-    from paymentapp.payments.reversals import check_pending
+    from paymentapp.payments.refund_outcomes import check_pending
     from paymentapp.simulator.models import sim_reversals
 
     order = paid_order(api, live_server, make_order, 110)

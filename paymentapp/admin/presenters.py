@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
-from ..payments import money, reversals
+from ..payments import money, refund_outcomes, reversals
 from ..phones import mask_phone, mask_phones_in
 from .queries import admin_tz
 
@@ -197,7 +197,7 @@ def refundable(payment: Payment) -> int:
 def can_reverse(payment: Payment) -> bool:
     """Show "Refund through M-Pesa" for this payment: refunds through M-Pesa are on, and
     M-Pesa can reverse it now (`payments/reversals.reversible`)."""
-    return reversals.refunds_on() and reversals.reversible(payment)
+    return refund_outcomes.refunds_on() and reversals.reversible(payment)
 
 
 REFUND_SAID = {

@@ -22,7 +22,12 @@ from sqlalchemy import select
 from ..extensions import db
 from ..locking import BY_CONVERSATION, BY_STATUS_CHECK, lock_refund
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
-from ..payments.reversals import AFTER_ACKNOWLEDGED, settle_by_status, settle_refund, timed_out
+from ..payments.refund_outcomes import (
+    AFTER_ACKNOWLEDGED,
+    settle_by_status,
+    settle_refund,
+    timed_out,
+)
 from .pipeline import (
     KINDS,
     CallbackKind,
