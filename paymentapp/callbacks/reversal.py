@@ -193,16 +193,17 @@ register(StatusTimeout())
 
 
 def apply_waiting(conversation_id: str) -> None:
-    """Apply the stored results that came before their acknowledgement was committed
-    (still `received`), now that a refund has this ConversationID; the reconciler would
-    otherwise retry them later."""
+    """Apply the stored results that came before their acknowledgement was committed,
+    now that a refund has this ConversationID (the reconciler would otherwise retry them
+    later). Found by their body, which is committed before a result is applied: so a
+    result whose own apply found no refund yet is found here, whatever the interleaving
+    (both take the order's lock; the refund settles once)."""
+    names = (ReversalResult.name, ReversalTimeout.name, StatusResult.name, StatusTimeout.name)
     waiting = db.session.execute(
         select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body).where(
-            CallbackRecord.kind.in_(
-                (ReversalResult.name, ReversalTimeout.name, StatusResult.name, StatusTimeout.name)
-            ),
-            CallbackRecord.checkout_request_id == conversation_id,
+            CallbackRecord.kind.in_(names),
             CallbackRecord.outcome == CallbackOutcome.RECEIVED,
+            CallbackRecord.body.contains(conversation_id, autoescape=True),
         )
     ).all()
     db.session.commit()
@@ -212,7 +213,7 @@ def apply_waiting(conversation_id: str) -> None:
             apply_stored(kind, record_id, kind.parse(body.encode()))
         except Exception:  # noqa: BLE001 - the reconciler retries it; the refund is pending
             db.session.rollback()
-            log.warning("waiting reversal result %s not applied", record_id, exc_info=True)
+            log.warning("waiting result %s not applied", record_id, exc_info=True)
 
 
 AFTER_ACKNOWLEDGED.append(apply_waiting)
