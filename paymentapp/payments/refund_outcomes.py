@@ -47,35 +47,38 @@ def landed(payment, refund: Refund) -> None:
     payment.refunding_amount = max(0, (payment.refunding_amount or 0) - refund.amount)
 
 
-def check_pending(older_than_s: float = CHECK_AFTER_S, limit: int = CHECK_BATCH) -> int:
-    """Ask Transaction Status about reversals whose result has not come (still `pending`
-    this long after their last news), each claimed first so that two reconcilers never
-    ask about one at once. Returns how many were asked about."""
+def claim_stale(status: RefundStatus, touched, older_than_s: float, limit: int):
+    """The refunds in `status` whose `touched` time (a column or expression) is at least
+    `older_than_s` old, each claimed on its own (its `checked_at` set, committed) so that
+    two reconcilers never act on one at once: a scheduling-only update, which changes no
+    status and no money. Yields the ids this process claimed."""
     stale = utcnow() - timedelta(seconds=older_than_s)
-    last_news = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
     due = db.session.scalars(
         select(Refund.id)
-        .where(Refund.status == RefundStatus.PENDING, last_news <= stale)
+        .where(Refund.status == status, touched <= stale)
         .order_by(Refund.created_at)
         .limit(limit)
     ).all()
     db.session.commit()
-    asked = 0
     for refund_id in due:
-        # a scheduling-only claim, committed on its own: it changes no status and no money
         claimed = db.session.execute(
             update(Refund)
-            .where(
-                Refund.id == refund_id,
-                Refund.status == RefundStatus.PENDING,
-                last_news <= stale,
-            )
+            .where(Refund.id == refund_id, Refund.status == status, touched <= stale)
             .values(checked_at=utcnow())
         ).rowcount
         db.session.commit()
         if claimed:
-            _ask_status(refund_id)
-            asked += 1
+            yield refund_id
+
+
+def check_pending(older_than_s: float = CHECK_AFTER_S, limit: int = CHECK_BATCH) -> int:
+    """Ask Transaction Status about reversals whose result has not come (still `pending`
+    this long after their last news). Returns how many were asked about."""
+    last_news = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
+    asked = 0
+    for refund_id in claim_stale(RefundStatus.PENDING, last_news, older_than_s, limit):
+        _ask_status(refund_id)
+        asked += 1
     return asked
 
 

@@ -14,10 +14,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from ..errors import ApiError, Conflict, NotFound
 from ..extensions import db
@@ -30,7 +29,7 @@ from ..mpesa.client import (
     get_client,
 )
 from .reconcile import PassReport, after_each_pass
-from .refund_outcomes import AFTER_ACKNOWLEDGED, landed, refunds_on
+from .refund_outcomes import AFTER_ACKNOWLEDGED, claim_stale, landed, refunds_on
 from .refunds import add_refund, refund_reason
 from .services import review_note
 from .states import Kind, transition
@@ -207,6 +206,7 @@ def _acknowledged(refund_id: str, ack) -> None:
         return
     refund.conversation_id = ack.conversation_id
     refund.originator_conversation_id = ack.originator_conversation_id
+    refund.checked_at = None  # its news is this acknowledgement (`updated_at`)
     payment = refund.payment
     transition(
         payment.order,
@@ -254,34 +254,13 @@ def _note_no_answer(refund_id: str, message: str) -> None:
 
 def resend_requested(older_than_s: float = RESEND_AFTER_S, limit: int = RESEND_BATCH) -> int:
     """Send again the reversals M-Pesa did not answer (still `requested`), each claimed
-    first so that two reconcilers never send one twice at once. Sending again is safe: a
-    second Reversal of one transaction is refused by M-Pesa (`R000001`), never paid.
-    Returns how many were sent."""
-    stale = utcnow() - timedelta(seconds=older_than_s)
-    last_touched = func.coalesce(Refund.updated_at, Refund.created_at)
-    due = db.session.scalars(
-        select(Refund.id)
-        .where(Refund.status == RefundStatus.REQUESTED, last_touched <= stale)
-        .order_by(Refund.created_at)
-        .limit(limit)
-    ).all()
-    db.session.commit()
+    first (`claim_stale`). Sending again is safe: a second Reversal of one transaction is
+    refused by M-Pesa (`R000001`), never paid. Returns how many were sent."""
+    last_touched = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
     sent = 0
-    for refund_id in due:
-        # a scheduling-only claim, committed on its own: it changes no status and no money
-        claimed = db.session.execute(
-            update(Refund)
-            .where(
-                Refund.id == refund_id,
-                Refund.status == RefundStatus.REQUESTED,
-                last_touched <= stale,
-            )
-            .values(updated_at=utcnow())
-        ).rowcount
-        db.session.commit()
-        if claimed:
-            send_reversal(refund_id)
-            sent += 1
+    for refund_id in claim_stale(RefundStatus.REQUESTED, last_touched, older_than_s, limit):
+        send_reversal(refund_id)
+        sent += 1
     return sent
 
 

@@ -190,27 +190,37 @@ def timeout_body(row) -> dict:
 
 def post_result(app, conversation_id: str) -> None:
     """POST a reversal's result like Daraja does (once; no retries); a background task."""
+
+    def message(row):
+        if get_setting("initiator_results") == "timeout":  # Safaricom's queue timed out
+            return row.timeout_url, timeout_body(row)
+        return row.result_url, result_body(row)
+
+    _post_once(app, sim_reversals, conversation_id, message)
+
+
+def _post_once(app, table, conversation_id: str, message) -> None:
+    """POST one initiator API's result (`message(row)` → url, body), once, and note how
+    it went on its row; a background task, which never dies loudly."""
     with app.app_context():
         try:
             row = db.session.execute(
-                select(sim_reversals).where(sim_reversals.c.conversation_id == conversation_id)
+                select(table).where(table.c.conversation_id == conversation_id)
             ).first()
-            url, body = row.result_url, result_body(row)
-            if get_setting("initiator_results") == "timeout":  # Safaricom's queue timed out
-                url, body = row.timeout_url, timeout_body(row)
+            url, body = message(row)
             try:
                 response = requests.post(url, json=body, timeout=10)
                 status = f"sent: HTTP {response.status_code}"
             except requests.RequestException as exc:
                 status = f"failed: {exc.__class__.__name__}"
             db.session.execute(
-                update(sim_reversals)
-                .where(sim_reversals.c.conversation_id == conversation_id)
+                update(table)
+                .where(table.c.conversation_id == conversation_id)
                 .values(result_status=status)
             )
             db.session.commit()
         except Exception:  # noqa: BLE001 - a background task must not die loudly
-            log.warning("simulator: reversal result %s not sent", conversation_id, exc_info=True)
+            log.warning("simulator: result %s not sent", conversation_id, exc_info=True)
         finally:
             db.session.remove()
 
@@ -317,25 +327,9 @@ def transaction_status():
 
 def post_status(app, conversation_id: str) -> None:
     """POST a Transaction Status result (once; no retries); a background task."""
-    with app.app_context():
-        try:
-            row = db.session.execute(
-                select(sim_status_checks).where(
-                    sim_status_checks.c.conversation_id == conversation_id
-                )
-            ).first()
-            try:
-                response = requests.post(row.result_url, json=json.loads(row.result), timeout=10)
-                status = f"sent: HTTP {response.status_code}"
-            except requests.RequestException as exc:
-                status = f"failed: {exc.__class__.__name__}"
-            db.session.execute(
-                update(sim_status_checks)
-                .where(sim_status_checks.c.conversation_id == conversation_id)
-                .values(result_status=status)
-            )
-            db.session.commit()
-        except Exception:  # noqa: BLE001 - a background task must not die loudly
-            log.warning("simulator: status result %s not sent", conversation_id, exc_info=True)
-        finally:
-            db.session.remove()
+    _post_once(
+        app,
+        sim_status_checks,
+        conversation_id,
+        lambda row: (row.result_url, json.loads(row.result)),
+    )
