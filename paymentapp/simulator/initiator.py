@@ -118,8 +118,7 @@ def reversal():
         return daraja_error(400, INVALID, problem)
     amount = whole_shillings(body["Amount"])
     code, desc = _outcome(body, amount)
-    conversation_id = f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
-    originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
+    originator, conversation_id = _new_ids()
     db.session.execute(
         insert(sim_reversals).values(
             conversation_id=conversation_id,
@@ -135,7 +134,19 @@ def reversal():
         )
     )
     db.session.commit()
-    socketio.start_background_task(post_result, current_app._get_current_object(), conversation_id)
+    return _acknowledge(post_result, originator, conversation_id)
+
+
+def _new_ids() -> tuple[str, str]:
+    """A request's OriginatorConversationID and ConversationID, in Daraja's shapes."""
+    originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
+    return originator, f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
+
+
+def _acknowledge(post, originator: str, conversation_id: str):
+    """Daraja's acknowledgement of an initiator request; `post` sends its result later,
+    in the background."""
+    socketio.start_background_task(post, current_app._get_current_object(), conversation_id)
     return jsonify(
         {
             "OriginatorConversationID": originator,
@@ -289,8 +300,7 @@ def transaction_status():
         code, desc, parameters = BAD_INITIATOR + ({},)
     else:
         code, desc, parameters = _status_of(body)
-    conversation_id = f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
-    originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
+    originator, conversation_id = _new_ids()
     result = {
         "Result": {
             "ResultType": 0,
@@ -314,15 +324,7 @@ def transaction_status():
         )
     )
     db.session.commit()
-    socketio.start_background_task(post_status, current_app._get_current_object(), conversation_id)
-    return jsonify(
-        {
-            "OriginatorConversationID": originator,
-            "ConversationID": conversation_id,
-            "ResponseCode": "0",
-            "ResponseDescription": "Accept the service request successfully.",
-        }
-    )
+    return _acknowledge(post_status, originator, conversation_id)
 
 
 def post_status(app, conversation_id: str) -> None:
