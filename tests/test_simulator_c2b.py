@@ -305,11 +305,15 @@ def test_the_pay_api_refuses_bad_fields(sim, fields, field):
 
 
 def test_settings_api(sim):
-    assert sim.state()["settings"] == {"stk_twins": "after"}
+    assert sim.state()["settings"] == {"stk_twins": "after", "initiator_results": "result"}
     for value in ("off", "before", "after"):
         response = sim.settings(stk_twins=value)
-        assert response.status_code == 200 and response.json() == {"stk_twins": value}
+        assert response.status_code == 200 and response.json()["stk_twins"] == value
+    for value in ("timeout", "result"):
+        response = sim.settings(initiator_results=value)
+        assert response.status_code == 200 and response.json()["initiator_results"] == value
     assert sim.settings(stk_twins="sometimes").status_code == 422
+    assert sim.settings(initiator_results="never").status_code == 422
     assert sim.settings(colour="green").status_code == 422
     assert sim.settings().status_code == 422
 
