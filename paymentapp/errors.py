@@ -29,7 +29,7 @@ h1{font-size:1.4rem}
 
 
 class IllegalTransition(RuntimeError):
-    """A move a state table does not allow (`payments/states.py`, `webhooks/states.py`):
+    """A move a state table does not allow (`payments/states.py`):
     a bug in the caller, never a client's fault."""
 
 

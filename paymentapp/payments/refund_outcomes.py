@@ -23,6 +23,7 @@ from ..extensions import db
 from ..locking import BY_REFUND, lock_refund, retried
 from ..models import Refund, RefundStatus, utcnow
 from ..mpesa.client import DarajaError, get_client, initiator_configured
+from ..mpesa.formats import parse_amount
 from .money import refundable
 from .reconcile import PassReport, after_each_pass
 from .states import Kind, transition
@@ -134,7 +135,7 @@ def settle_refund(refund: Refund, result) -> str:
     refund.result_desc = (result.result_desc or "")[:255]
     amount = result.parameters.get("Amount")
     original = result.parameters.get("OriginalTransactionID")
-    matches = (amount is None or _whole(amount) == refund.amount) and (
+    matches = (amount is None or parse_amount(amount)[0] == refund.amount) and (
         original is None or original == refund.payment.receipt
     )
     if result.succeeded and matches:
@@ -156,7 +157,7 @@ def settle_by_status(refund: Refund, result) -> str:
         return "duplicate"
     said = str(result.parameters.get("TransactionStatus") or "").strip().lower()
     if result.succeeded and said == "completed":
-        if _whole(result.parameters.get("Amount")) != refund.amount:
+        if parse_amount(result.parameters.get("Amount"))[0] != refund.amount:
             _fail(refund, result, "Transaction Status reports another amount for the reversal")
             return "applied"
         receipt = result.parameters.get("ReceiptNo") or result.transaction_id
@@ -230,11 +231,3 @@ def timed_out(refund: Refund, result) -> str:
     refund.result_desc = f"Safaricom's queue timed out: {result.result_desc}"[:255]
     refund.updated_at = utcnow()
     return "applied"
-
-
-def _whole(value) -> int | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number == int(number) else None

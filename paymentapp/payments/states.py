@@ -1,8 +1,9 @@
-"""Every payment and order transition: the tables of allowed moves, the kinds of change,
-a change as a plain value, and the one writer that applies changes (the money rules that
-decide them: `money.py`).
+"""Every status transition of the app (payments, orders, refunds, webhook deliveries):
+the tables of allowed moves, the kinds of change, a change as a plain value, and the one
+writer that applies changes (the money rules that decide them: `money.py`).
 
-The tables below are the only statement of which status may follow which. A decision
+The tables below are the only statement of which status may follow which, and `_move`
+the only code that sets a status. A decision
 works on a `Draft`: the order and its payments as read after the lock, with the
 decision's own changes on top, recorded as values (`Change`, `NewPayment`: which kind
 of change, which row, which column values, the timeline text and the log fields); the
@@ -23,15 +24,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from sqlalchemy import update
+
 from ..errors import IllegalTransition
 from ..extensions import db
 from ..models import (
+    DeliveryStatus,
     Order,
     OrderStatus,
     Payment,
     PaymentStatus,
     Refund,
     RefundStatus,
+    WebhookDelivery,
     new_id,
     utcnow,
 )
@@ -60,6 +65,15 @@ REFUND_MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
     R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),  # its result came
     R.SUCCEEDED: frozenset(),  # the money went back: final
     R.FAILED: frozenset(),  # a new refund may be asked for
+}
+
+D = DeliveryStatus
+# a merchant webhook delivery: pending until a 2xx, given up, or cancelled
+DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    D.PENDING: frozenset({D.SUCCEEDED, D.FAILED, D.CANCELLED}),
+    D.SUCCEEDED: frozenset(),
+    D.FAILED: frozenset(),
+    D.CANCELLED: frozenset(),
 }
 
 # Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
@@ -138,6 +152,31 @@ TRANSITIONS: dict[Kind, Transition] = {
 
 def status_for_result(result_code: int) -> PaymentStatus:
     return RESULT_STATUS.get(result_code, P.FAILED)
+
+
+def _move(row, table: dict, status_type, to) -> None:
+    """Set `row.status` to `to` if `table` allows it from where it is: the one place a
+    status is set."""
+    if to not in table[status_type(row.status)]:
+        raise IllegalTransition(f"{type(row).__name__} {row.id}: {row.status} → {to}")
+    row.status = to
+
+
+def move_delivery(delivery: WebhookDelivery, to: DeliveryStatus) -> None:
+    """A webhook delivery's move (`webhooks/delivery.py`), checked against its table."""
+    _move(delivery, DELIVERY_MOVES, DeliveryStatus, to)
+
+
+def move_deliveries(to: DeliveryStatus, *where) -> int:
+    """Move every delivery matching `where` that the table lets move to `to` (one UPDATE,
+    for many rows at once: an endpoint deleted with its backlog); their claims end too.
+    Returns how many moved."""
+    movable = [status for status, moves in DELIVERY_MOVES.items() if to in moves]
+    return db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.status.in_(movable), *where)
+        .values(status=to, claimed_until=None)
+    ).rowcount
 
 
 def can_move(payment: Payment, to: PaymentStatus) -> bool:
@@ -335,20 +374,14 @@ def _apply(
     kind = change.kind
     moves = TRANSITIONS[kind]
     if moves.refund_to is not None:
-        if moves.refund_to not in REFUND_MOVES[RefundStatus(refund.status)]:
-            raise IllegalTransition(f"refund {refund.id}: {refund.status} → {moves.refund_to}")
-        refund.status = moves.refund_to
+        _move(refund, REFUND_MOVES, RefundStatus, moves.refund_to)
         refund.updated_at = now
     if moves.payment_to is not None:
-        if not can_move(payment, moves.payment_to):
-            raise IllegalTransition(f"payment {payment.id}: {payment.status} → {moves.payment_to}")
-        payment.status = moves.payment_to
+        _move(payment, PAYMENT_MOVES, PaymentStatus, moves.payment_to)
         if moves.payment_to in PaymentStatus.FINAL:
             payment.next_query_at = None
     if moves.order_to is not None:
-        if moves.order_to not in ORDER_MOVES[OrderStatus(order.status)]:
-            raise IllegalTransition(f"order {order.number}: {order.status} → {moves.order_to}")
-        order.status = moves.order_to
+        _move(order, ORDER_MOVES, OrderStatus, moves.order_to)
     if payment is not None:
         payment.updated_at = now
     if order_changed(db.session, order):

@@ -40,6 +40,7 @@ from ..models import (
     utcnow,
 )
 from ..outbox import redeliver
+from ..payments.states import move_delivery
 from .endpoints import resolve
 from .http import (
     KEEP_BODY,  # noqa: F401  (admin/presenters.py still reads it here)
@@ -49,7 +50,6 @@ from .http import (
     total_timeout_s,
 )
 from .signing import EVENT_ID_HEADER, HEADER, signature_header
-from .states import move_delivery
 
 log = logging.getLogger(__name__)
 

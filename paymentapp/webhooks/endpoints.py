@@ -25,8 +25,8 @@ from ..errors import NotFound, ValidationError
 from ..extensions import db
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from ..orders.schemas import iso
+from ..payments.states import move_deliveries
 from .events import CATALOGUE
-from .states import move_deliveries
 
 log = logging.getLogger(__name__)
 
