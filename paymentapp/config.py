@@ -39,6 +39,9 @@ SIMULATOR_CONSUMER_KEY = "simulator-consumer-key"
 SIMULATOR_INITIATOR_NAME = "simulator-initiator"
 SIMULATOR_INITIATOR_PASSWORD = "Simulator#2026"
 SIMULATOR_CONSUMER_SECRET = "simulator-consumer-secret"
+# B2C (partial refunds): the simulator's own B2C shortcode, and Daraja's CommandIDs
+SIMULATOR_B2C_SHORTCODE = "600000"
+B2C_COMMANDS = ("BusinessPayment", "SalaryPayment", "PromotionPayment")
 # Daraja rejects callback URLs containing these words (DARAJA.md).
 FORBIDDEN_CALLBACK_WORDS = ("mpesa", "safaricom", "exec", "cmd", "sql", "query")
 
@@ -153,15 +156,29 @@ def _initiator(env, live: bool) -> dict:
             "MPESA_INITIATOR_NAME needs MPESA_SECURITY_CREDENTIAL, or MPESA_INITIATOR_PASSWORD "
             "and MPESA_CERT_PATH"
         )
+    b2c = (env.get("MPESA_B2C_SHORTCODE") or "").strip()
+    if b2c.lower() == "off":
+        b2c = ""
+    elif b2c and not (b2c.isdigit() and 5 <= len(b2c) <= 7):
+        raise ConfigError("MPESA_B2C_SHORTCODE must be a shortcode of 5 to 7 digits, or off")
+    if b2c and not name and live:
+        raise ConfigError("MPESA_B2C_SHORTCODE needs MPESA_INITIATOR_NAME and its credential")
+    command = env.get("MPESA_B2C_COMMAND_ID") or "BusinessPayment"
+    if command not in B2C_COMMANDS:
+        raise ConfigError(f"MPESA_B2C_COMMAND_ID must be one of {', '.join(B2C_COMMANDS)}")
     if not live and not name:
         folder = _instance_path()
         name, password = SIMULATOR_INITIATOR_NAME, SIMULATOR_INITIATOR_PASSWORD
         cert_path = str(folder / "simulator-initiator.cer")
+        if "MPESA_B2C_SHORTCODE" not in env:
+            b2c = SIMULATOR_B2C_SHORTCODE  # partial refunds work out of the box
     return {
         "MPESA_INITIATOR_NAME": name,
         "MPESA_SECURITY_CREDENTIAL": credential,
         "MPESA_INITIATOR_PASSWORD": password,
         "MPESA_CERT_PATH": cert_path,
+        "MPESA_B2C_SHORTCODE": b2c,
+        "MPESA_B2C_COMMAND_ID": command,
     }
 
 

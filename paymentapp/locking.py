@@ -69,11 +69,13 @@ BY_PAYMENT = "payment"
 BY_REFUND = "refund"
 BY_CONVERSATION = "conversation"
 BY_STATUS_CHECK = "status_check"
+BY_ORIGINATOR = "originator"
 # the refund column each way of naming one reads
 REFUND_KEYS = {
     "refund": "id",
     "conversation": "conversation_id",
     "status_check": "check_conversation_id",
+    "originator": "originator_conversation_id",
 }
 
 
@@ -172,8 +174,9 @@ def lock_payment(payment_id: str) -> Payment:
 
 
 def lock_refund(by: str, key: str) -> Refund | None:
-    """The refund with this id (`BY_REFUND`), Daraja ConversationID (`BY_CONVERSATION`) or
-    Transaction Status ConversationID (`BY_STATUS_CHECK`), read after locking its ORDER's
+    """The refund with this id (`BY_REFUND`), Daraja ConversationID (`BY_CONVERSATION`),
+    our B2C OriginatorConversationID (`BY_ORIGINATOR`) or Transaction Status
+    ConversationID (`BY_STATUS_CHECK`), read after locking its ORDER's
     row (refunds change payments, so they take the same lock) in a statement of its own;
     None when there is none."""
     order, _ = _lock(by, key)

@@ -102,9 +102,13 @@ def test_one_refund_in_flight_and_an_idempotent_retry(api, live_server, make_ord
     assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
 
 
-def test_partial_and_bad_requests_are_clear_errors(api, live_server, make_order):
+def test_partial_and_bad_requests_are_clear_errors(app, api, live_server, make_order):
     order = paid_order(api, live_server, make_order, 250)
-    assert_error(api.refund(order, reason="other", amount=100), 409, "partial_refund_unavailable")
+    app.config["MPESA_B2C_SHORTCODE"] = ""  # no B2C: only the whole payment can go back
+    answer = api.refund(order, reason="other", amount=100)
+    assert_error(answer, 409, "partial_refund_unavailable")
+    assert "B2C" in answer.get_json()["error"]["message"]
+    assert_error(api.refund(order, reason="other", amount=251), 409, "amount_over_refundable")
     assert_error(api.refund(order, reason="because"), 422, "validation_error")
     assert_error(api.refund(order, reason="other", amount="ten"), 422, "validation_error")
     assert_error(api.refund(order, reason="other", colour="red"), 422, "validation_error")

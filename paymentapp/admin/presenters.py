@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
-from ..payments import money, refund_outcomes, reversals
+from ..payments import b2c_refunds, money, refund_outcomes, reversals
 from ..phones import mask_phone, mask_phones_in
 from .queries import admin_tz
 
@@ -196,8 +196,22 @@ def refundable(payment: Payment) -> int:
 
 def can_reverse(payment: Payment) -> bool:
     """Show "Refund through M-Pesa" for this payment: refunds through M-Pesa are on, and
-    M-Pesa can reverse it now (`payments/reversals.reversible`)."""
-    return refund_outcomes.refunds_on() and reversals.reversible(payment)
+    M-Pesa can give it back now, whole by Reversal or part by B2C
+    (`payments/reversals.refundable_now`)."""
+    return refund_outcomes.refunds_on() and reversals.refundable_now(payment)
+
+
+def mpesa_refund(payment: Payment) -> dict:
+    """What the Refund through M-Pesa form offers: the most that may go back (`left`),
+    whether part of it may (`partial`: B2C is on) and whether the admin must type the
+    phone (`phone`: a Paybill payment, whose MSISDN Daraja masks)."""
+    b2c = b2c_refunds.b2c_on()
+    return {
+        "left": reversals.left_to_refund(payment),
+        "whole": reversals.reversible(payment),
+        "partial": b2c,
+        "phone": b2c and payment.method != "stk",
+    }
 
 
 REFUND_SAID = {
@@ -221,6 +235,11 @@ def reversal_message(refund: Refund) -> str:
         return (
             f"M-Pesa did not answer; the refund of KES {refund.amount:,} will be sent again "
             "shortly. It shows here once M-Pesa answers."
+        )
+    if refund.status == "pending" and refund.method == "b2c" and not refund.conversation_id:
+        return (
+            f"M-Pesa did not answer the B2C payment of KES {refund.amount:,}: it is never "
+            "sent twice; M-Pesa is asked what became of it, and the answer shows here."
         )
     if refund.status == "succeeded":
         return f"M-Pesa gave back KES {refund.amount:,}."

@@ -1,7 +1,8 @@
-"""Reversal results: Daraja POSTs the outcome of a Reversal request (`mpesa/reversal.py`)
-to its ResultURL, or to its QueueTimeOutURL when the request timed out in Safaricom's
-queue. Both come through the pipeline like every callback: stored raw first,
-token-checked, never a 5xx, matched by ConversationID under the order's lock.
+"""Initiator results: Daraja POSTs the outcome of a Reversal (`mpesa/reversal.py`), a B2C
+payment (`mpesa/b2c.py`) or a Transaction Status query to its ResultURL, or to its
+QueueTimeOutURL when the request timed out in Safaricom's queue. All come through the
+pipeline like every callback: stored raw first, token-checked, never a 5xx, matched by
+ConversationID (a B2C's also by our OriginatorConversationID) under the order's lock.
 
 A result can arrive before the acknowledgement that told us its ConversationID was
 committed: it then stays `received` and the reconciler applies it again later
@@ -20,8 +21,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..locking import BY_CONVERSATION, BY_STATUS_CHECK, lock_refund
-from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..locking import BY_CONVERSATION, BY_ORIGINATOR, BY_STATUS_CHECK, lock_refund
+from ..models import CallbackOutcome, CallbackRecord, Order, Refund, RefundStatus, utcnow
 from ..payments.refund_outcomes import (
     AFTER_ACKNOWLEDGED,
     settle_by_status,
@@ -115,8 +116,9 @@ class ReversalResult(CallbackKind):
     def apply(
         self, record: CallbackRecord, result: InitiatorResult
     ) -> tuple[CallbackOutcome, Order | None]:
-        refund = lock_refund(self.matched_by, result.conversation_id)
-        if refund is None:
+        refund = self.find(result)
+        if refund is None or refund.status == RefundStatus.REQUESTED:
+            # our acknowledgement is not committed yet: retried (`apply_waiting`)
             return _unmatched(record, result), None
         record.payment_id = refund.payment_id
         outcome = self.settle(refund, result)
@@ -131,6 +133,10 @@ class ReversalResult(CallbackKind):
             },
         )
         return CallbackOutcome(outcome), refund.payment.order
+
+    def find(self, result: InitiatorResult) -> Refund | None:
+        """The refund this result is about, its order locked."""
+        return lock_refund(self.matched_by, result.conversation_id)
 
     @staticmethod
     def settle(refund, result: InitiatorResult) -> str:
@@ -174,6 +180,32 @@ class StatusTimeout(StatusResult):
         return "ignored"
 
 
+class B2CResult(ReversalResult):
+    """The outcome of a B2C payment (a partial refund): matched by ConversationID, or by
+    our own OriginatorConversationID when the acknowledgement never came."""
+
+    name = "b2c"
+    path = "b2c/result"
+
+    def find(self, result: InitiatorResult) -> Refund | None:
+        refund = lock_refund(BY_CONVERSATION, result.conversation_id)
+        if refund is None and result.originator_conversation_id:
+            refund = lock_refund(BY_ORIGINATOR, result.originator_conversation_id)
+        return refund if refund is not None and refund.method == "b2c" else None
+
+
+class B2CTimeout(B2CResult):
+    """Safaricom's queue timed out on a B2C payment: not a failure, never sent again;
+    Transaction Status settles it."""
+
+    name = "b2c_timeout"
+    path = "b2c/timeout"
+
+    @staticmethod
+    def settle(refund, result: InitiatorResult) -> str:
+        return timed_out(refund, result)
+
+
 def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutcome:
     if record.received_at > utcnow() - timedelta(seconds=UNMATCHED_FOR_S):
         record.detail = "no refund has this ConversationID yet; retried"
@@ -190,6 +222,8 @@ register(ReversalResult())
 register(ReversalTimeout())
 register(StatusResult())
 register(StatusTimeout())
+register(B2CResult())
+register(B2CTimeout())
 
 
 def apply_waiting(conversation_id: str) -> None:
@@ -198,7 +232,7 @@ def apply_waiting(conversation_id: str) -> None:
     later). Found by their body, which is committed before a result is applied: so a
     result whose own apply found no refund yet is found here, whatever the interleaving
     (both take the order's lock; the refund settles once)."""
-    names = (ReversalResult.name, ReversalTimeout.name, StatusResult.name, StatusTimeout.name)
+    names = [kind.name for kind in KINDS.values() if isinstance(kind, ReversalResult)]
     waiting = db.session.execute(
         select(CallbackRecord.id, CallbackRecord.kind, CallbackRecord.body).where(
             CallbackRecord.kind.in_(names),

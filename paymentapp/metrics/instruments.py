@@ -60,6 +60,7 @@ DARAJA_ENDPOINTS = (
     "stkquery",
     "c2b_register",
     "reversal",
+    "b2c",
     "transaction_status",
     "pull_register",
     "pull_query",

@@ -12,6 +12,7 @@ Every model is importable from here (`from ..models import Order`).
 from .accounts import AdminUser, ApiKey
 from .base import (
     CallbackOutcome,
+    CheckStatus,
     DeliveryStatus,
     OrderNumberCounter,
     OrderStatus,
@@ -25,7 +26,7 @@ from .base import (
     order_number_seq,
     utcnow,
 )
-from .money import CallbackRecord, Order, OrderEvent, Payment, Refund
+from .money import CallbackRecord, Order, OrderEvent, Payment, ReceiptCheck, Refund
 from .webhooks import (
     ShopFulfilment,
     WebhookAttempt,
@@ -39,6 +40,7 @@ __all__ = [
     "ApiKey",
     "CallbackOutcome",
     "CallbackRecord",
+    "CheckStatus",
     "DeliveryStatus",
     "Order",
     "OrderEvent",
@@ -47,6 +49,7 @@ __all__ = [
     "Payment",
     "PaymentMethod",
     "PaymentStatus",
+    "ReceiptCheck",
     "Refund",
     "RefundReason",
     "RefundStatus",

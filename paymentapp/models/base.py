@@ -140,6 +140,20 @@ class RefundReason(StrEnum):
     )
 
 
+class CheckStatus(StrEnum):
+    """A receipt entered by hand, asked about with M-Pesa's Transaction Status (the allowed
+    moves: `payments/states.py`): `awaiting` M-Pesa's answer; `confirmed` (it paid the
+    order); `mismatch` (M-Pesa's answer differs: amount, shortcode or status; an admin
+    reviews it); `not_found` (M-Pesa has no such transaction); `withdrawn` by an admin."""
+
+    AWAITING = "awaiting"
+    CONFIRMED = "confirmed"
+    MISMATCH = "mismatch"
+    NOT_FOUND = "not_found"
+    WITHDRAWN = "withdrawn"
+    ALL = nonmember(("awaiting", "confirmed", "mismatch", "not_found", "withdrawn"))
+
+
 class DeliveryStatus(StrEnum):
     """A webhook delivery's life (`webhooks/delivery.py`)."""
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from .base import (
     CallbackOutcome,
+    CheckStatus,
     OrderStatus,
     PaymentMethod,
     PaymentStatus,
@@ -232,8 +233,9 @@ class Refund(db.Model):
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     # "manual": given back outside the app; "reversal": Daraja's Reversal (the whole
-    # transaction); B2C next
+    # transaction); "b2c": paid to `phone` from the B2C shortcode (a partial refund)
     method: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")
+    phone: Mapped[str | None] = mapped_column(String(12))
     status: Mapped[RefundStatus] = mapped_column(
         String(16), nullable=False, default=RefundStatus.SUCCEEDED
     )
@@ -258,6 +260,38 @@ class Refund(db.Model):
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
+
+
+class ReceiptCheck(db.Model):
+    """A receipt entered by hand, counted only once M-Pesa's Transaction Status confirms
+    it (`payments/receipt_checks.py`): what the admin typed, and what M-Pesa said."""
+
+    __tablename__ = "receipt_checks"
+    __table_args__ = (
+        one_of("status", CheckStatus, "status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("rck"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    receipt: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[CheckStatus] = mapped_column(
+        String(16), nullable=False, default=CheckStatus.AWAITING
+    )
+    # the last Transaction Status asked (its ConversationID, and when)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # M-Pesa's answer, in words (amount, shortcode, status) and its code
+    result_code: Mapped[str | None] = mapped_column(String(16))
+    result_desc: Mapped[str | None] = mapped_column(String(255))
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    order: Mapped[Order] = relationship()
 
 
 class CallbackRecord(db.Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import current_app
 
 from ..redis_client import redis_client
+from .b2c import B2CApi, new_originator_id
 from .c2b import C2BApi
 from .errors import (
     DarajaAuthError,
@@ -43,12 +44,13 @@ __all__ = [
     "TokenCache",
     "eat_timestamp",
     "get_client",
+    "new_originator_id",
     "initiator_configured",
     "stk_password",
 ]
 
 
-class DarajaClient(StkApi, C2BApi, ReversalApi, TransactionStatusApi, PullApi):
+class DarajaClient(StkApi, C2BApi, ReversalApi, B2CApi, TransactionStatusApi, PullApi):
     """Talks to Daraja (or the simulator, which speaks the same protocol). A new API is a
     `Transport` subclass in a module of its own, added to the bases here."""
 

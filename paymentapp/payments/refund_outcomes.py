@@ -48,17 +48,24 @@ def landed(payment, refund: Refund) -> None:
     payment.refunding_amount = max(0, (payment.refunding_amount or 0) - refund.amount)
 
 
-def claim_stale(status: RefundStatus, touched, older_than_s: float, limit: int):
-    """The refunds in `status` whose `touched` time (a column or expression) is at least
-    `older_than_s` old, each claimed on its own (its `checked_at` set, committed) so that
-    two reconcilers never act on one at once: a scheduling-only update, which changes no
-    status and no money. Yields the ids this process claimed."""
+def what(refund: Refund) -> str:
+    """The refund's way back, in words."""
+    return "B2C payment" if refund.method == "b2c" else "reversal"
+
+
+def claim_stale(
+    status: RefundStatus, touched, older_than_s: float, limit: int, method: str | None = None
+):
+    """The refunds in `status` (of `method`, if given) whose `touched` time (a column or
+    expression) is at least `older_than_s` old, each claimed on its own (its `checked_at`
+    set, committed) so that two reconcilers never act on one at once: a scheduling-only
+    update, which changes no status and no money. Yields the ids this process claimed."""
     stale = utcnow() - timedelta(seconds=older_than_s)
+    which = [Refund.status == status, touched <= stale]
+    if method is not None:
+        which.append(Refund.method == method)
     due = db.session.scalars(
-        select(Refund.id)
-        .where(Refund.status == status, touched <= stale)
-        .order_by(Refund.created_at)
-        .limit(limit)
+        select(Refund.id).where(*which).order_by(Refund.created_at).limit(limit)
     ).all()
     db.session.commit()
     for refund_id in due:
@@ -84,14 +91,16 @@ def check_pending(older_than_s: float = CHECK_AFTER_S, limit: int = CHECK_BATCH)
 
 
 def _ask_status(refund_id: str) -> None:
-    """Ask Transaction Status about a reversal, by the OriginatorConversationID of its
-    request (or its receipt, when known); the answer comes to `/callbacks/status/…`."""
+    """Ask Transaction Status about a reversal or a B2C payment, by the
+    OriginatorConversationID of its request (or its receipt, when known), on the shortcode
+    that sent it; the answer comes to `/callbacks/status/…`."""
     refund = db.session.get(Refund, refund_id)
     config = current_app.config
     base = f"{config['PUBLIC_BASE_URL']}/callbacks/status"
     token = config["MPESA_CALLBACK_TOKEN"]
+    b2c = refund.method == "b2c"
     request = {
-        "shortcode": config["MPESA_SHORTCODE"],
+        "shortcode": config["MPESA_B2C_SHORTCODE"] if b2c else config["MPESA_SHORTCODE"],
         "result_url": f"{base}/result/{token}",
         "timeout_url": f"{base}/timeout/{token}",
         "original_conversation_id": refund.originator_conversation_id,
@@ -126,6 +135,57 @@ def check_refunds(report: PassReport) -> None:
         report.refunds_checked += check_pending()
 
 
+def acknowledged(refund_id: str, ack) -> None:
+    """Daraja took the request: the refund is `pending`, matched by the acknowledgement's
+    ConversationID; a result that came first (and waits, stored) is applied now."""
+    _acknowledged(refund_id, ack)
+    for step in AFTER_ACKNOWLEDGED:
+        step(ack.conversation_id)
+
+
+@retried("refund_acknowledged")
+def _acknowledged(refund_id: str, ack) -> None:
+    refund = lock_refund(BY_REFUND, refund_id)
+    if refund.status != RefundStatus.REQUESTED:
+        db.session.rollback()
+        return
+    refund.conversation_id = ack.conversation_id
+    refund.originator_conversation_id = ack.originator_conversation_id
+    refund.checked_at = None  # its news is this acknowledgement (`updated_at`)
+    payment = refund.payment
+    transition(
+        payment.order,
+        Kind.REFUND_PENDING,
+        f"M-Pesa took the {what(refund)} of KES {refund.amount:,} ({ack.conversation_id})",
+        payment=payment,
+        refund=refund,
+        conversation_id=ack.conversation_id,
+    )
+    db.session.commit()
+
+
+@retried("refund_refused")
+def refused(refund_id: str, message: str) -> None:
+    """Daraja refused the request (or it never reached M-Pesa): the refund failed, and
+    the money still counts."""
+    refund = lock_refund(BY_REFUND, refund_id)
+    if refund.status != RefundStatus.REQUESTED:
+        db.session.rollback()
+        return
+    refund.result_desc = message[:255]
+    payment = refund.payment
+    landed(payment, refund)
+    transition(
+        payment.order,
+        Kind.REFUND_FAILED,
+        f"M-Pesa refused the {what(refund)}: {message}",
+        payment=payment,
+        refund=refund,
+        level=logging.WARNING,
+    )
+    db.session.commit()
+
+
 def settle_refund(refund: Refund, result) -> str:
     """Apply a Reversal's result to its LOCKED refund; returns the callback outcome
     (`applied`, `duplicate`). The pipeline commits."""
@@ -133,15 +193,21 @@ def settle_refund(refund: Refund, result) -> str:
         return "duplicate"
     refund.result_code = result.result_code
     refund.result_desc = (result.result_desc or "")[:255]
-    amount = result.parameters.get("Amount")
-    original = result.parameters.get("OriginalTransactionID")
+    if refund.method == "b2c":
+        amount = result.parameters.get("TransactionAmount")
+        original = None
+        receipt = result.parameters.get("TransactionReceipt") or result.transaction_id
+    else:
+        amount = result.parameters.get("Amount")
+        original = result.parameters.get("OriginalTransactionID")
+        receipt = result.transaction_id
     matches = (amount is None or parse_amount(amount)[0] == refund.amount) and (
         original is None or original == refund.payment.receipt
     )
     if result.succeeded and matches:
-        _succeed(refund, result.transaction_id, "reversal")
+        _succeed(refund, receipt, "its result")
     elif result.succeeded:  # success for another amount or transaction: believe neither
-        _fail(refund, result, f"reversal result does not match: {amount} KES for {original}")
+        _fail(refund, result, f"{what(refund)} result does not match: {amount} KES for {original}")
     elif result.result_code == ALREADY_REVERSED:
         _fail(refund, result, "M-Pesa says this payment was already reversed: check first")
     else:
@@ -158,7 +224,9 @@ def settle_by_status(refund: Refund, result) -> str:
     said = str(result.parameters.get("TransactionStatus") or "").strip().lower()
     if result.succeeded and said == "completed":
         if parse_amount(result.parameters.get("Amount"))[0] != refund.amount:
-            _fail(refund, result, "Transaction Status reports another amount for the reversal")
+            _fail(
+                refund, result, f"Transaction Status reports another amount for the {what(refund)}"
+            )
             return "applied"
         receipt = result.parameters.get("ReceiptNo") or result.transaction_id
         refund.result_code, refund.result_desc = "0", "completed (Transaction Status)"
@@ -169,7 +237,7 @@ def settle_by_status(refund: Refund, result) -> str:
         refund.updated_at = utcnow()
         return "ignored"
     refund.result_code = result.result_code
-    refund.result_desc = f"no such reversal at M-Pesa ({result.result_desc})"[:255]
+    refund.result_desc = f"no such {what(refund)} at M-Pesa ({result.result_desc})"[:255]
     _fail(refund, result)
     return "applied"
 
@@ -189,7 +257,7 @@ def _succeed(refund: Refund, receipt: str | None, source: str) -> None:
     transition(
         payment.order,
         Kind.REFUND_SUCCEEDED,
-        f"M-Pesa gave back KES {refund.amount:,} (reversal {receipt}, via {source})",
+        f"M-Pesa gave back KES {refund.amount:,} ({what(refund)} {receipt}, via {source})",
         payment=payment,
         refund=refund,
         amount=refund.amount,
@@ -205,7 +273,7 @@ def _fail(refund: Refund, result, review: str | None = None) -> None:
     transition(
         order,
         Kind.REFUND_FAILED,
-        f"reversal failed: {result.result_code} {result.result_desc}",
+        f"{what(refund)} failed: {result.result_code} {result.result_desc}",
         payment=payment,
         refund=refund,
         level=logging.WARNING,
@@ -217,7 +285,7 @@ def _fail(refund: Refund, result, review: str | None = None) -> None:
         transition(
             order,
             Kind.PAYMENT_REVIEW,
-            f"{review} (via reversal result)",
+            f"{review} (via {what(refund)} result)",
             payment=payment,
             level=logging.WARNING,
         )

@@ -8,7 +8,7 @@ from ..orders.schemas import json_body, payment_json, refund_json
 from ..orders.services import check_idempotency_key, get_order
 from ..phones import InvalidPhone, normalize_phone
 from ..security import authenticate_api_key, check_client_token, request_client_token
-from .reversals import request_reversal
+from .reversals import request_refund
 from .services import start_payment
 
 bp = Blueprint("payments", __name__, url_prefix="/api/orders")
@@ -30,13 +30,14 @@ def create(order_id: str):
     return jsonify(payment_json(payment)), 202
 
 
-REFUND_FIELDS = {"payment_id", "amount", "reason", "note"}
+REFUND_FIELDS = {"payment_id", "amount", "reason", "note", "phone"}
 
 
 @bp.post("/<order_id>/refunds")
 def refund(order_id: str):
-    """Refund a payment of the order through M-Pesa (merchant): 202 with the refund,
-    whose result follows (`refund.*` webhooks, `GET …/refunds`)."""
+    """Refund a payment of the order through M-Pesa (merchant): the whole of it by
+    Reversal, part of it by B2C. 202 with the refund, whose result follows (`refund.*`
+    webhooks, `GET …/refunds`)."""
     api_key = authenticate_api_key()
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     data = json_body()
@@ -53,17 +54,20 @@ def refund(order_id: str):
         fields["amount"] = "Whole shillings, e.g. 500."
     if note is not None and not isinstance(note, str):
         fields["note"] = "Text."
+    if data.get("phone") is not None and not isinstance(data["phone"], str):
+        fields["phone"] = "The customer's phone, e.g. 0712345678."
     if not isinstance(data.get("reason"), str):
         fields["reason"] = "Why the money goes back, e.g. requested_by_customer."
     if fields:
         raise ValidationError("The refund is not valid.", fields=fields)
     get_order(order_id)
-    made, new = request_reversal(
+    made, new = request_refund(
         order_id,
         payment_id=payment_id,
         amount=amount,
         reason=data["reason"],
         note=note,
+        phone=data.get("phone"),
         actor=f"api:{api_key.name}",
         api_key_id=api_key.id,
         idempotency_key=key,

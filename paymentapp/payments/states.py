@@ -1,10 +1,9 @@
-"""Every status transition of the app (payments, orders, refunds, webhook deliveries):
-the tables of allowed moves, the kinds of change, a change as a plain value, and the one
-writer that applies changes (the money rules that decide them: `money.py`).
+"""Every status transition of the app (payments, orders, refunds, receipt checks, webhook
+deliveries): the tables of allowed moves, the kinds of change, a change as a plain value,
+and the one writer that applies changes (the money rules that decide them: `money.py`).
 
 The tables below are the only statement of which status may follow which, and `_move`
-the only code that sets a status. A decision
-works on a `Draft`: the order and its payments as read after the lock, with the
+the only code that sets a status. A decision works on a `Draft`: the order and its payments as read after the lock, with the
 decision's own changes on top, recorded as values (`Change`, `NewPayment`: which kind
 of change, which row, which column values, the timeline text and the log fields); the
 rows themselves are untouched until `write` applies the changes. `write` is the only
@@ -29,6 +28,7 @@ from sqlalchemy import update
 from ..errors import IllegalTransition
 from ..extensions import db
 from ..models import (
+    CheckStatus,
     DeliveryStatus,
     Order,
     OrderStatus,
@@ -65,6 +65,16 @@ REFUND_MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
     R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),  # its result came
     R.SUCCEEDED: frozenset(),  # the money went back: final
     R.FAILED: frozenset(),  # a new refund may be asked for
+}
+
+C = CheckStatus
+# a receipt entered by hand, until M-Pesa's Transaction Status answers (or it is withdrawn)
+CHECK_MOVES: dict[CheckStatus, frozenset[CheckStatus]] = {
+    C.AWAITING: frozenset({C.CONFIRMED, C.MISMATCH, C.NOT_FOUND, C.WITHDRAWN}),
+    C.CONFIRMED: frozenset(),
+    C.MISMATCH: frozenset(),
+    C.NOT_FOUND: frozenset(),
+    C.WITHDRAWN: frozenset(),
 }
 
 D = DeliveryStatus
@@ -113,6 +123,7 @@ class Kind(StrEnum):
     REFUND_PENDING = "refund_pending"
     REFUND_SUCCEEDED = "refund_succeeded"
     REFUND_FAILED = "refund_failed"
+    RECEIPT_CHECK = "receipt_check"
     ORDER_PAID = "order_paid"
     ORDER_CANCELLED = "order_cancelled"
 
@@ -145,6 +156,7 @@ TRANSITIONS: dict[Kind, Transition] = {
     K.REFUND_PENDING: Transition(refund_to=R.PENDING, webhook="refund.pending"),
     K.REFUND_SUCCEEDED: Transition(refund_to=R.SUCCEEDED, webhook="refund.succeeded"),
     K.REFUND_FAILED: Transition(refund_to=R.FAILED, webhook="refund.failed"),
+    K.RECEIPT_CHECK: Transition(),  # a receipt entered by hand, asked about or answered
     K.ORDER_PAID: Transition(order_to=OrderStatus.PAID, webhook="order.paid"),
     K.ORDER_CANCELLED: Transition(order_to=OrderStatus.CANCELLED, webhook="order.cancelled"),
 }
@@ -165,6 +177,12 @@ def _move(row, table: dict, status_type, to) -> None:
 def move_delivery(delivery: WebhookDelivery, to: DeliveryStatus) -> None:
     """A webhook delivery's move (`webhooks/delivery.py`), checked against its table."""
     _move(delivery, DELIVERY_MOVES, DeliveryStatus, to)
+
+
+def move_check(check, to: CheckStatus) -> None:
+    """A receipt check's move (`receipt_checks.py`), checked against its table."""
+    _move(check, CHECK_MOVES, CheckStatus, to)
+    check.updated_at = utcnow()
 
 
 def move_deliveries(to: DeliveryStatus, *where) -> int:

@@ -170,29 +170,47 @@ def refund_payment(payment_id: str):
 
 @bp.post("/payments/<payment_id>/reverse")
 def reverse_payment(payment_id: str):
-    """Refund a payment through M-Pesa (Daraja's Reversal: the whole payment). The
-    answer is the order page; the result comes later and shows there."""
+    """Refund a payment through M-Pesa: the whole of it by Daraja's Reversal, an amount
+    (or what is left) by B2C to the customer's phone. The answer is the order page; the
+    result comes later and shows there."""
     payment = lookups.get_payment(payment_id)
     order_id = payment.order_id
     back = url_for("admin.order_detail", order_id=order_id, _anchor=payment_id)
     key = f"reverse-{payment.id}"
-    values = {"reason": form_text("reason").strip()[:40], "note": form_text("note")}
+    values = {
+        "reason": form_text("reason").strip()[:40],
+        "note": form_text("note"),
+        "amount": form_text("amount").strip()[:40],
+        "phone": form_text("phone").strip()[:40],
+    }
     errors = {} if values["reason"] in RefundReason.ALL else {"reason": "Choose why."}
+    amount = presenters.parse_shillings(values["amount"]) if values["amount"] else None
+    if values["amount"] and amount is None:
+        errors["amount"] = "Whole shillings, e.g. 500."
     if values["note"].strip():
         errors.update(note_errors(values["note"]))
     if errors:
         message = "Not sent: correct the marked fields."
         return order_page(get_order(order_id), 422, {key: form_state(values, errors, message)})
+
+    def refused(exc: ApiError):
+        if not exc.fields:
+            return None  # flashed
+        forms = {key: form_state(values, exc.fields, exc.message)}
+        return order_page(get_order(order_id), exc.status, forms)
+
     refund, _ = attempt(
-        lambda: reversals.request_reversal(
+        lambda: reversals.request_refund(
             order_id,
             payment_id=payment.id,
-            amount=None,
+            amount=amount,
             reason=values["reason"],
             note=values["note"].strip() or None,
+            phone=values["phone"] or None,
             actor=actor(),
         ),
         back,
+        refused=refused,
     )
     flash(presenters.reversal_message(refund), "error" if refund.status == "failed" else "ok")
     return redirect(back)

@@ -88,6 +88,7 @@ def template_helpers() -> dict:
         "method_label": presenters.method_label,
         "refundable": presenters.refundable,
         "can_reverse": presenters.can_reverse,
+        "mpesa_refund": presenters.mpesa_refund,
         "refund_said": presenters.refund_said,
         "default_refund_reason": presenters.default_refund_reason,
         "refund_reasons": presenters.refund_reason_choices(),
