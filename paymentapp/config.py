@@ -163,6 +163,9 @@ def _initiator(env, live: bool) -> dict:
         raise ConfigError("MPESA_B2C_SHORTCODE must be a shortcode of 5 to 7 digits, or off")
     if b2c and not name and live:
         raise ConfigError("MPESA_B2C_SHORTCODE needs MPESA_INITIATOR_NAME and its credential")
+    checks = (env.get("MPESA_RECEIPT_CHECKS") or "on").strip().lower()
+    if checks not in ("on", "off"):
+        raise ConfigError("MPESA_RECEIPT_CHECKS must be on or off")
     command = env.get("MPESA_B2C_COMMAND_ID") or "BusinessPayment"
     if command not in B2C_COMMANDS:
         raise ConfigError(f"MPESA_B2C_COMMAND_ID must be one of {', '.join(B2C_COMMANDS)}")
@@ -179,6 +182,9 @@ def _initiator(env, live: bool) -> dict:
         "MPESA_CERT_PATH": cert_path,
         "MPESA_B2C_SHORTCODE": b2c,
         "MPESA_B2C_COMMAND_ID": command,
+        # receipts entered by hand count once Transaction Status confirms them (with an
+        # initiator); off: on the admin's word, as without one
+        "MPESA_RECEIPT_CHECKS": checks == "on",
     }
 
 

@@ -34,7 +34,7 @@ from . import metrics
 from .errors import found
 from .extensions import db
 from .faults import fault_point
-from .models import Order, OrderNumberCounter, Payment, Refund
+from .models import Order, OrderNumberCounter, Payment, ReceiptCheck, Refund
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,12 +70,16 @@ BY_REFUND = "refund"
 BY_CONVERSATION = "conversation"
 BY_STATUS_CHECK = "status_check"
 BY_ORIGINATOR = "originator"
-# the refund column each way of naming one reads
-REFUND_KEYS = {
-    "refund": "id",
-    "conversation": "conversation_id",
-    "status_check": "check_conversation_id",
-    "originator": "originator_conversation_id",
+BY_CHECK = "check"
+BY_CHECK_CONVERSATION = "check_conversation"
+# the row and column each way of naming a refund or a receipt check reads
+ROW_KEYS = {
+    BY_REFUND: (Refund, "id"),
+    BY_CONVERSATION: (Refund, "conversation_id"),
+    BY_STATUS_CHECK: (Refund, "check_conversation_id"),
+    BY_ORIGINATOR: (Refund, "originator_conversation_id"),
+    BY_CHECK: (ReceiptCheck, "id"),
+    BY_CHECK_CONVERSATION: (ReceiptCheck, "conversation_id"),
 }
 
 
@@ -85,9 +89,10 @@ def _order_statement(by: str, lock_rows: bool):
     key = bindparam("key")
     if by == BY_ID:
         wanted = Order.id == key
-    elif by in REFUND_KEYS:
-        column = getattr(Refund, REFUND_KEYS[by])
-        wanted = Order.id == select(Refund.order_id).where(column == key).scalar_subquery()
+    elif by in ROW_KEYS:
+        model, name = ROW_KEYS[by]
+        column = getattr(model, name)
+        wanted = Order.id == select(model.order_id).where(column == key).scalar_subquery()
     else:
         column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
         wanted = Order.id == select(Payment.order_id).where(column == key).scalar_subquery()
@@ -179,12 +184,22 @@ def lock_refund(by: str, key: str) -> Refund | None:
     ConversationID (`BY_STATUS_CHECK`), read after locking its ORDER's
     row (refunds change payments, so they take the same lock) in a statement of its own;
     None when there is none."""
+    return _lock_row(by, key)
+
+
+def lock_receipt_check(by: str, key: str) -> ReceiptCheck | None:
+    """The receipt check with this id (`BY_CHECK`) or Transaction Status ConversationID
+    (`BY_CHECK_CONVERSATION`), read after locking its ORDER's row; None when none."""
+    return _lock_row(by, key)
+
+
+def _lock_row(by: str, key: str):
     order, _ = _lock(by, key)
     if order is None:
         return None
-    column = getattr(Refund, REFUND_KEYS[by])
+    model, name = ROW_KEYS[by]
     return db.session.scalars(
-        select(Refund).where(column == key).execution_options(populate_existing=True)
+        select(model).where(getattr(model, name) == key).execution_options(populate_existing=True)
     ).first()
 
 

@@ -11,7 +11,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..models import CallbackRecord, Order, OrderEvent, Payment, Refund, RefundReason
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import (
+    CallbackRecord,
+    Order,
+    OrderEvent,
+    Payment,
+    ReceiptCheck,
+    Refund,
+    RefundReason,
+)
 from ..payments import b2c_refunds, money, refund_outcomes, reversals
 from ..phones import mask_phone, mask_phones_in
 from .queries import admin_tz
@@ -280,8 +291,38 @@ def parse_shillings(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def hand_entry_message(payment: Payment) -> str:
+CHECK_SAID = {
+    "awaiting": "awaiting M-Pesa",
+    "confirmed": "confirmed by M-Pesa",
+    "mismatch": "does not match M-Pesa: not counted",
+    "not_found": "M-Pesa has no such transaction: not counted",
+    "withdrawn": "withdrawn",
+}
+
+
+def check_said(check: ReceiptCheck) -> str:
+    """How the order page names a receipt check, by what it has come to."""
+    return CHECK_SAID.get(check.status, check.status)
+
+
+def receipt_checks_of(order: Order) -> list[ReceiptCheck]:
+    return db.session.scalars(
+        select(ReceiptCheck)
+        .where(ReceiptCheck.order_id == order.id)
+        .order_by(ReceiptCheck.created_at)
+    ).all()
+
+
+def hand_entry_message(entered: Payment | ReceiptCheck) -> str:
     """What recording a payment by hand did, in one sentence."""
+    if isinstance(entered, ReceiptCheck):
+        if entered.status == "awaiting":
+            return (
+                f"Receipt {entered.receipt} (KES {entered.amount:,}) is awaiting M-Pesa: it "
+                "counts once M-Pesa confirms it, and the answer shows here."
+            )
+        return f"Receipt {entered.receipt}: {check_said(entered)}."
+    payment = entered
     order = payment.order
     text = f"Payment {payment.receipt} of KES {payment.paid_amount:,} recorded on {order.number}"
     if order.status == "paid":

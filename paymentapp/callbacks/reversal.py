@@ -21,8 +21,24 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from ..extensions import db
-from ..locking import BY_CONVERSATION, BY_ORIGINATOR, BY_STATUS_CHECK, lock_refund
-from ..models import CallbackOutcome, CallbackRecord, Order, Refund, RefundStatus, utcnow
+from ..locking import (
+    BY_CHECK_CONVERSATION,
+    BY_CONVERSATION,
+    BY_ORIGINATOR,
+    BY_STATUS_CHECK,
+    lock_receipt_check,
+    lock_refund,
+)
+from ..models import (
+    CallbackOutcome,
+    CallbackRecord,
+    Order,
+    ReceiptCheck,
+    Refund,
+    RefundStatus,
+    utcnow,
+)
+from ..payments.receipt_checks import settle_receipt
 from ..payments.refund_outcomes import (
     AFTER_ACKNOWLEDGED,
     settle_by_status,
@@ -106,6 +122,7 @@ class ReversalResult(CallbackKind):
     name = "reversal"
     path = "reversal/result"
     matched_by = BY_CONVERSATION
+    subject = "refund"
 
     def parse(self, body: bytes) -> InitiatorResult:
         return parse_result(body)
@@ -116,23 +133,24 @@ class ReversalResult(CallbackKind):
     def apply(
         self, record: CallbackRecord, result: InitiatorResult
     ) -> tuple[CallbackOutcome, Order | None]:
-        refund = self.find(result)
-        if refund is None or refund.status == RefundStatus.REQUESTED:
+        row = self.find(result)  # a refund, or a receipt check
+        if row is None or row.status == RefundStatus.REQUESTED:
             # our acknowledgement is not committed yet: retried (`apply_waiting`)
             return _unmatched(record, result), None
-        record.payment_id = refund.payment_id
-        outcome = self.settle(refund, result)
-        record.detail = f"refund {refund.id}: {outcome}, {refund.status}"
+        outcome = self.settle(row, result)
+        record.payment_id = row.payment_id
+        record.detail = f"{self.subject} {row.id}: {outcome}, {row.status}"
         log.info(
-            f"{self.name} result for refund {refund.id}: {result.result_code} {result.result_desc}",
+            f"{self.name} result for {self.subject} {row.id}: "
+            f"{result.result_code} {result.result_desc}",
             extra={
                 "event": f"{self.name}.{outcome}",
-                "refund": refund.id,
+                self.subject.replace(" ", "_"): row.id,
                 "record": record.id,
                 "result_code": result.result_code,
             },
         )
-        return CallbackOutcome(outcome), refund.payment.order
+        return CallbackOutcome(outcome), db.session.get(Order, row.order_id)  # locked
 
     def find(self, result: InitiatorResult) -> Refund | None:
         """The refund this result is about, its order locked."""
@@ -206,11 +224,39 @@ class B2CTimeout(B2CResult):
         return timed_out(refund, result)
 
 
+class ReceiptStatusResult(ReversalResult):
+    """Transaction Status's answer about a receipt entered by hand: it counts when M-Pesa
+    confirms it (completed, the amount entered, to our shortcode), goes to the admin
+    with M-Pesa's answer when that differs (`payments/receipt_checks.py`)."""
+
+    name = "receipt_status"
+    path = "status/receipt/result"
+    subject = "receipt check"
+
+    def find(self, result: InitiatorResult) -> ReceiptCheck | None:
+        return lock_receipt_check(BY_CHECK_CONVERSATION, result.conversation_id)
+
+    @staticmethod
+    def settle(check, result: InitiatorResult) -> str:
+        return settle_receipt(check, result)
+
+
+class ReceiptStatusTimeout(ReceiptStatusResult):
+    """Safaricom's queue timed out on the question: it is asked again on a later pass."""
+
+    name = "receipt_status_timeout"
+    path = "status/receipt/timeout"
+
+    @staticmethod
+    def settle(check, result: InitiatorResult) -> str:
+        return "ignored"
+
+
 def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutcome:
     if record.received_at > utcnow() - timedelta(seconds=UNMATCHED_FOR_S):
-        record.detail = "no refund has this ConversationID yet; retried"
+        record.detail = "nothing has this ConversationID yet; retried"
         return CallbackOutcome.RECEIVED
-    record.detail = "no refund has this ConversationID"
+    record.detail = "nothing has this ConversationID"
     log.warning(
         f"reversal result for unknown conversation {result.conversation_id} recorded",
         extra={"event": "reversal.unknown", "record": record.id},
@@ -224,6 +270,8 @@ register(StatusResult())
 register(StatusTimeout())
 register(B2CResult())
 register(B2CTimeout())
+register(ReceiptStatusResult())
+register(ReceiptStatusTimeout())
 
 
 def apply_waiting(conversation_id: str) -> None:

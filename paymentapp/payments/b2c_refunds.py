@@ -22,14 +22,8 @@ from ..extensions import db
 from ..locking import BY_REFUND, lock_refund, retried
 from ..models import Refund, RefundStatus
 from ..mpesa.client import DarajaError, DarajaUnavailable, get_client
-from .reconcile import PassReport, after_each_pass
-from .refund_outcomes import (
-    AFTER_ACKNOWLEDGED,
-    acknowledged,
-    claim_stale,
-    refunds_on,
-    refused,
-)
+from .reconcile import PassReport, after_each_pass, claim_stale
+from .refund_outcomes import AFTER_ACKNOWLEDGED, acknowledged, refunds_on, refused
 from .states import Kind, transition
 
 log = logging.getLogger(__name__)
@@ -111,7 +105,8 @@ def settle_unsent(older_than_s: float = UNSENT_AFTER_S, limit: int = 20) -> int:
     back): they may have been sent, so their outcome is asked, never sent again."""
     touched = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
     moved = 0
-    for refund_id in claim_stale(RefundStatus.REQUESTED, touched, older_than_s, limit, "b2c"):
+    b2c = Refund.method == "b2c"
+    for refund_id in claim_stale(Refund, RefundStatus.REQUESTED, touched, older_than_s, limit, b2c):
         outcome_unknown(refund_id, "its sender stopped before M-Pesa answered")
         moved += 1
     return moved

@@ -55,6 +55,27 @@ class PassReport:
         )
 
 
+def claim_stale(model, status, touched, older_than_s: float, limit: int, *where):
+    """The rows of `model` (refunds, receipt checks) in `status` (and matching `where`)
+    whose `touched` time (a column or expression) is at least `older_than_s` old, each
+    claimed on its own (its `checked_at` set, committed) so that two reconcilers never act
+    on one at once: a scheduling-only update, which changes no status and no money.
+    Yields the ids this process claimed."""
+    stale = utcnow() - timedelta(seconds=older_than_s)
+    which = [model.status == status, touched <= stale, *where]
+    due = db.session.scalars(
+        select(model.id).where(*which).order_by(model.created_at).limit(limit)
+    ).all()
+    db.session.commit()
+    for row_id in due:
+        claimed = db.session.execute(
+            update(model).where(model.id == row_id, *which).values(checked_at=utcnow())
+        ).rowcount
+        db.session.commit()
+        if claimed:
+            yield row_id
+
+
 def _claim(payment_id: str, seen_next_query_at) -> bool:
     """Take this payment for one check; False if another reconciler got it first."""
     now = utcnow()

@@ -14,10 +14,9 @@ Each change runs holding the order's lock (`locking.lock_refund`); the caller co
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func
 
 from ..extensions import db
 from ..locking import BY_REFUND, lock_refund, retried
@@ -25,7 +24,7 @@ from ..models import Refund, RefundStatus, utcnow
 from ..mpesa.client import DarajaError, get_client, initiator_configured
 from ..mpesa.formats import parse_amount
 from .money import refundable
-from .reconcile import PassReport, after_each_pass
+from .reconcile import PassReport, after_each_pass, claim_stale
 from .states import Kind, transition
 
 log = logging.getLogger(__name__)
@@ -53,38 +52,12 @@ def what(refund: Refund) -> str:
     return "B2C payment" if refund.method == "b2c" else "reversal"
 
 
-def claim_stale(
-    status: RefundStatus, touched, older_than_s: float, limit: int, method: str | None = None
-):
-    """The refunds in `status` (of `method`, if given) whose `touched` time (a column or
-    expression) is at least `older_than_s` old, each claimed on its own (its `checked_at`
-    set, committed) so that two reconcilers never act on one at once: a scheduling-only
-    update, which changes no status and no money. Yields the ids this process claimed."""
-    stale = utcnow() - timedelta(seconds=older_than_s)
-    which = [Refund.status == status, touched <= stale]
-    if method is not None:
-        which.append(Refund.method == method)
-    due = db.session.scalars(
-        select(Refund.id).where(*which).order_by(Refund.created_at).limit(limit)
-    ).all()
-    db.session.commit()
-    for refund_id in due:
-        claimed = db.session.execute(
-            update(Refund)
-            .where(Refund.id == refund_id, Refund.status == status, touched <= stale)
-            .values(checked_at=utcnow())
-        ).rowcount
-        db.session.commit()
-        if claimed:
-            yield refund_id
-
-
 def check_pending(older_than_s: float = CHECK_AFTER_S, limit: int = CHECK_BATCH) -> int:
     """Ask Transaction Status about reversals whose result has not come (still `pending`
     this long after their last news). Returns how many were asked about."""
     last_news = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
     asked = 0
-    for refund_id in claim_stale(RefundStatus.PENDING, last_news, older_than_s, limit):
+    for refund_id in claim_stale(Refund, RefundStatus.PENDING, last_news, older_than_s, limit):
         _ask_status(refund_id)
         asked += 1
     return asked

@@ -35,8 +35,8 @@ from ..mpesa.client import (
 )
 from ..phones import InvalidPhone, mask_phone, normalize_phone
 from .b2c_refunds import b2c_on, send_b2c
-from .reconcile import PassReport, after_each_pass
-from .refund_outcomes import acknowledged, claim_stale, refunds_on, refused
+from .reconcile import PassReport, after_each_pass, claim_stale
+from .refund_outcomes import acknowledged, refunds_on, refused
 from .refunds import add_refund, refund_reason
 from .services import review_note
 from .states import Kind, transition
@@ -308,7 +308,8 @@ def resend_requested(older_than_s: float = RESEND_AFTER_S, limit: int = RESEND_B
     refused by M-Pesa (`R000001`), never paid. Returns how many were sent."""
     last_touched = func.coalesce(Refund.checked_at, Refund.updated_at, Refund.created_at)
     sent = 0
-    stale = claim_stale(RefundStatus.REQUESTED, last_touched, older_than_s, limit, "reversal")
+    reversal = Refund.method == "reversal"
+    stale = claim_stale(Refund, RefundStatus.REQUESTED, last_touched, older_than_s, limit, reversal)
     for refund_id in stale:
         send_reversal(refund_id)
         sent += 1

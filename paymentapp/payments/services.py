@@ -17,6 +17,7 @@ from ..errors import ApiError, Conflict, TooManyRequests, UpstreamError, get_or_
 from ..extensions import db
 from ..locking import lock_order, lock_order_with_receipt, lock_payment, retried
 from ..models import (
+    Order,
     OrderStatus,
     Payment,
     PaymentMethod,
@@ -376,17 +377,9 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     return payment
 
 
-@retried("record_by_hand", unique_is_race=True)
-def record_payment_by_hand(
-    order_id: str, receipt: str, amount: int, note: str | None, actor: str
-) -> Payment:
-    """A payment whose confirmation never arrived, entered from its M-Pesa receipt: it
-    counts like any other, and stays flagged as entered by hand, with who entered it.
-
-    If the money is an STK prompt's own (`prompt_for`: one pending prompt of that amount,
-    or one completed by STK Query without a receipt), the receipt goes on that prompt, so
-    its STK callback or query later finds it paid: the same money never counts twice."""
-    note = review_note(note)
+def parse_hand_entry(receipt, amount) -> str:
+    """A receipt and amount typed by an admin: the receipt, normalised; a 422 naming each
+    field that is not valid."""
     receipt = (receipt or "").strip().upper()
     fields = {}
     if not RECEIPT.fullmatch(receipt):
@@ -397,17 +390,43 @@ def record_payment_by_hand(
         raise ApiError(
             "The payment is not valid.", code="validation_error", status=422, fields=fields
         )
+    return receipt
+
+
+@retried("record_by_hand", unique_is_race=True)
+def record_payment_by_hand(
+    order_id: str, receipt: str, amount: int, note: str | None, actor: str
+) -> Payment:
+    """A payment whose confirmation never arrived, entered from its M-Pesa receipt on one
+    admin's word (M-Pesa's Transaction Status off: `receipt_checks.py` otherwise): it
+    counts like any other, and stays flagged as entered by hand, with who entered it."""
+    note = review_note(note)
+    receipt = parse_hand_entry(receipt, amount)
     order, holder = lock_order_with_receipt(order_id, receipt)
     if holder is not None:
         raise Conflict("This receipt is already recorded.", code="receipt_known")
+    payment = enter_by_hand(order, Money(receipt, amount), note, actor)
+    db.session.commit()
+    return payment
+
+
+def enter_by_hand(
+    order: Order, money: Money, note: str, actor: str, *, confirmed: bool = False
+) -> Payment:
+    """Write a receipt entered by hand to the LOCKED order (the caller commits). If the
+    money is an STK prompt's own (`prompt_for`: one pending prompt of that amount, or one
+    completed by STK Query without a receipt), the receipt goes on that prompt, so its
+    STK callback or query later finds it paid: the same money never counts twice. Flagged
+    for review unless M-Pesa `confirmed` it (Transaction Status)."""
     draft = Draft(order)
+    said = f"entered by hand by {actor}: {note}"
     view, several = receive(
         draft,
-        Money(receipt, amount),
-        source=f"hand entry by {actor}",
+        money,
+        source=f"hand entry by {actor}" + (", confirmed by M-Pesa" if confirmed else ""),
         amount_from=AMOUNT_FROM_HAND,
         result_code=None,
-        result_desc=f"entered by hand by {actor}: {note}",
+        result_desc=(said + "; confirmed by M-Pesa" if confirmed else said)[:255],
         method=PaymentMethod.PAYBILL,
         phone="",
         entered_by=actor,
@@ -419,9 +438,7 @@ def record_payment_by_hand(
             "several prompts of this amount: check it is not their money",
             source="admin",
         )
-    elif not view.needs_review:
+    elif not (view.needs_review or confirmed):
         flag(draft, view, f"entered by hand by {actor}", source="admin")
     write(order, draft.changes)
-    payment = next(p for p in order.payments if p.id == view.id)
-    db.session.commit()
-    return payment
+    return next(p for p in order.payments if p.id == view.id)

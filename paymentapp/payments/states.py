@@ -3,15 +3,16 @@ deliveries): the tables of allowed moves, the kinds of change, a change as a pla
 and the one writer that applies changes (the money rules that decide them: `money.py`).
 
 The tables below are the only statement of which status may follow which, and `_move`
-the only code that sets a status. A decision works on a `Draft`: the order and its payments as read after the lock, with the
-decision's own changes on top, recorded as values (`Change`, `NewPayment`: which kind
-of change, which row, which column values, the timeline text and the log fields); the
-rows themselves are untouched until `write` applies the changes. `write` is the only
-code that changes a status. It runs inside the caller's transaction, holding the
-order's lock: it checks each move against the tables, sets the new values, bumps the
-order's `version` (once per transaction), writes the audit `OrderEvent` and the
-structured log line together, and queues the order for the after-commit effects
-(`outbox/hook.py`), so the caller only commits. `transition` is one change, written.
+the only code that sets a status. A decision works on a `Draft`: the order and its
+payments as read after the lock, with the decision's own changes on top, recorded as
+values (`Change`, `NewPayment`: which kind of change, which row, which column values,
+the timeline text and the log fields); the rows themselves are untouched until `write`
+applies the changes. `write` is the only code that changes a status. It runs inside the
+caller's transaction, holding the order's lock: it checks each move against the tables,
+sets the new values, bumps the order's `version` (once per transaction), writes the
+audit `OrderEvent` and the structured log line together, and queues the order for the
+after-commit effects (`outbox/hook.py`), so the caller only commits. `transition` is
+one change, written.
 """
 
 from __future__ import annotations
@@ -71,10 +72,7 @@ C = CheckStatus
 # a receipt entered by hand, until M-Pesa's Transaction Status answers (or it is withdrawn)
 CHECK_MOVES: dict[CheckStatus, frozenset[CheckStatus]] = {
     C.AWAITING: frozenset({C.CONFIRMED, C.MISMATCH, C.NOT_FOUND, C.WITHDRAWN}),
-    C.CONFIRMED: frozenset(),
-    C.MISMATCH: frozenset(),
-    C.NOT_FOUND: frozenset(),
-    C.WITHDRAWN: frozenset(),
+    **{final: frozenset() for final in (C.CONFIRMED, C.MISMATCH, C.NOT_FOUND, C.WITHDRAWN)},
 }
 
 D = DeliveryStatus

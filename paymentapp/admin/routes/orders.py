@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
-from ...errors import ApiError
-from ...models import RefundReason
+from ...errors import ApiError, get_or_404
+from ...models import ReceiptCheck, RefundReason
 from ...orders.services import cancel_order, get_order
-from ...payments import refunds, reversals
+from ...payments import receipt_checks, refunds, reversals
 from ...payments import services as payments
 from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
 from .actions import actor, attempt, flash_refusal, form_state, form_text, note_errors
@@ -108,16 +108,26 @@ def record_payment(order_id: str):
     if errors:
         message = "Not recorded: correct the marked fields."
         return order_page(order, 422, {"hand": form_state(values, errors, message)})
-    payment = attempt(
-        lambda: payments.record_payment_by_hand(
+    entered = attempt(
+        lambda: receipt_checks.enter_receipt(
             order.id, values["receipt"], amount, values["note"], actor()
         ),
         refused=lambda exc: _hand_entry_refused(order_id, values, exc),
         # the same receipt, entered at the same moment by someone else
         duplicate="This receipt is already recorded.",
     )
-    flash(presenters.hand_entry_message(payment), "ok")
-    return redirect(url_for("admin.order_detail", order_id=order.id, _anchor=payment.id))
+    flash(presenters.hand_entry_message(entered), "ok")
+    return redirect(url_for("admin.order_detail", order_id=order.id, _anchor=entered.id))
+
+
+@bp.post("/receipt-checks/<check_id>/withdraw")
+def withdraw_receipt(check_id: str):
+    """Take back a receipt entered by hand that is still awaiting M-Pesa."""
+    check = get_or_404(ReceiptCheck, check_id, "No such receipt check.", "check_not_found")
+    back = url_for("admin.order_detail", order_id=check.order_id)
+    check = attempt(lambda: receipt_checks.withdraw(check_id, actor()), back)
+    flash(f"Receipt {check.receipt} withdrawn.", "ok")
+    return redirect(back)
 
 
 def _hand_entry_refused(order_id: str, values: dict, exc: ApiError):

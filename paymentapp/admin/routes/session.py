@@ -23,6 +23,7 @@ from flask_wtf.csrf import CSRFError
 from ...errors import error_body, error_response
 from ...extensions import csrf, limiter
 from ...orders.schemas import iso
+from ...payments import receipt_checks
 from ...phones import mask_phone
 from ...security_headers import add_security_headers
 from .. import bp, presenters, review_queries
@@ -89,6 +90,9 @@ def template_helpers() -> dict:
         "refundable": presenters.refundable,
         "can_reverse": presenters.can_reverse,
         "mpesa_refund": presenters.mpesa_refund,
+        "receipt_checks_of": presenters.receipt_checks_of,
+        "receipt_checks_on": receipt_checks.checks_on,
+        "check_said": presenters.check_said,
         "refund_said": presenters.refund_said,
         "default_refund_reason": presenters.default_refund_reason,
         "refund_reasons": presenters.refund_reason_choices(),
