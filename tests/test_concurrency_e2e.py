@@ -200,12 +200,14 @@ class Case:
         fields = {"amount": str(amount), "reason": reason, "note": "customer asked"}
         return "refund", lambda: self.world.admin.post(path, **fields)
 
-    def reversal(self, order: dict, key: str | None = None):
-        """The merchant API's refund through M-Pesa (Reversal: the whole payment)."""
+    def reversal(self, order: dict, key: str | None = None, amount: int | None = None):
+        """The merchant API's refund through M-Pesa (Reversal: the whole payment; with an
+        `amount`, B2C: part of it)."""
         url = f"{self.stack.url}/api/orders/{order['id']}/refunds"
         headers = {**self.stack.auth, **({"Idempotency-Key": key} if key else {})}
-        body = {"reason": "requested_by_customer"}
-        return "reversal", lambda: self.stack.http.post(url, json=body, headers=headers, timeout=30)
+        body = {"reason": "requested_by_customer", **({"amount": amount} if amount else {})}
+        label = "b2c" if amount else "reversal"
+        return label, lambda: self.stack.http.post(url, json=body, headers=headers, timeout=30)
 
     def refunds_settled(self, order: dict) -> list[dict]:
         """The order's refunds, once none is still waiting for M-Pesa's result."""
@@ -514,6 +516,26 @@ def test_two_reversals_of_one_paid_order_at_once_give_back_once(case):
     assert refund["status"] == "succeeded" and refund["amount"] == AMOUNT, refund
     final = case.verify(order, {receipt: AMOUNT}, reversed_=AMOUNT)
     assert final["status"] == "paid" and final["amount_refunded"] == AMOUNT, final
+
+
+def test_two_partial_b2c_refunds_at_once_pay_back_once(case):
+    """Two partial refunds of one payment at once (B2C to the prompted phone): one is paid,
+    the other refused (409); the money goes back once and the order stays paid."""
+    order, checkout = case.new_order()
+    case.stack.simulator.press(checkout, "accept")
+    case.callback_keys.append(checkout)
+    services.wait_for(
+        lambda: order_details(case.stack, order["id"])["status"] == "paid", "paid", WAIT_S
+    )
+    receipt = case.stack.simulator.prompt_for(order["number"])["receipt"]
+    sent = case.race(order, [case.reversal(order, amount=300)], [case.reversal(order, amount=300)])
+    statuses = sorted(s.status for s in sent)
+    assert statuses == [202, 409], [(s.status, s.response.text[:300]) for s in sent]
+    assert next(s for s in sent if s.status == 409).json()["error"]["code"] == "refund_in_progress"
+    [refund] = case.refunds_settled(order)
+    assert refund["status"] == "succeeded" and refund["method"] == "b2c", refund
+    final = case.verify(order, {receipt: AMOUNT}, reversed_=300)
+    assert final["status"] == "paid" and final["amount_refunded"] == 300, final
 
 
 def test_a_reversal_and_a_cancel_of_a_part_paid_order_at_once(case):

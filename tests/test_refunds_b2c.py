@@ -56,6 +56,7 @@ def test_part_of_an_stk_payment_goes_back_by_b2c_and_then_the_rest(
     assert first.status_code == 202, first.get_data(as_text=True)
     refund = first.get_json()
     assert refund["method"] == "b2c" and refund["amount"] == 100
+    assert refund["phone"] == "2547•••••678"  # the prompted phone, masked
     done = settled(api, order, refund["id"])
     assert done["status"] == "succeeded" and done["result_code"] == "0"
     shown = api.order(order)

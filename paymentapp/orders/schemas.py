@@ -204,6 +204,8 @@ def refund_json(refund) -> dict:
         "payment_id": refund.payment_id,
         "amount": refund.amount,
         "method": refund.method,
+        # a B2C refund's phone, masked like every phone the API shows
+        "phone": mask_phone(refund.phone),
         "status": refund.status,
         "reason": refund.reason,
         "note": refund.note,
