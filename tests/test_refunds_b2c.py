@@ -40,8 +40,13 @@ def sent_b2c(db) -> list:
     return db.session.execute(select(sim_b2c_payments)).all()
 
 
-def settled(api, order, refund_id) -> dict:
+def settled(api, order, refund_id, db=None) -> dict:
+    """The refund once settled; `db`: the test's session, which read the refund itself
+    (its reads are forgotten before each look)."""
+
     def done():
+        if db is not None:
+            db.session.commit()
         mine = [r for r in api.refunds(order) if r["id"] == refund_id]
         return mine[0] if mine and mine[0]["status"] in ("succeeded", "failed") else None
 
@@ -229,8 +234,7 @@ def test_a_b2c_left_requested_by_a_dead_worker_is_asked_about_not_resent(
     assert settle_unsent(older_than_s=0) == 1
     assert db.session.get(Refund, refund.id).status == "pending"
     assert check_pending(older_than_s=0) == 1
-    db.session.commit()  # forget the rows read above: the callback changes them
-    assert settled(api, order, refund.id)["status"] == "failed"
+    assert settled(api, order, refund.id, db)["status"] == "failed"
     assert sent_b2c(db) == []
     assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
 

@@ -26,7 +26,8 @@ def test_an_admin_refunds_a_payment_through_mpesa(
     payment_id = order["payments"][0]["id"]
     page = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
     assert f'action="/admin/payments/{payment_id}/reverse"' in page
-    assert "Refund KES 320" in page
+    assert "M-Pesa reverses the whole payment: KES 320 back to the customer" in page
+    assert f'id="reverse-amount-{payment_id}"' in page and 'value="320"' in page  # B2C on
 
     path = f"/admin/orders/{order['id']}"
     answer = admin_client.post(
@@ -70,3 +71,44 @@ def test_a_reversal_without_a_reason_is_refused_on_the_page(
     assert client.get(f"/api/orders/{order['id']}/refunds", headers=auth).get_json() == {
         "refunds": []
     }
+
+
+def test_an_admin_refunds_part_of_a_payment_by_b2c_then_the_rest(
+    admin_client, client, auth, live_server, make_order
+):
+    order = paid(client, auth, live_server, make_order, 400)
+    payment_id = order["payments"][0]["id"]
+    path = f"/admin/orders/{order['id']}"
+    refunds = f"/api/orders/{order['id']}/refunds"
+
+    def reverse(**fields):
+        data = {"reason": "requested_by_customer", **fields}
+        return admin_client.post(
+            f"/admin/payments/{payment_id}/reverse",
+            data={**data, "csrf_token": csrf_from(admin_client, path)},
+        )
+
+    bad = reverse(amount="lots")
+    assert bad.status_code == 422 and "Whole shillings" in bad.get_data(as_text=True)
+    too_much = reverse(amount="401")
+    assert too_much.status_code == 302
+    assert "more than is left to refund" in admin_client.get(path).get_data(as_text=True)
+    assert reverse(amount="150").status_code == 302
+    wait_for(
+        lambda: client.get(refunds, headers=auth).get_json()["refunds"][0]["status"] == "succeeded",
+        "the B2C refund",
+    )
+    html = admin_client.get(path).get_data(as_text=True)
+    assert "by B2C to 2547•••••678 requested" in html and "M-Pesa took the B2C payment" in html
+    assert "paid to the customer's phone by B2C: at most KES 250" in html  # the rest
+    assert f'id="reverse-phone-{payment_id}"' not in html  # an STK payment's own phone
+
+
+def test_without_b2c_only_the_whole_payment_is_offered(
+    app, admin_client, client, auth, live_server, make_order
+):
+    app.config["MPESA_B2C_SHORTCODE"] = ""
+    order = paid(client, auth, live_server, make_order, 330)
+    payment_id = order["payments"][0]["id"]
+    page = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
+    assert "Refund KES 330" in page and f'id="reverse-amount-{payment_id}"' not in page
