@@ -112,3 +112,43 @@ def test_without_b2c_only_the_whole_payment_is_offered(
     payment_id = order["payments"][0]["id"]
     page = admin_client.get(f"/admin/orders/{order['id']}").get_data(as_text=True)
     assert "Refund KES 330" in page and f'id="reverse-amount-{payment_id}"' not in page
+
+
+def test_a_paybill_payment_is_refunded_by_b2c_to_the_phone_the_admin_types(
+    admin_client, client, auth, live_server, make_order
+):
+    order = make_order(500)
+    answer = live_server.http.post(
+        f"{live_server.url}/_simulator/api/c2b/pay",
+        json={"account": order["number"], "amount": 500},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    shown = f"/api/orders/{order['id']}"
+    wait_for(lambda: client.get(shown, headers=auth).get_json()["status"] == "paid", "paid")
+    payment_id = client.get(shown, headers=auth).get_json()["payments"][0]["id"]
+    path = f"/admin/orders/{order['id']}"
+    assert f'id="reverse-phone-{payment_id}"' in admin_client.get(path).get_data(as_text=True)
+
+    def reverse(**fields):
+        data = {"reason": "overpayment", "amount": "200", **fields}
+        return admin_client.post(
+            f"/admin/payments/{payment_id}/reverse",
+            data={**data, "csrf_token": csrf_from(admin_client, path)},
+        )
+
+    missing = reverse()
+    assert missing.status_code == 422
+    assert "give the phone to refund to" in missing.get_data(as_text=True)
+    assert f'id="reverse-phone-{payment_id}-error"' in missing.get_data(as_text=True)
+    assert reverse(phone="0712 000 111").status_code == 302
+    refunds = f"/api/orders/{order['id']}/refunds"
+    done = wait_for(
+        lambda: (
+            (r := client.get(refunds, headers=auth).get_json()["refunds"][0])["status"]
+            == "succeeded"
+            and r
+        ),
+        "the B2C refund",
+    )
+    assert done["method"] == "b2c" and done["phone"] == "2547•••••111"
