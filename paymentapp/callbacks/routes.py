@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..config import address_in
 from ..errors import ApiError, Forbidden, NotFound
-from . import c2b, pull, reversal, stk  # noqa: F401  (kinds and passes register on import)
+from . import c2b, initiator, pull, stk  # noqa: F401  (kinds and passes register on import)
 from .pipeline import kind_at, receive
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")

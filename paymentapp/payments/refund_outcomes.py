@@ -1,6 +1,6 @@
 """What M-Pesa says of a refund through it, and asking when it says nothing (docs/refunds.md):
 
-- `settle_refund`: a Reversal's result (`callbacks/reversal.py`). Success with the
+- `settle_refund`: a Reversal's result (`callbacks/initiator.py`). Success with the
   refund's amount and the payment's receipt → `succeeded`, and only then does the money
   stop counting (`Payment.refunded_amount`); anything else → `failed`, with M-Pesa's
   reason (a payment said to be reversed already is flagged for an admin).
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ALREADY_REVERSED = "R000001"
 # Called with a ConversationID once its acknowledgement is committed: a result that came
-# first (and waits, stored) is applied now (callbacks/reversal.py registers it).
+# first (and waits, stored) is applied now (callbacks/initiator.py registers it).
 AFTER_ACKNOWLEDGED: list = []
 CHECK_AFTER_S = 300  # a `pending` refund with no news this long is asked about
 CHECK_BATCH = 20
