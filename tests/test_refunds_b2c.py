@@ -127,25 +127,27 @@ def test_a_paybill_payment_is_refunded_by_b2c_to_the_phone_typed(api, live_serve
 
 @pytest.mark.parametrize(
     ("setup", "code"),
-    [("funds", "1"), ("credential", "2001")],
+    [("funds", "1"), ("credential", "2001"), ("no_role", "21"), ("locked", "8006")],
 )
-def test_a_failed_b2c_leaves_the_money_counting(app, api, live_server, make_order, db, setup, code):
+def test_a_failed_b2c_leaves_the_money_counting(app, api, live_server, make_order, setup, code):
     order = paid_order(api, live_server, make_order, 160)
+    settings = live_server.url + SETTINGS
     if setup == "funds":
-        assert live_server.http.post(
-            live_server.url + SETTINGS, json={"b2c_funds": "insufficient"}
-        ).ok
-    else:
+        assert live_server.http.post(settings, json={"b2c_funds": "insufficient"}).ok
+    elif setup == "credential":
         _, other_certificate = _key_pair()  # encrypted for another key: cannot be read
         credential = encrypt_credential("Simulator#2026", other_certificate)
         app.config["MPESA_SECURITY_CREDENTIAL"] = credential
+    else:  # the initiator lacks the B2C role, or its credential is locked
+        assert live_server.http.post(settings, json={"initiator_state": setup}).ok
     try:
         answer = api.refund(order, reason="other", amount=60)
         assert answer.status_code == 202
         done = settled(api, order, answer.get_json()["id"])
     finally:
-        live_server.http.post(live_server.url + SETTINGS, json={"b2c_funds": "enough"})
+        live_server.http.post(settings, json={"b2c_funds": "enough", "initiator_state": "ok"})
     assert done["status"] == "failed" and done["result_code"] == code
+    assert done["result_desc"]  # M-Pesa's words
     shown = api.order(order)
     assert (shown["amount_paid"], shown["amount_refunded"]) == (160, 0)
     assert shown["refund_status"] == "none"

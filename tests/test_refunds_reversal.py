@@ -234,3 +234,20 @@ def test_a_reversal_mpesa_has_no_record_of_fails_and_the_money_still_counts(
     assert done["status"] == "failed" and "no such reversal" in done["result_desc"]
     shown = api.order(order)
     assert shown["amount_paid"] == 110 and shown["refund_status"] == "none"
+
+
+@pytest.mark.parametrize(("state", "code"), [("no_role", "21"), ("locked", "8006")])
+def test_an_initiator_without_the_role_or_locked_fails_the_reversal(
+    api, live_server, make_order, db, state, code
+):
+    order = paid_order(api, live_server, make_order, 120)
+    settings = f"{live_server.url}/_simulator/api/c2b/settings"
+    assert live_server.http.post(settings, json={"initiator_state": state}).ok
+    try:
+        assert api.refund(order, reason="other").status_code == 202
+        done = api.settled(order)
+    finally:
+        live_server.http.post(settings, json={"initiator_state": "ok"})
+    assert done["status"] == "failed" and done["result_code"] == code and done["result_desc"]
+    shown = api.order(order)
+    assert shown["amount_paid"] == 120 and shown["refund_status"] == "none"

@@ -305,13 +305,24 @@ def test_the_pay_api_refuses_bad_fields(sim, fields, field):
 
 
 def test_settings_api(sim):
-    assert sim.state()["settings"] == {"stk_twins": "after", "initiator_results": "result"}
+    assert sim.state()["settings"] == {
+        "stk_twins": "after",
+        "initiator_results": "result",
+        "initiator_state": "ok",
+        "b2c_funds": "enough",
+    }
     for value in ("off", "before", "after"):
         response = sim.settings(stk_twins=value)
         assert response.status_code == 200 and response.json()["stk_twins"] == value
     for value in ("timeout", "result"):
         response = sim.settings(initiator_results=value)
         assert response.status_code == 200 and response.json()["initiator_results"] == value
+    for value in ("insufficient", "enough"):
+        response = sim.settings(b2c_funds=value)
+        assert response.status_code == 200 and response.json()["b2c_funds"] == value
+    for value in ("no_role", "locked", "ok"):
+        response = sim.settings(initiator_state=value)
+        assert response.status_code == 200 and response.json()["initiator_state"] == value
     assert sim.settings(stk_twins="sometimes").status_code == 422
     assert sim.settings(initiator_results="never").status_code == 422
     assert sim.settings(colour="green").status_code == 422

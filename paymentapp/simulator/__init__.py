@@ -8,8 +8,11 @@ works across workers.
 - daraja.py: OAuth, STK Push, STK Query, C2B Register URL, queued faults; and the hooks
   guarding every URL.
 - callbacks.py: how a prompt ends, and the callback posted to its CallBackURL.
-- initiator.py: the initiator APIs (Reversal), their SecurityCredential checked with
-  the simulator's own key pair (keys.py), and the results posted to the ResultURL.
+- initiator.py: the initiator APIs (Reversal, Transaction Status), their
+  SecurityCredential checked with the simulator's own key pair (keys.py), and the results
+  posted to the ResultURL.
+- b2c.py: B2C, the business paying a phone (partial refunds), on initiator.py's
+  machinery; a used OriginatorConversationID is refused.
 - pull.py: Pull Transactions (registration, and the completed Paybill payments of a
   time window, confirmation lost or not).
 - c2b.py: Paybill: registered URLs, Pay Bill payments (validation, confirmation) and the
@@ -21,7 +24,7 @@ from flask import Blueprint
 
 bp = Blueprint("simulator", __name__, url_prefix="/_simulator")
 
-from . import daraja, initiator, phone, pull  # noqa: E402,F401
+from . import b2c, daraja, initiator, phone, pull  # noqa: E402,F401
 from .callbacks import answer_prompt, callback_body  # noqa: E402
 from .models import get_prompt, reset_state  # noqa: E402
 

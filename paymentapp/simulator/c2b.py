@@ -42,6 +42,10 @@ SETTINGS = {  # name: (default, allowed values)
     # where the initiator APIs' results go: their ResultURL, or (a queue timeout on
     # demand) their QueueTimeOutURL (initiator.py)
     "initiator_results": ("result", ("result", "timeout")),
+    # what M-Pesa says of the initiator (initiator.py): fine, no role (21), locked (8006)
+    "initiator_state": ("ok", ("ok", "no_role", "locked")),
+    # whether the B2C float can pay (b2c.py): insufficient → ResultCode 1
+    "b2c_funds": ("enough", ("enough", "insufficient")),
 }
 VALIDATION_TIMEOUT_S = 8  # M-Pesa waits about this long for the validation answer
 MAX_COPIES = 10

@@ -1,4 +1,6 @@
-"""Daraja's initiator APIs as the simulator answers them: Reversal and Transaction Status.
+"""Daraja's initiator APIs as the simulator answers them: Reversal and Transaction Status,
+and what B2C (b2c.py) shares with them: the initiator check, the acknowledgement, the
+result posted once in the background.
 
 The request is checked as Daraja checks it (token, fields, the initiator and its
 SecurityCredential, which must decrypt with the simulator's key: keys.py), answered with
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from datetime import datetime
+from typing import NamedTuple
 
 import requests
 from flask import current_app, jsonify, request
@@ -22,11 +26,12 @@ from ..extensions import db, socketio
 from ..models import utcnow
 from ..mpesa.formats import eat_timestamp
 from . import bp
-from .c2b import get_setting
+from .c2b import get_setting, mask_msisdn
 from .daraja import callback_url_ok, daraja_error, take_fault, token_ok, whole_shillings
 from .keys import decrypt_credential
 from .models import (
     new_receipt,
+    sim_b2c_payments,
     sim_c2b_payments,
     sim_prompts,
     sim_reversals,
@@ -40,6 +45,12 @@ SUCCESS = (0, "The service request is processed successfully.")
 ALREADY_REVERSED = ("R000001", "The transaction has already been reversed.")
 NO_SUCH_TRANSACTION = ("R000002", "The OriginalTransactionID is invalid.")
 BAD_INITIATOR = (2001, "The initiator information is invalid.")
+INITIATOR_STATES = {  # the `initiator_state` setting
+    "no_role": (21, "The initiator is not allowed to initiate this request."),
+    "locked": (8006, "The security credential is locked."),
+}
+SHOP = "Simulator Shop"  # the business's public name, as parties are named in results
+B2C_CUSTOMER = "Simulated Customer"  # the public name of a phone that B2C pays
 
 
 def _validate_reversal(body: dict) -> str | None:
@@ -71,29 +82,58 @@ def _validate_reversal(body: dict) -> str | None:
     return None
 
 
-def _transaction_amount(receipt: str) -> int | None:
-    """The amount of a completed simulated payment with this receipt (STK or Paybill)."""
-    row = db.session.execute(
-        select(sim_prompts.c.amount)
-        .where(sim_prompts.c.receipt == receipt, sim_prompts.c.result_code == 0)
-        .union_all(
-            select(sim_c2b_payments.c.amount).where(
-                sim_c2b_payments.c.trans_id == receipt, sim_c2b_payments.c.state == "completed"
-            )
+class Payment(NamedTuple):
+    """A completed simulated payment: how much, from which phone, to which shortcode, when."""
+
+    amount: int
+    phone: str
+    shortcode: str
+    finalised_at: datetime
+
+
+def _payment(receipt: str) -> Payment | None:
+    """The completed simulated payment with this receipt: an STK prompt (paid to
+    MPESA_SHORTCODE) or else a Paybill payment (paid to its shortcode); None if neither."""
+    prompt = db.session.execute(
+        select(sim_prompts).where(sim_prompts.c.receipt == receipt, sim_prompts.c.result_code == 0)
+    ).first()
+    if prompt is not None:
+        return Payment(
+            prompt.amount,
+            prompt.phone,
+            current_app.config["MPESA_SHORTCODE"],
+            prompt.answered_at or prompt.created_at,
+        )
+    paybill = db.session.execute(
+        select(sim_c2b_payments).where(
+            sim_c2b_payments.c.trans_id == receipt, sim_c2b_payments.c.state == "completed"
         )
     ).first()
-    return row[0] if row else None
+    if paybill is not None:
+        return Payment(paybill.amount, paybill.msisdn, paybill.shortcode, paybill.created_at)
+    return None
 
 
-def _outcome(body: dict, amount: int) -> tuple[int | str, str]:
+def initiator_problem(name, credential) -> tuple[int, str] | None:
+    """What M-Pesa says against this initiator, or None: 2001 unless it is the
+    simulator's initiator, its password inside a SecurityCredential that decrypts with
+    the simulator's key; then the `initiator_state` setting's 21 (no role for the API)
+    or 8006 (credential locked), on demand."""
     config = current_app.config
-    password = decrypt_credential(config, body["SecurityCredential"])
-    if body["Initiator"] != config["MPESA_INITIATOR_NAME"] or password != config.get(
+    password = decrypt_credential(config, str(credential or ""))
+    if name != config["MPESA_INITIATOR_NAME"] or password != config.get(
         "MPESA_INITIATOR_PASSWORD"
     ):
         return BAD_INITIATOR
+    return INITIATOR_STATES.get(get_setting("initiator_state"))
+
+
+def _outcome(body: dict, amount: int) -> tuple[int | str, str]:
+    if problem := initiator_problem(body["Initiator"], body["SecurityCredential"]):
+        return problem
     receipt = body["TransactionID"].strip()
-    if _transaction_amount(receipt) != amount:
+    payment = _payment(receipt)
+    if payment is None or payment.amount != amount:
         return NO_SUCH_TRANSACTION
     reversed_before = db.session.execute(
         select(sim_reversals.c.conversation_id).where(
@@ -134,16 +174,21 @@ def reversal():
         )
     )
     db.session.commit()
-    return _acknowledge(post_result, originator, conversation_id)
+    return acknowledge(post_result, originator, conversation_id)
+
+
+def new_conversation_id() -> str:
+    """A ConversationID in Daraja's shape."""
+    return f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
 
 
 def _new_ids() -> tuple[str, str]:
     """A request's OriginatorConversationID and ConversationID, in Daraja's shapes."""
     originator = f"{secrets.randbelow(90000) + 10000}-{secrets.randbelow(9 * 10**7) + 10**7}-1"
-    return originator, f"AG_{utcnow():%Y%m%d}_{secrets.token_hex(10)}"
+    return originator, new_conversation_id()
 
 
-def _acknowledge(post, originator: str, conversation_id: str):
+def acknowledge(post, originator: str, conversation_id: str):
     """Daraja's acknowledgement of an initiator request; `post` sends its result later,
     in the background."""
     socketio.start_background_task(post, current_app._get_current_object(), conversation_id)
@@ -201,13 +246,20 @@ def timeout_body(row) -> dict:
 
 def post_result(app, conversation_id: str) -> None:
     """POST a reversal's result like Daraja does (once; no retries); a background task."""
+    post_outcome(app, sim_reversals, conversation_id, result_body)
+
+
+def post_outcome(app, table, conversation_id: str, body_of) -> None:
+    """POST a request's result (`body_of(row)`) to its ResultURL, or, when the setting
+    `initiator_results` says timeout, the timeout body to its QueueTimeOutURL (the request
+    was carried out all the same: only its result is lost); a background task."""
 
     def message(row):
         if get_setting("initiator_results") == "timeout":  # Safaricom's queue timed out
             return row.timeout_url, timeout_body(row)
-        return row.result_url, result_body(row)
+        return row.result_url, body_of(row)
 
-    _post_once(app, sim_reversals, conversation_id, message)
+    _post_once(app, table, conversation_id, message)
 
 
 def _post_once(app, table, conversation_id: str, message) -> None:
@@ -240,8 +292,9 @@ def _post_once(app, table, conversation_id: str, message) -> None:
 
 
 def _status_of(body: dict) -> tuple[int | str, str, dict]:
-    """What the simulator knows of the transaction asked about: a reversal (by its
-    OriginatorConversationID or its receipt) or a payment (by its receipt)."""
+    """What the simulator knows of the transaction asked about: a reversal or a B2C
+    payment (by its OriginatorConversationID or its receipt), or a payment (by its
+    receipt)."""
     by_conversation = body.get("OriginalConversationID")
     receipt = body.get("TransactionID")
     reversal = db.session.execute(
@@ -263,13 +316,40 @@ def _status_of(body: dict) -> tuple[int | str, str, dict]:
                 "OriginalTransactionID": reversal.receipt,
             },
         )
-    if reversal is None and receipt and _transaction_amount(receipt) is not None:
+    if reversal is not None:
+        return NO_SUCH_TRANSACTION + ({},)
+    b2c = db.session.execute(
+        select(sim_b2c_payments).where(
+            or_(
+                sim_b2c_payments.c.originator_conversation_id == (by_conversation or "-"),
+                sim_b2c_payments.c.receipt == (receipt or "-"),
+            )
+        )
+    ).first()
+    if b2c is not None and b2c.result_code == "0":
+        return SUCCESS + (
+            {
+                "ReceiptNo": b2c.receipt,
+                "TransactionStatus": "Completed",
+                "Amount": b2c.amount,
+                "FinalisedTime": int(eat_timestamp(b2c.created_at)),
+                "ReasonType": "Business Payment",
+                "CreditPartyName": f"{b2c.phone} - {B2C_CUSTOMER}",
+                "DebitPartyName": f"{current_app.config['MPESA_B2C_SHORTCODE']} - {SHOP}",
+            },
+        )
+    payment = _payment(receipt) if b2c is None and receipt else None
+    if payment is not None:
         return SUCCESS + (
             {
                 "ReceiptNo": receipt,
                 "TransactionStatus": "Completed",
-                "Amount": _transaction_amount(receipt),
+                "Amount": payment.amount,
                 "ReasonType": "Pay Bill Online",
+                "FinalisedTime": int(eat_timestamp(payment.finalised_at)),
+                # Daraja's masked MSISDN, without its spaces: 2547*****149
+                "DebitPartyName": f"{mask_msisdn(payment.phone).replace(' ', '')} - Customer",
+                "CreditPartyName": f"{payment.shortcode} - {SHOP}",
             },
         )
     return NO_SUCH_TRANSACTION + ({},)
@@ -292,12 +372,8 @@ def transaction_status():
     for name in ("ResultURL", "QueueTimeOutURL"):
         if not callback_url_ok(body.get(name)):
             return daraja_error(400, INVALID, f"Bad Request - Invalid {name}")
-    config = current_app.config
-    password = decrypt_credential(config, str(body.get("SecurityCredential") or ""))
-    if body.get("Initiator") != config["MPESA_INITIATOR_NAME"] or password != config.get(
-        "MPESA_INITIATOR_PASSWORD"
-    ):
-        code, desc, parameters = BAD_INITIATOR + ({},)
+    if problem := initiator_problem(body.get("Initiator"), body.get("SecurityCredential")):
+        code, desc, parameters = problem + ({},)
     else:
         code, desc, parameters = _status_of(body)
     originator, conversation_id = _new_ids()
@@ -324,7 +400,7 @@ def transaction_status():
         )
     )
     db.session.commit()
-    return _acknowledge(post_status, originator, conversation_id)
+    return acknowledge(post_status, originator, conversation_id)
 
 
 def post_status(app, conversation_id: str) -> None:

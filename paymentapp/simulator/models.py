@@ -1,8 +1,8 @@
 """The simulator's own tables, and the one rule for them: they are disposable.
 
 Simulator state (tokens, open prompts, queued faults, registered C2B URLs, Paybill
-payments, settings) lives in the app database so that every worker sees it, but it
-belongs to no migration:
+payments, reversals, B2C payments, settings) lives in the app database so that every
+worker sees it, but it belongs to no migration:
 
 - Every table here is named `sim_*`, and `migrations/env.py` (`include_object`) leaves
   such tables out of autogenerate, so no revision creates, changes or drops them.
@@ -123,6 +123,23 @@ sim_reversals = Table(
     Column("result_status", String(255)),  # how posting the result went
     Column("created_at", UTCDateTime, nullable=False),
 )
+sim_b2c_payments = Table(
+    "sim_b2c_payments",
+    sim_metadata,
+    Column("conversation_id", String(64), primary_key=True),
+    # the caller's: unique, Daraja's guard against paying twice
+    Column("originator_conversation_id", String(64), nullable=False, unique=True),
+    Column("phone", String(12), nullable=False),  # PartyB, who is paid
+    Column("amount", Integer, nullable=False),
+    Column("command_id", String(32), nullable=False),
+    Column("result_code", String(16), nullable=False),  # as sent: "0", "1", "2001"
+    Column("result_desc", String(255)),
+    Column("receipt", String(16)),  # the payment's TransactionReceipt, on success
+    Column("result_url", Text, nullable=False),
+    Column("timeout_url", Text, nullable=False),
+    Column("result_status", String(255)),  # how posting the result went
+    Column("created_at", UTCDateTime, nullable=False),
+)
 sim_status_checks = Table(
     "sim_status_checks",
     sim_metadata,
@@ -186,7 +203,8 @@ def _create_tables() -> None:
 
 
 def reset_state() -> None:
-    """Forget all tokens, prompts, faults, C2B registrations, payments and settings (tests)."""
+    """Forget all tokens, prompts, faults, C2B registrations, payments, reversals, B2C
+    payments, status checks and settings: every `sim_*` table (tests)."""
     ensure_tables()
     for table in sim_metadata.sorted_tables:
         db.session.execute(delete(table))
@@ -198,14 +216,19 @@ RECEIPT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 def new_receipt() -> str:
     """A fresh M-Pesa receipt (`S` and nine of Daraja's characters), unique across STK
-    receipts and C2B TransIDs: one movement of money, one receipt."""
+    receipts, C2B TransIDs, reversals and B2C payments: one movement of money, one
+    receipt."""
     while True:
         receipt = "S" + "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(9))
         taken = db.session.execute(
             select(sim_prompts.c.receipt)
             .where(sim_prompts.c.receipt == receipt)
             .union_all(
-                select(sim_c2b_payments.c.trans_id).where(sim_c2b_payments.c.trans_id == receipt)
+                select(sim_c2b_payments.c.trans_id).where(sim_c2b_payments.c.trans_id == receipt),
+                select(sim_reversals.c.reversal_receipt).where(
+                    sim_reversals.c.reversal_receipt == receipt
+                ),
+                select(sim_b2c_payments.c.receipt).where(sim_b2c_payments.c.receipt == receipt),
             )
         ).first()
         if taken is None:

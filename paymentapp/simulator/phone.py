@@ -16,7 +16,16 @@ from ..mpesa.formats import MAX_AMOUNT
 from ..phones import mask_phone
 from . import bp, c2b
 from .callbacks import ACTIONS, answer_prompt, expire_due_prompts, post_callback
-from .models import get_prompt, sim_faults, sim_prompts, sim_reversals, sim_tokens
+from .models import (
+    get_prompt,
+    sim_b2c_payments,
+    sim_faults,
+    sim_prompts,
+    sim_reversals,
+    sim_tokens,
+)
+
+RECENT_REFUNDS = 3  # money received that the phone lists
 
 
 @bp.get("/phone")
@@ -58,25 +67,54 @@ def list_prompts():
         stmt = stmt.where(sim_prompts.c.phone == phone)
     if reference := request.args.get("account_reference"):
         stmt = stmt.where(sim_prompts.c.account_reference == reference)
-    refunds = db.session.execute(
+    return jsonify(
+        prompts=[prompt_json(p) for p in db.session.execute(stmt)],
+        refunds=_money_received(),
+    )
+
+
+def _money_received() -> list[dict]:
+    """Money the phone got: reversals and B2C payments that succeeded, newest first."""
+    reversals = db.session.execute(
         select(sim_reversals)
         .where(sim_reversals.c.result_code == "0")
         .order_by(sim_reversals.c.created_at.desc())
-        .limit(3)
+        .limit(RECENT_REFUNDS)
     )
-    return jsonify(
-        prompts=[prompt_json(p) for p in db.session.execute(stmt)],
-        # money the phone got back (reversals that succeeded), newest first
-        refunds=[
+    payments = db.session.execute(
+        select(sim_b2c_payments)
+        .where(sim_b2c_payments.c.result_code == "0")
+        .order_by(sim_b2c_payments.c.created_at.desc())
+        .limit(RECENT_REFUNDS)
+    )
+    received = [
+        (
+            r.created_at,
             {
-                "receipt": r.receipt,
+                "via": "reversal",
+                "receipt": r.receipt,  # the payment reversed
                 "amount": r.amount,
                 "reversal_receipt": r.reversal_receipt,
                 "at": r.created_at.isoformat(),
-            }
-            for r in refunds
-        ],
-    )
+                "created_at": r.created_at.isoformat(),
+            },
+        )
+        for r in reversals
+    ] + [
+        (
+            b.created_at,
+            {
+                "via": "b2c",
+                "receipt": b.receipt,  # the B2C payment's own
+                "amount": b.amount,
+                "phone": b.phone,
+                "created_at": b.created_at.isoformat(),
+            },
+        )
+        for b in payments
+    ]
+    received.sort(key=lambda pair: pair[0], reverse=True)
+    return [entry for _, entry in received[:RECENT_REFUNDS]]
 
 
 @bp.post("/api/prompts/<checkout_id>/<action>")
@@ -109,16 +147,25 @@ def resend_callback(checkout_id: str):
     return jsonify(prompt_json(get_prompt(checkout_id)))
 
 
-FAULT_ENDPOINTS = ("oauth", "stkpush", "query", "registerurl", "reversal", "status", "pull")
+FAULT_ENDPOINTS = (
+    "oauth",
+    "stkpush",
+    "query",
+    "registerurl",
+    "reversal",
+    "status",
+    "pull",
+    "b2c",
+)
 
 
 @bp.post("/api/faults")
 def add_fault():
-    """Queue a canned answer for the next call to `oauth`, `stkpush`, `query` or
-    `registerurl` (C2B Register URL)."""
+    """Queue a canned answer for the next call to one of FAULT_ENDPOINTS (`registerurl`
+    is C2B Register URL, `status` Transaction Status)."""
     data = request.get_json(silent=True) or {}
     if data.get("endpoint") not in FAULT_ENDPOINTS:
-        return _sim_error(422, "endpoint must be oauth, stkpush, query or registerurl")
+        return _sim_error(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
     body = data.get("body", {})
     db.session.execute(
         insert(sim_faults).values(
@@ -173,7 +220,7 @@ def c2b_state():
 @bp.post("/api/c2b/settings")
 def c2b_settings():
     """`{"stk_twins": "off" | "before" | "after", "initiator_results": "result" |
-    "timeout"}`."""
+    "timeout", "b2c_funds": "enough" | "insufficient"}`."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not data:
         return _sim_error(422, "Send a JSON object of settings.")

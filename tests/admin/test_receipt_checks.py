@@ -192,3 +192,23 @@ def test_without_an_initiator_a_hand_entry_counts_at_once(app, admin_client, mak
     stored = db.session.get(Order, order["id"])
     assert stored.status == "paid" and stored.payments[0].needs_review  # one person's word
     assert db.session.scalar(select(func.count()).select_from(ReceiptCheck)) == 0
+
+
+def test_an_initiator_that_may_not_ask_leaves_the_receipt_awaiting(
+    admin_client, live_server, make_order, db
+):
+    order = make_order(650)
+    receipt = lost_paybill_payment(live_server, order, 650)
+    settings = f"{live_server.url}/_simulator/api/c2b/settings"
+    assert live_server.http.post(settings, json={"initiator_state": "no_role"}).ok
+    try:
+        assert enter(admin_client, order, receipt, "650").status_code == 302
+        check = wait_for(
+            lambda: (c := check_of(db, receipt)).result_code == "21" and c, "M-Pesa's refusal"
+        )
+    finally:
+        live_server.http.post(settings, json={"initiator_state": "ok"})
+    assert check.status == "awaiting" and "could not be asked" in check.result_desc
+    assert status_of(db, order) == "pending"
+    assert ask_awaiting(older_than_s=0) == 1  # the role given: asked again, confirmed
+    assert answered(db, receipt).status == "confirmed"
