@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from paymentapp.config import ConfigError, load_config
 from paymentapp.mpesa import client as daraja
 from paymentapp.mpesa.initiator import encrypt_credential, security_credential
-from tests.helpers import base_env, pay
+from tests.helpers import LIVE, base_env, pay
 from tests.receiver import Receiver
 from tests.services import wait_for
 
@@ -179,3 +179,29 @@ def test_a_refused_reversal_request_is_a_clear_error(app, live_server):
         )
         with pytest.raises(daraja.DarajaError):
             _reverse(app, receiver, "SABCDEFGH1", 10)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"MPESA_B2C_SHORTCODE": "60A000"}, "MPESA_B2C_SHORTCODE must be"),
+        ({"MPESA_B2C_COMMAND_ID": "Salary"}, "MPESA_B2C_COMMAND_ID must be one of"),
+        ({"MPESA_RECEIPT_CHECKS": "maybe"}, "MPESA_RECEIPT_CHECKS must be on or off"),
+    ],
+)
+def test_bad_b2c_and_receipt_check_settings_are_refused_at_start(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(base_env("sqlite://", **settings))
+
+
+def test_b2c_needs_an_initiator_when_live_and_is_on_in_the_simulator():
+    with pytest.raises(ConfigError, match="MPESA_B2C_SHORTCODE needs MPESA_INITIATOR_NAME"):
+        load_config({**LIVE, "MPESA_B2C_SHORTCODE": "600100"})
+    assert load_config(LIVE)["MPESA_B2C_SHORTCODE"] == ""  # live: off unless configured
+    simulator = load_config(base_env("sqlite://"))
+    assert simulator["MPESA_B2C_SHORTCODE"] == "600000" and simulator["MPESA_RECEIPT_CHECKS"]
+    assert (
+        load_config(base_env("sqlite://", MPESA_B2C_SHORTCODE="off"))["MPESA_B2C_SHORTCODE"] == ""
+    )
+    off = load_config(base_env("sqlite://", MPESA_RECEIPT_CHECKS="OFF"))
+    assert off["MPESA_RECEIPT_CHECKS"] is False
