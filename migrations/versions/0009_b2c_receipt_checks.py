@@ -2,7 +2,8 @@
 
 `refunds.phone`: where a B2C refund pays the money (the prompted phone, or one an admin
 typed for a Paybill payment). `receipt_checks`: a receipt entered by hand, awaiting
-M-Pesa's Transaction Status before it counts, with what M-Pesa answered.
+M-Pesa's Transaction Status before it counts, with what M-Pesa answered (one it did not
+confirm waits in the review queue until an admin closes it: `reviewed_at`).
 
 Revision ID: 0009_b2c_receipt_checks
 Revises: 0008_reversal_refunds
@@ -38,6 +39,8 @@ def upgrade():
         sa.Column('payment_id', sa.String(length=32), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('review_note', sa.Text(), nullable=True),
+        sa.Column('reviewed_at', sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint('amount > 0', name=op.f('ck_receipt_checks_amount_positive')),
         sa.CheckConstraint(
             "status IN ('awaiting', 'confirmed', 'mismatch', 'not_found', 'withdrawn')",

@@ -1,6 +1,7 @@
 """What the review queue reads: flagged payments, callbacks for unknown checkout ids,
-unmatched Paybill payments, how many wait (the navigation bar's count) and what was
-closed lately. Nothing here writes; `review_presenters.py` shows unmatched payments."""
+unmatched Paybill payments, receipts entered by hand that M-Pesa did not confirm, how
+many wait (the navigation bar's count) and what was closed lately. Nothing here writes;
+`review_presenters.py` shows unmatched payments."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 
 from ..extensions import db
-from ..models import CallbackOutcome, CallbackRecord, Payment, Refund
+from ..models import CallbackOutcome, CallbackRecord, CheckStatus, Payment, ReceiptCheck, Refund
 
 PAYBILL_KIND = "c2b"  # a Paybill (C2B) confirmation's callback kind
 
@@ -40,6 +41,23 @@ def open_reviews() -> tuple[list[Payment], list[CallbackRecord], list[CallbackRe
     )
 
 
+# receipts entered by hand that M-Pesa did not confirm, not yet closed by an admin
+UNCONFIRMED = (
+    ReceiptCheck.status.in_((CheckStatus.MISMATCH, CheckStatus.NOT_FOUND)),
+    ReceiptCheck.reviewed_at.is_(None),
+)
+
+
+def unconfirmed_receipts() -> list[ReceiptCheck]:
+    """Receipts entered by hand that M-Pesa did not confirm (another amount or shortcode,
+    or no such transaction), oldest first, until an admin closes them."""
+    return list(
+        db.session.scalars(
+            select(ReceiptCheck).where(*UNCONFIRMED).order_by(ReceiptCheck.created_at).limit(200)
+        )
+    )
+
+
 def open_review_count() -> int:
     """How many things wait in the review queue (the count in the navigation bar)."""
     payments = db.session.scalar(
@@ -50,7 +68,8 @@ def open_review_count() -> int:
         .select_from(CallbackRecord)
         .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
     )
-    return payments + unknown
+    receipts = db.session.scalar(select(func.count()).select_from(ReceiptCheck).where(*UNCONFIRMED))
+    return payments + unknown + receipts
 
 
 def recently_resolved(limit: int = 20) -> list[tuple[Payment, datetime]]:

@@ -290,6 +290,9 @@ class ReceiptCheck(db.Model):
     payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a check M-Pesa did not confirm waits in the review queue until an admin closes it
+    review_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order: Mapped[Order] = relationship()
 

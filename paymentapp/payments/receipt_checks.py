@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from ..errors import Conflict, found
 from ..extensions import db
 from ..locking import BY_CHECK, lock_order_with_receipt, lock_receipt_check, retried
-from ..models import CheckStatus, Payment, ReceiptCheck
+from ..models import CheckStatus, Payment, ReceiptCheck, utcnow
 from ..mpesa.client import DarajaError, get_client, initiator_configured
 from ..mpesa.formats import parse_amount
 from .money import Money
@@ -241,6 +241,27 @@ def withdraw(check_id: str, actor: str) -> ReceiptCheck:
         check.order,
         Kind.RECEIPT_CHECK,
         f"{actor}: receipt {check.receipt} withdrawn before M-Pesa answered",
+        actor=actor,
+    )
+    db.session.commit()
+    return check
+
+
+@retried("receipt_check_resolved")
+def resolve(check_id: str, note: str, actor: str) -> ReceiptCheck:
+    """An admin closes a receipt M-Pesa did not confirm, with a note; it leaves the review
+    queue (nothing counts: a right receipt is entered again as M-Pesa said)."""
+    note = review_note(note)
+    check = found(
+        lock_receipt_check(BY_CHECK, check_id), "No such receipt check.", "check_not_found"
+    )
+    if check.status not in (CheckStatus.MISMATCH, CheckStatus.NOT_FOUND) or check.reviewed_at:
+        raise Conflict("This receipt is not waiting for a review.", code="not_in_review")
+    check.review_note, check.reviewed_at = note, utcnow()
+    transition(
+        check.order,
+        Kind.RECEIPT_CHECK,
+        f"{actor}: receipt {check.receipt} ({check.status}) reviewed: {note}",
         actor=actor,
     )
     db.session.commit()

@@ -121,9 +121,7 @@ def initiator_problem(name, credential) -> tuple[int, str] | None:
     or 8006 (credential locked), on demand."""
     config = current_app.config
     password = decrypt_credential(config, str(credential or ""))
-    if name != config["MPESA_INITIATOR_NAME"] or password != config.get(
-        "MPESA_INITIATOR_PASSWORD"
-    ):
+    if name != config["MPESA_INITIATOR_NAME"] or password != config.get("MPESA_INITIATOR_PASSWORD"):
         return BAD_INITIATOR
     return INITIATOR_STATES.get(get_setting("initiator_state"))
 

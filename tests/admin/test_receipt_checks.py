@@ -80,6 +80,20 @@ def test_an_amount_m_pesa_does_not_confirm_counts_nothing(
     assert stored.status == "pending" and stored.payments == []
     html = html_of(admin_client, f"/admin/orders/{order['id']}")
     assert "does not match M-Pesa" in html and "KES 1000 paid, KES 1,200 entered" in html
+    # it waits in the review queue, with M-Pesa's answer, until someone closes it
+    review = html_of(admin_client, "/admin/review")
+    assert f'id="receipt-check-{check.id}"' in review and "M-Pesa: Completed, KES 1000" in review
+    path = f"/admin/review/receipt-checks/{check.id}"
+    empty = post_form(admin_client, path, {"note": " "}, "/admin/review")
+    assert empty.status_code == 422  # a note is required
+    closed = post_form(admin_client, path, {"note": "typo: it was 1,000"}, "/admin/review")
+    assert closed.status_code == 302
+    assert f'id="receipt-check-{check.id}"' not in html_of(admin_client, "/admin/review")
+    assert check_of(db, receipt).review_note == "typo: it was 1,000"
+    again = post_form(admin_client, path, {"note": "twice"}, "/admin/review")
+    assert again.status_code == 302 and "not waiting for a review" in html_of(
+        admin_client, "/admin/review"
+    )
     # entered again as M-Pesa said: a new check, confirmed
     assert enter(admin_client, order, receipt, "1000").status_code == 302
     wait_for(lambda: status_of(db, order) == "paid", "the order paid")

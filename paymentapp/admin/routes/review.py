@@ -1,5 +1,6 @@
 """The review queue: payments flagged for a person, callbacks for unknown checkout ids and
-Paybill payments that matched no order; closing one with a note, and assigning a Paybill
+Paybill payments that matched no order, receipts entered by hand that M-Pesa did not
+confirm; closing one with a note, and assigning a Paybill
 payment to an order. (Record refund, also offered here, is `orders.refund_payment`.)"""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from flask import flash, redirect, render_template, url_for
 from ...callbacks.services import assign_c2b_payment, resolve_unknown_callback
 from ...errors import ApiError, NotFound
 from ...models import CallbackOutcome
+from ...payments import receipt_checks
 from ...payments import services as payments
 from .. import bp, lookups, review_presenters, review_queries
 from .actions import actor, attempt, form_state, form_text, note_errors
@@ -22,6 +24,7 @@ def review_page(status: int = 200, forms: dict | None = None):
         payments=flagged,
         unknown=unknown,
         unmatched=[review_presenters.unmatched_view(record) for record in unmatched],
+        receipts=review_queries.unconfirmed_receipts(),
         resolved=review_queries.recently_resolved(),
         forms=forms or {},
     ), status
@@ -106,4 +109,18 @@ def assign_paybill(record_id: int):
         duplicate=f"Receipt {trans_id} was recorded meanwhile; close this one with a note.",
     )
     flash(review_presenters.assignment_message(order, trans_id), "ok")
+    return redirect(url_for("admin.review"))
+
+
+@bp.post("/review/receipt-checks/<check_id>")
+def resolve_receipt_check(check_id: str):
+    """Close a receipt M-Pesa did not confirm, with a note (what the admin found)."""
+    key = f"resolve-{check_id}"
+    values = {"note": form_text("note")}
+    attempt(
+        lambda: receipt_checks.resolve(check_id, values["note"], actor()),
+        url_for("admin.review"),
+        refused=lambda exc: _note_refused(key, values, exc),
+    )
+    flash("Marked as resolved.", "ok")
     return redirect(url_for("admin.review"))
