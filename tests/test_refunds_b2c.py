@@ -40,6 +40,26 @@ def sent_b2c(db) -> list:
     return db.session.execute(select(sim_b2c_payments)).all()
 
 
+def success_result(originator: str, conversation_id: str, amount: int) -> dict:
+    """A B2C success result in Daraja's shape, as M-Pesa would post it."""
+    return {
+        "Result": {
+            "ResultType": 0,
+            "ResultCode": 0,
+            "ResultDesc": "The service request is processed successfully.",
+            "OriginatorConversationID": originator,
+            "ConversationID": conversation_id,
+            "TransactionID": "SLATE00001",
+            "ResultParameters": {
+                "ResultParameter": [
+                    {"Key": "TransactionAmount", "Value": amount},
+                    {"Key": "TransactionReceipt", "Value": "SLATE00001"},
+                ]
+            },
+        }
+    }
+
+
 def settled(api, order, refund_id, db=None) -> dict:
     """The refund once settled; `db`: the test's session, which read the refund itself
     (its reads are forgotten before each look)."""
@@ -173,6 +193,18 @@ def test_no_answer_is_never_sent_again_and_transaction_status_settles_it(
     assert sent_b2c(db) == []  # never sent again
     assert api.order(order)["amount_paid"] == 240
 
+    # M-Pesa was still at work after all: its success, late, is not lost but reviewed
+    stored = db.session.get(Refund, refund["id"])
+    late = success_result(stored.originator_conversation_id, "AG_20261202_late2", 40)
+    assert api.client.post(RESULT, json=late).status_code == 200
+    db.session.expire_all()
+    payment = db.session.get(Refund, refund["id"]).payment
+    assert payment.needs_review and "went through after it was marked failed" in (
+        payment.review_reason
+    )
+    assert db.session.get(Refund, refund["id"]).status == "failed"  # final; no second move
+    assert api.client.post(RESULT, json=late).status_code == 200  # a duplicate: harmless
+
 
 def test_a_result_for_an_unanswered_b2c_is_matched_by_our_originator_id(
     api, live_server, make_order, db
@@ -182,22 +214,7 @@ def test_a_result_for_an_unanswered_b2c_is_matched_by_our_originator_id(
     refund = api.refund(order, reason="other", amount=10).get_json()
     stored = db.session.get(Refund, refund["id"])
     assert stored.status == "pending" and stored.conversation_id is None
-    result = {
-        "Result": {
-            "ResultType": 0,
-            "ResultCode": 0,
-            "ResultDesc": "The service request is processed successfully.",
-            "OriginatorConversationID": stored.originator_conversation_id,
-            "ConversationID": "AG_20261202_late",
-            "TransactionID": "SLATE00001",
-            "ResultParameters": {
-                "ResultParameter": [
-                    {"Key": "TransactionAmount", "Value": 10},
-                    {"Key": "TransactionReceipt", "Value": "SLATE00001"},
-                ]
-            },
-        }
-    }
+    result = success_result(stored.originator_conversation_id, "AG_20261202_late", 10)
     assert api.client.post(RESULT, json=result).status_code == 200
     done = settled(api, order, refund["id"])
     assert done["status"] == "succeeded"

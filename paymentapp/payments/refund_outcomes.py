@@ -160,8 +160,10 @@ def refused(refund_id: str, message: str) -> None:
 
 
 def settle_refund(refund: Refund, result) -> str:
-    """Apply a Reversal's result to its LOCKED refund; returns the callback outcome
-    (`applied`, `duplicate`). The pipeline commits."""
+    """Apply a Reversal's or a B2C payment's result to its LOCKED refund; returns the
+    callback outcome (`applied`, `duplicate`). The pipeline commits."""
+    if refund.status == RefundStatus.FAILED and result.succeeded:
+        return _paid_after_failing(refund, result)
     if refund.status != RefundStatus.PENDING:
         return "duplicate"
     refund.result_code = result.result_code
@@ -185,6 +187,29 @@ def settle_refund(refund: Refund, result) -> str:
         _fail(refund, result, "M-Pesa says this payment was already reversed: check first")
     else:
         _fail(refund, result)
+    return "applied"
+
+
+def _paid_after_failing(refund: Refund, result) -> str:
+    """M-Pesa says a refund went through after all, once it had been failed (Transaction
+    Status found nothing while M-Pesa was still at work): the money went back although
+    it still counts, so an admin is asked to look (once: a duplicate says so)."""
+    payment = refund.payment
+    reason = (
+        f"M-Pesa says the {what(refund)} of KES {refund.amount:,} (refund {refund.id}) went "
+        "through after it was marked failed: check the statement before refunding again"
+    )[:255]
+    if payment.needs_review and payment.review_reason == reason:
+        return "duplicate"
+    payment.needs_review, payment.review_reason = True, reason
+    transition(
+        payment.order,
+        Kind.PAYMENT_REVIEW,
+        reason,
+        payment=payment,
+        level=logging.WARNING,
+        refund_id=refund.id,
+    )
     return "applied"
 
 
