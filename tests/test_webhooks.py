@@ -313,6 +313,33 @@ def test_private_networks_opt_in_but_metadata_and_loopback_stay_refused(
         assert_error(client.post(URL, json={"url": url}, headers=auth), 422)
 
 
+METADATA_URLS = [
+    "http://169.254.169.254/latest/meta-data",  # AWS, GCP, Azure, OpenStack, …
+    "http://[fd00:ec2::254]/latest/meta-data",  # AWS over IPv6
+    "http://169.254.170.2/v2/credentials",  # AWS ECS task metadata
+    "http://169.254.169.123/",  # AWS time sync
+    "http://[fd00:ec2::123]/",
+    "http://100.100.100.200/latest/meta-data",  # Alibaba Cloud
+    "http://168.63.129.16/machine",  # Azure WireServer
+    "http://169.254.0.23/meta-data",  # Tencent Cloud
+    "http://192.0.0.192/latest/",  # Oracle Cloud classic
+    "http://[::ffff:169.254.169.254]/latest/meta-data",  # IPv4-mapped
+]
+
+
+@pytest.mark.parametrize("url", METADATA_URLS)
+def test_cloud_metadata_addresses_are_refused_in_every_mode(
+    client, sandbox_client, auth, api_key, url
+):
+    """In the simulator (which allows loopback), and live with WEBHOOK_ALLOW_PRIVATE=1."""
+    error = assert_error(client.post(URL, json={"url": url}, headers=auth), 422)
+    assert "cloud metadata" in error["fields"]["url"]
+    live = sandbox_client(WEBHOOK_ALLOW_PRIVATE="1")
+    https = url.replace("http://", "https://", 1)
+    error = assert_error(live.post(URL, json={"url": https}, headers=auth), 422)
+    assert "cloud metadata" in error["fields"]["url"]
+
+
 def test_an_address_that_turns_private_after_registration_is_refused_at_delivery(
     client, auth, db, receiver, make_order, app
 ):

@@ -6,7 +6,8 @@ addresses are refused, at registration and again at every delivery, and the deli
 connects to the address that was checked (`delivery.py`), so a DNS answer that changes
 in between (rebinding) cannot reach inside. `WEBHOOK_ALLOW_PRIVATE=1` lets a shop on a
 private network receive them (metadata, loopback and link-local stay refused). Simulator
-mode allows anything, http://127.0.0.1 included, for local testing.
+mode allows anything but cloud metadata addresses, http://127.0.0.1 included, for local
+testing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,25 @@ log = logging.getLogger(__name__)
 
 MAX_URL = 2048
 ROTATION_GRACE = timedelta(hours=24)
-METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+# Cloud instance metadata services, refused in every mode (WEBHOOK_ALLOW_PRIVATE and the
+# simulator included): AWS, GCP, Azure, OpenStack, DigitalOcean, Hetzner (169.254.169.254;
+# AWS over IPv6 fd00:ec2::254, its ECS task metadata 169.254.170.2 and its Nitro DNS /
+# time helpers 169.254.169.123 and fd00:ec2::123), Alibaba (100.100.100.200), Azure's
+# WireServer (168.63.129.16), Tencent (169.254.0.23), Oracle classic (192.0.0.192).
+METADATA = frozenset(
+    ipaddress.ip_address(text)
+    for text in (
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.170.2",
+        "169.254.169.123",
+        "fd00:ec2::123",
+        "100.100.100.200",
+        "168.63.129.16",
+        "169.254.0.23",
+        "192.0.0.192",
+    )
+)
 
 
 class UnsafeAddress(ValueError):
@@ -43,9 +62,15 @@ def _live() -> bool:
     return current_app.config["MPESA_ENV"] != "simulator"
 
 
+def is_metadata(address: ipaddress._BaseAddress) -> bool:
+    """A cloud metadata address, also written as an IPv4-mapped IPv6 one."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address in METADATA or (mapped is not None and mapped in METADATA)
+
+
 def address_problem(address: ipaddress._BaseAddress, allow_private: bool) -> str | None:
     """Why this address may not receive webhooks (None: it may)."""
-    if address in METADATA:
+    if is_metadata(address):
         return "a cloud metadata address"
     if address.is_loopback or address.is_unspecified:
         return "a loopback address"
@@ -70,12 +95,15 @@ def resolve(url: str) -> list[str]:
     except (OSError, UnicodeError):
         raise UnsafeAddress(f"{host} could not be resolved") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if _live():
-        allow_private = current_app.config.get("WEBHOOK_ALLOW_PRIVATE", False)
-        for text in addresses:
-            problem = address_problem(ipaddress.ip_address(text.split("%")[0]), allow_private)
-            if problem:
-                raise UnsafeAddress(f"{host} resolves to {text}, {problem}")
+    allow_private = current_app.config.get("WEBHOOK_ALLOW_PRIVATE", False)
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
+        if _live():
+            problem = address_problem(address, allow_private)
+        else:  # the simulator allows loopback and private, never metadata
+            problem = "a cloud metadata address" if is_metadata(address) else None
+        if problem:
+            raise UnsafeAddress(f"{host} resolves to {text}, {problem}")
     return addresses
 
 
