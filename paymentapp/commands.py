@@ -10,13 +10,21 @@ from werkzeug.security import generate_password_hash
 
 from .callbacks.pull import pull_missed
 from .config import FORBIDDEN_CALLBACK_WORDS
+from .errors import ApiError
 from .extensions import db
 from .loops import run_forever
 from .models import AdminUser
 from .mpesa.client import DarajaError, get_client
 from .payments.reconcile import reconcile_once
 from .realtime.commands import realtime_cli
-from .security import create_api_key, list_api_keys, revoke_api_keys
+from .security import (
+    SCOPES,
+    create_api_key,
+    list_api_keys,
+    parse_scopes,
+    revoke_api_keys,
+    scopes_text,
+)
 from .webhooks.commands import webhooks_cli
 
 admin_cli = click.Group("admin", help="Dashboard users.")
@@ -51,13 +59,26 @@ def admin_create(username: str, password: str) -> None:
 
 @apikey_cli.command("create")
 @click.argument("name")
-def apikey_create(name: str) -> None:
+@click.option(
+    "--scopes",
+    default="",
+    help=f"What it may do, comma-separated: {', '.join(SCOPES)} (default: all of it).",
+)
+@click.option("--own-orders", is_flag=True, help="It sees and changes only the orders it created.")
+def apikey_create(name: str, scopes: str, own_orders: bool) -> None:
     """Create a merchant API key and print it once."""
     name = name.strip()
     if not name or len(name) > 80:
         raise click.BadParameter("1 to 80 characters", param_hint="NAME")
-    record, plain = create_api_key(name)
-    click.echo(f"API key {record.name!r} created. It is shown only once; store it now:")
+    try:
+        parsed = parse_scopes(scopes)
+    except ApiError as exc:
+        raise click.BadParameter(exc.message, param_hint="--scopes") from None
+    record, plain = create_api_key(name, scopes=parsed, own_orders=own_orders, actor="cli")
+    click.echo(
+        f"API key {record.name!r} created ({scopes_text(record)}). "
+        "It is shown only once; store it now:"
+    )
     click.echo(plain)
 
 
@@ -74,10 +95,11 @@ def apikey_list() -> None:
             key.prefix + "…",
             _utc(key.created_at),
             _utc(key.revoked_at) if key.revoked_at else "active",
+            scopes_text(key),
         )
         for key in keys
     ]
-    header = ("NAME", "PREFIX", "CREATED (UTC)", "REVOKED (UTC)")
+    header = ("NAME", "PREFIX", "CREATED (UTC)", "REVOKED (UTC)", "SCOPES")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]

@@ -1,4 +1,5 @@
-"""API keys (stored hashed) and the per-order client token (signed, expiring)."""
+"""API keys (stored hashed, each with its scopes) and the per-order client token (signed,
+expiring)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask import current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, NotFound, Unauthorized, ValidationError
 from .extensions import db
 from .models import ApiKey, utcnow
 
@@ -25,13 +26,63 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(name: str) -> tuple[ApiKey, str]:
-    """Create a key; the plain key is returned once and never stored."""
+# What a key may do (docs/api.md, "Scopes"); a key made without scopes may do all of it.
+ORDERS_WRITE = "orders:write"  # create and cancel orders
+ORDERS_READ = "orders:read"  # list and read orders, and their refunds
+REFUNDS_WRITE = "refunds:write"  # refund through M-Pesa
+WEBHOOKS_MANAGE = "webhooks:manage"  # webhook endpoints, their secrets and deliveries
+SCOPES = (ORDERS_WRITE, ORDERS_READ, REFUNDS_WRITE, WEBHOOKS_MANAGE)
+
+
+def parse_scopes(raw: str | None) -> str | None:
+    """Scopes as typed (commas or spaces), checked and in the canonical order; None (every
+    scope) for nothing typed. A 422 names the unknown ones."""
+    given = (raw or "").replace(",", " ").split()
+    if not given:
+        return None
+    unknown = sorted(set(given) - set(SCOPES))
+    if unknown:
+        raise ValidationError(
+            f"Unknown scope {', '.join(unknown)}: use {', '.join(SCOPES)}.",
+            code="validation_error",
+            fields={"scopes": f"One or more of {', '.join(SCOPES)}."},
+        )
+    return " ".join(scope for scope in SCOPES if scope in given)
+
+
+def create_api_key(
+    name: str, *, scopes: str | None = None, own_orders: bool = False, actor: str = "cli"
+) -> tuple[ApiKey, str]:
+    """Create a key (`scopes`: `parse_scopes`'s; None: every scope); the plain key is
+    returned once and never stored."""
     plain = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    record = ApiKey(name=name, prefix=plain[:10], key_hash=hash_api_key(plain))
+    record = ApiKey(
+        name=name,
+        prefix=plain[:10],
+        key_hash=hash_api_key(plain),
+        scopes=scopes,
+        own_orders=own_orders,
+    )
     db.session.add(record)
     db.session.commit()
+    log.info(
+        f"API key {record.name!r} ({record.prefix}…) created by {actor}",
+        extra={
+            "event": "apikey.created",
+            "key_id": record.id,
+            "prefix": record.prefix,
+            "scopes": scopes or "all",
+            "own_orders": own_orders,
+            "actor": actor,
+        },
+    )
     return record, plain
+
+
+def scopes_text(key: ApiKey) -> str:
+    """A key's scopes as people read them."""
+    text = ", ".join(key.scopes.split()) if key.scopes is not None else "all scopes"
+    return text + (" · own orders only" if key.own_orders else "")
 
 
 def list_api_keys() -> list[ApiKey]:
@@ -76,8 +127,9 @@ def revoke_api_keys(
     return keys
 
 
-def authenticate_api_key() -> ApiKey:
-    """The ApiKey named by `Authorization: Bearer <key>`, or raise 401."""
+def authenticate_api_key(scope: str | None = None) -> ApiKey:
+    """The ApiKey named by `Authorization: Bearer <key>`, or raise 401; with `scope`, a
+    key without it is a 403 `insufficient_scope` naming it."""
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -87,7 +139,16 @@ def authenticate_api_key() -> ApiKey:
     record = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key.strip())))
     if record is None or record.revoked_at is not None:
         raise Unauthorized("This API key is not valid.", code="invalid_api_key")
+    if scope is not None and not record.may(scope):
+        raise Forbidden(f"This API key lacks the {scope} scope.", code="insufficient_scope")
     return record
+
+
+def check_order_access(key: ApiKey, order) -> None:
+    """A key made with --own-orders sees only the orders it created: any other is a 404,
+    as if it did not exist."""
+    if key.own_orders and order.api_key_id != key.id:
+        raise NotFound("No order with this id.", code="order_not_found")
 
 
 def _serializer() -> URLSafeTimedSerializer:

@@ -51,9 +51,9 @@ def test_apikey_list_shows_name_prefix_created_and_revoked(app, db):
     result = runner.invoke(args=["apikey", "list"])
     assert result.exit_code == 0, result.output
     header, *rows = result.output.strip().splitlines()
-    assert header.split() == ["NAME", "PREFIX", "CREATED", "(UTC)", "REVOKED", "(UTC)"]
+    assert header.split() == ["NAME", "PREFIX", "CREATED", "(UTC)", "REVOKED", "(UTC)", "SCOPES"]
     assert rows[0].startswith("web shop") and f"{shop.prefix}…" in rows[0]
-    assert rows[0].rstrip().endswith("active")
+    assert rows[0].split()[-3:] == ["active", "all", "scopes"]
     db.session.refresh(pos)
     assert rows[1].startswith("till") and pos.revoked_at.strftime("%Y-%m-%d %H:%M") in rows[1]
     assert "pk_" not in result.output.replace(shop.prefix, "").replace(pos.prefix, "")

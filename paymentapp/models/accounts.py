@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     Integer,
     String,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +27,16 @@ class ApiKey(db.Model):
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # what it may do, space-separated (`security.SCOPES`); NULL: everything (keys made
+    # before scopes, or without --scopes)
+    scopes: Mapped[str | None] = mapped_column(String(200))
+    # True: it sees and changes only the orders it created
+    own_orders: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+
+    def may(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes.split()
 
 
 class AdminUser(db.Model):

@@ -3,8 +3,11 @@
 from flask import Blueprint, current_app, jsonify, request
 
 from ..security import (
+    ORDERS_READ,
+    ORDERS_WRITE,
     authenticate_api_key,
     check_client_token,
+    check_order_access,
     make_client_token,
     request_client_token,
 )
@@ -27,7 +30,7 @@ def _created_json(order) -> dict:
 @bp.post("")
 def create():
     """Create an order (merchant)."""
-    api_key = authenticate_api_key()
+    api_key = authenticate_api_key(ORDERS_WRITE)
     data = validate_order_create(json_body())
     order, created = create_order(api_key, data, request.headers.get("Idempotency-Key"))
     response = jsonify(_created_json(order))
@@ -39,8 +42,9 @@ def create():
 @bp.get("")
 def index():
     """List orders, newest first (merchant)."""
-    authenticate_api_key()
+    api_key = authenticate_api_key(ORDERS_READ)
     orders, next_cursor = list_orders(
+        api_key_id=api_key.id if api_key.own_orders else None,
         status=request.args.get("status"),
         q=request.args.get("q"),
         limit=request.args.get("limit"),
@@ -52,8 +56,10 @@ def index():
 @bp.get("/<order_id>")
 def show(order_id: str):
     """One order with its payments (merchant)."""
-    authenticate_api_key()
-    return jsonify(order_json(get_order(order_id), with_payments=True))
+    api_key = authenticate_api_key(ORDERS_READ)
+    order = get_order(order_id)
+    check_order_access(api_key, order)
+    return jsonify(order_json(order, with_payments=True))
 
 
 @bp.get("/<order_id>/status")
@@ -66,6 +72,6 @@ def status(order_id: str):
 @bp.post("/<order_id>/cancel")
 def cancel(order_id: str):
     """Cancel an unpaid order (merchant); money that arrives later is flagged for a refund."""
-    api_key = authenticate_api_key()
-    get_order(order_id)
+    api_key = authenticate_api_key(ORDERS_WRITE)
+    check_order_access(api_key, get_order(order_id))
     return jsonify(order_json(cancel_order(order_id, f"api:{api_key.name}"), with_payments=True))

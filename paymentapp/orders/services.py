@@ -212,8 +212,10 @@ def list_orders(
     q: str | None = None,
     limit: str | None = None,
     cursor: str | None = None,
+    api_key_id: int | None = None,
 ) -> tuple[list[Order], str | None]:
-    """Newest first, keyset-paginated; returns `(orders, next_cursor)`."""
+    """Newest first, keyset-paginated (`api_key_id`: only the orders that key created);
+    returns `(orders, next_cursor)`."""
     fields = {}
     if status and status not in OrderStatus.ALL:
         fields["status"] = f"Status must be one of {', '.join(OrderStatus.ALL)}."
@@ -230,6 +232,8 @@ def list_orders(
         raise ValidationError("The query parameters are not valid.", fields=fields)
 
     stmt = select(Order)
+    if api_key_id is not None:
+        stmt = stmt.where(Order.api_key_id == api_key_id)
     if status:
         stmt = stmt.where(Order.status == status)
     if q and q.strip():

@@ -7,7 +7,14 @@ from ..errors import ValidationError
 from ..orders.schemas import json_body, payment_json, refund_json
 from ..orders.services import check_idempotency_key, get_order
 from ..phones import InvalidPhone, normalize_phone
-from ..security import authenticate_api_key, check_client_token, request_client_token
+from ..security import (
+    ORDERS_READ,
+    REFUNDS_WRITE,
+    authenticate_api_key,
+    check_client_token,
+    check_order_access,
+    request_client_token,
+)
 from .reversals import request_refund
 from .services import start_payment
 
@@ -38,7 +45,7 @@ def refund(order_id: str):
     """Refund a payment of the order through M-Pesa (merchant): the whole of it by
     Reversal, part of it by B2C. 202 with the refund, whose result follows (`refund.*`
     webhooks, `GET …/refunds`)."""
-    api_key = authenticate_api_key()
+    api_key = authenticate_api_key(REFUNDS_WRITE)
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
     data = json_body()
     unknown = sorted(set(data) - REFUND_FIELDS)
@@ -60,7 +67,7 @@ def refund(order_id: str):
         fields["reason"] = "Why the money goes back, e.g. requested_by_customer."
     if fields:
         raise ValidationError("The refund is not valid.", fields=fields)
-    get_order(order_id)
+    check_order_access(api_key, get_order(order_id))
     made, new = request_refund(
         order_id,
         payment_id=payment_id,
@@ -81,8 +88,9 @@ def refund(order_id: str):
 @bp.get("/<order_id>/refunds")
 def refunds(order_id: str):
     """The order's refunds, oldest first (merchant)."""
-    authenticate_api_key()
+    api_key = authenticate_api_key(ORDERS_READ)
     order = get_order(order_id)
+    check_order_access(api_key, order)
     made = sorted(
         (r for p in order.payments for r in p.refunds), key=lambda r: (r.created_at, r.id)
     )

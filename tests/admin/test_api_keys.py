@@ -96,3 +96,25 @@ def test_revoke_asks_first_then_refuses_the_key_at_once(admin_client, client, db
     )
     assert "was already revoked" in again.get_data(as_text=True)
     assert admin_client.get("/admin/api-keys/999999/revoke").status_code == 404
+
+
+def test_create_a_key_with_some_scopes_and_only_its_own_orders(admin_client, client, db):
+    page = admin_client.get("/admin/api-keys").get_data(as_text=True)
+    assert page.count('type="checkbox" name="scopes"') == 4 and page.count(" checked>") == 4
+    token = csrf_from(admin_client, "/admin/api-keys")
+    form = {"csrf_token": token, "name": "reports", "scopes_shown": "1"}
+    none = admin_client.post("/admin/api-keys", data=form)
+    assert none.status_code == 422 and "Choose at least one" in none.get_data(as_text=True)
+    assert db.session.scalar(select(ApiKey)) is None
+    made = admin_client.post(
+        "/admin/api-keys", data={**form, "scopes": ["orders:read"], "own_orders": "1"}
+    )
+    assert made.status_code == 201
+    record = db.session.scalar(select(ApiKey))
+    assert record.scopes == "orders:read" and record.own_orders
+    assert "orders:read · own orders only" in made.get_data(as_text=True)
+    plain = NEW_KEY.search(made.get_data(as_text=True)).group(1)
+    reader = {"Authorization": f"Bearer {plain}"}
+    assert client.get("/api/orders", headers=reader).status_code == 200
+    refused = client.post("/api/orders", json={"amount": 5}, headers=reader)
+    assert_error(refused, 403, "insufficient_scope")

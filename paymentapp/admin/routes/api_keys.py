@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from ...security import create_api_key, list_api_keys, revoke_api_keys
+from ...security import (
+    SCOPES,
+    create_api_key,
+    list_api_keys,
+    parse_scopes,
+    revoke_api_keys,
+    scopes_text,
+)
 from .. import bp, lookups
 from .actions import actor, form_text
 
 API_KEY_NAME_MAX = 80  # the column's size
+SCOPE_CHOICES = (  # what each scope lets a key do, as the form says it
+    ("orders:write", "create and cancel orders"),
+    ("orders:read", "list and read orders and their refunds"),
+    ("refunds:write", "refund through M-Pesa"),
+    ("webhooks:manage", "manage webhook endpoints"),
+)
 
 
 @bp.route("/api-keys", methods=["GET", "POST"])
@@ -18,15 +31,34 @@ def api_keys():
     created = error = None
     name = ""
     status = 200
+    chosen, own_orders = list(SCOPES), False
     if request.method == "POST":
         name = form_text("name").strip()
+        chosen = [scope for scope in request.form.getlist("scopes") if scope in SCOPES]
+        if "scopes_shown" not in request.form:  # a form without the choice: every scope
+            chosen = list(SCOPES)
+        own_orders = request.form.get("own_orders") == "1"
         if not name or len(name) > API_KEY_NAME_MAX:
             error, status = f"Name the key (1 to {API_KEY_NAME_MAX} characters).", 422
+        elif not chosen:
+            error, status = "Choose at least one thing the key may do.", 422
         else:
-            record, plain = create_api_key(name)
+            scopes = None if len(chosen) == len(SCOPES) else parse_scopes(" ".join(chosen))
+            record, plain = create_api_key(
+                name, scopes=scopes, own_orders=own_orders, actor=actor()
+            )
             created, name, status = {"name": record.name, "key": plain}, "", 201
+            chosen, own_orders = list(SCOPES), False
     return render_template(
-        "admin/api_keys.html", keys=list_api_keys(), created=created, error=error, name=name
+        "admin/api_keys.html",
+        keys=list_api_keys(),
+        created=created,
+        error=error,
+        name=name,
+        scope_choices=SCOPE_CHOICES,
+        chosen=chosen,
+        own_orders=own_orders,
+        scopes_text=scopes_text,
     ), status
 
 
