@@ -1,13 +1,16 @@
 """CLI: `flask --app wsgi admin create USERNAME`, `apikey create|list|revoke NAME`,
-`mpesa reconcile|register-c2b|pull|register-pull`, `realtime resend`."""
+`mpesa reconcile|register-c2b|pull|register-pull`, `realtime resend`, `secrets new-key|rotate`."""
 
+import logging
 from datetime import timedelta
 
 import click
+from cryptography.fernet import Fernet
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.security import generate_password_hash
 
+from . import crypto
 from .callbacks.pull import pull_missed
 from .config import FORBIDDEN_CALLBACK_WORDS
 from .errors import ApiError
@@ -27,9 +30,12 @@ from .security import (
 )
 from .webhooks.commands import webhooks_cli
 
+log = logging.getLogger(__name__)
+
 admin_cli = click.Group("admin", help="Dashboard users.")
 apikey_cli = click.Group("apikey", help="Merchant API keys.")
 mpesa_cli = click.Group("mpesa", help="M-Pesa operations.")
+secrets_cli = click.Group("secrets", help="Secrets at rest (ENCRYPTION_KEYS).")
 
 
 @admin_cli.command("create")
@@ -224,7 +230,41 @@ def mpesa_register_pull(nominated_number: str) -> None:
     click.echo(f"Daraja answered: {answer}")
 
 
+@secrets_cli.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new ENCRYPTION_KEY (a Fernet key)."""
+    click.echo(Fernet.generate_key().decode())
+
+
+@secrets_cli.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first of ENCRYPTION_KEYS (put the new key
+    first, run this, then drop the old one)."""
+    rows = db.session.execute(
+        text("SELECT id, secret, previous_secret FROM webhook_endpoints")
+    ).all()
+    for endpoint_id, secret, previous in rows:
+        db.session.execute(
+            text(
+                "UPDATE webhook_endpoints SET secret = :secret, previous_secret = :previous "
+                "WHERE id = :id"
+            ),
+            {
+                "id": endpoint_id,
+                "secret": crypto.rotated(secret),
+                "previous": crypto.rotated(previous) if previous else None,
+            },
+        )
+    db.session.commit()
+    log.info(
+        f"{len(rows)} webhook endpoint secrets re-encrypted with the first key",
+        extra={"event": "secrets.rotated", "endpoints": len(rows)},
+    )
+    click.echo(f"Re-encrypted the secrets of {len(rows)} webhook endpoints with the first key.")
+
+
 def register_commands(app: Flask) -> None:
+    app.cli.add_command(secrets_cli)
     app.cli.add_command(admin_cli)
     app.cli.add_command(apikey_cli)
     app.cli.add_command(mpesa_cli)

@@ -7,6 +7,8 @@ start-up stops with one clear line instead of failing later on a live payment.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -14,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.fernet import Fernet
 from dotenv import load_dotenv
 from limits import parse_many
 
@@ -68,6 +71,12 @@ def _dev_secret(name: str) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _fernet_key(text: str) -> str:
+    """A Fernet key (32 url-safe base64 bytes) derived from any secret text: the
+    simulator's development key for secrets at rest."""
+    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
 def _int(env, name: str, default: int, minimum: int = 0) -> int:
@@ -208,6 +217,19 @@ def load_config(env=None) -> dict:
         return dev_default() if callable(dev_default) else dev_default
 
     secret_key = required_when_live("SECRET_KEY", lambda: _dev_secret("secret_key"))
+    # ENCRYPTION_KEYS=new,old rotates the key secrets at rest are encrypted with
+    # (crypto.py): the first encrypts, every one decrypts
+    encryption_keys = _list(env.get("ENCRYPTION_KEYS")) or [
+        required_when_live("ENCRYPTION_KEY", lambda: _fernet_key(_dev_secret("encryption_key")))
+    ]
+    for key in encryption_keys:
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ConfigError(
+                "ENCRYPTION_KEY must be a Fernet key (32 url-safe base64 bytes): make one "
+                "with flask --app wsgi secrets new-key"
+            ) from None
     # MPESA_CALLBACK_TOKENS=new,old rotates the token: the first builds new callback URLs,
     # every one is accepted (pushes sent before the change still call back to the old).
     callback_tokens = _list(env.get("MPESA_CALLBACK_TOKENS")) or [
@@ -330,6 +352,7 @@ def load_config(env=None) -> dict:
 
     return {
         "SECRET_KEY": secret_key,
+        "ENCRYPTION_KEYS": encryption_keys,
         "SQLALCHEMY_DATABASE_URI": database_url,
         # liveness is checked on checkout after idle time only (paymentapp/database.py)
         "SQLALCHEMY_ENGINE_OPTIONS": {},

@@ -21,6 +21,7 @@ TEST_CALLBACK_TOKEN = "cbtoken-test-0123456789"
 LIVE = {
     "MPESA_ENV": "production",
     "SECRET_KEY": "s" * 32,
+    "ENCRYPTION_KEY": "tTvlV1PIOcFKyw9W0BLl8H2bL6iMHm8rIp2a9qXo4lE=",
     "MPESA_CALLBACK_TOKEN": "cb" + "t" * 30,
     "MPESA_CONSUMER_KEY": "ck",
     "MPESA_CONSUMER_SECRET": "cs",

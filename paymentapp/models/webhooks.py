@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..crypto import Encrypted
 from ..extensions import db
 from .base import DeliveryStatus, UTCDateTime, new_id, one_of, utcnow
 
@@ -29,9 +30,10 @@ class WebhookEndpoint(db.Model):
     # comma-separated event types, or "*" for all
     events: Mapped[str] = mapped_column(String(512), nullable=False, default="*")
     description: Mapped[str | None] = mapped_column(String(200))
-    # HMAC keys: shown once; during a rotation the previous one stays valid a while
-    secret: Mapped[str] = mapped_column(String(128), nullable=False)
-    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    # HMAC keys: shown once; during a rotation the previous one stays valid a while.
+    # Stored encrypted with ENCRYPTION_KEYS (`crypto.py`): they must be read back to sign
+    secret: Mapped[str] = mapped_column(Encrypted(), nullable=False)
+    previous_secret: Mapped[str | None] = mapped_column(Encrypted())
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(255))
