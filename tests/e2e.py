@@ -135,6 +135,9 @@ class Watchers:
             by_pid.setdefault(watcher.pid, []).append(watcher)
             if len(by_pid) == 2 and all(len(ws) >= per_worker for ws in by_pid.values()):
                 break
+            # the kernel hands each connection to whichever worker accepts first; a pause
+            # lets a worker busy with the last one fall behind, so the other gets a turn
+            time.sleep(0.05)
         assert len(by_pid) == 2, f"all connections landed on one worker: {list(by_pid)}"
         return [ws[:per_worker] for ws in by_pid.values()]
 
