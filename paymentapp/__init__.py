@@ -8,6 +8,7 @@ one module or a CLI helper must not load the whole app to do so.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from flask import Flask
@@ -38,7 +39,14 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
         app.config.get("MPESA_SECURITY_CREDENTIAL"),
         app.config.get("MPESA_INITIATOR_PASSWORD"),
         app.config.get("METRICS_TOKEN"),
+        *app.config.get("ENCRYPTION_KEYS", ()),
     )
+    if app.config["MPESA_ENV"] == "production" and not app.config["MPESA_CALLBACK_ALLOWED_IPS"]:
+        logging.getLogger(__name__).warning(
+            "MPESA_CALLBACK_ALLOWED_IPS=any: callbacks from every address are trusted as proof "
+            "of payment (docs/deployment.md)",
+            extra={"event": "config.callback_allowlist_off"},
+        )
     # gunicorn's own error and access logs print request paths too
     install_redaction("gunicorn.error", "gunicorn.access")
     register_extensions(app)

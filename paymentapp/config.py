@@ -279,6 +279,15 @@ def load_config(env=None) -> dict:
         raise ConfigError("MPESA_PARTY_B (the till number) is required with CustomerBuyGoodsOnline")
 
     initiator = _initiator(env, live)
+    # Callbacks are proof of payment: in production only Safaricom's published addresses
+    # are trusted unless told otherwise (`any`: every address, with a warning at start)
+    raw_ips = (env.get("MPESA_CALLBACK_ALLOWED_IPS") or "").strip()
+    if raw_ips.lower() == "any":
+        callback_ips = []
+    elif not raw_ips and mpesa_env == "production":
+        callback_ips = parse_allowed_ips("safaricom")
+    else:
+        callback_ips = parse_allowed_ips(raw_ips)
 
     if live and not env.get("DATABASE_URL"):
         raise ConfigError(
@@ -383,7 +392,7 @@ def load_config(env=None) -> dict:
         "PUBLIC_BASE_URL": public_base_url,
         "MPESA_CALLBACK_TOKEN": callback_tokens[0],
         "MPESA_CALLBACK_TOKENS": callback_tokens,
-        "MPESA_CALLBACK_ALLOWED_IPS": parse_allowed_ips(env.get("MPESA_CALLBACK_ALLOWED_IPS")),
+        "MPESA_CALLBACK_ALLOWED_IPS": callback_ips,
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "METRICS_TOKEN": metrics_token,
         "METRICS_ALLOWED_IPS": parse_allowed_ips(

@@ -197,8 +197,10 @@ def test_oversized_wrong_token_and_wrong_ip(client, db, app):
     app.config["MPESA_CALLBACK_ALLOWED_IPS"] = __import__(
         "paymentapp.config", fromlist=["x"]
     ).parse_allowed_ips("10.9.9.9")
-    assert_error(post(client, c2b_confirmation("ORD-1")), 403, "ip_not_allowed")
-    assert db.session.scalar(select(func.count()).select_from(CallbackRecord)) == 0
+    untrusted = post(client, c2b_confirmation("ORD-1"))
+    assert untrusted.status_code == 200  # stored as untrusted, not applied
+    record = db.session.scalar(select(CallbackRecord))
+    assert record.outcome == "untrusted" and record.payment_id is None
 
 
 def test_ten_copies_of_one_confirmation_at_once_pay_once(app, client, make_order, db):

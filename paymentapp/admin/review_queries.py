@@ -1,5 +1,6 @@
 """What the review queue reads: flagged payments, callbacks for unknown checkout ids,
-unmatched Paybill payments, receipts entered by hand that M-Pesa did not confirm, how
+unmatched Paybill payments, callbacks from untrusted addresses, receipts entered by hand
+that M-Pesa did not confirm, how
 many wait (the navigation bar's count) and what was closed lately. Nothing here writes;
 `review_presenters.py` shows unmatched payments."""
 
@@ -48,6 +49,19 @@ UNCONFIRMED = (
 )
 
 
+def untrusted_callbacks() -> list[CallbackRecord]:
+    """Callbacks from outside MPESA_CALLBACK_ALLOWED_IPS, stored and not applied, oldest
+    first, until an admin applies or dismisses them."""
+    return list(
+        db.session.scalars(
+            select(CallbackRecord)
+            .where(CallbackRecord.outcome == CallbackOutcome.UNTRUSTED)
+            .order_by(CallbackRecord.received_at, CallbackRecord.id)
+            .limit(200)
+        )
+    )
+
+
 def unconfirmed_receipts() -> list[ReceiptCheck]:
     """Receipts entered by hand that M-Pesa did not confirm (another amount or shortcode,
     or no such transaction), oldest first, until an admin closes them."""
@@ -66,7 +80,7 @@ def open_review_count() -> int:
     unknown = db.session.scalar(
         select(func.count())
         .select_from(CallbackRecord)
-        .where(CallbackRecord.outcome == CallbackOutcome.UNKNOWN)
+        .where(CallbackRecord.outcome.in_((CallbackOutcome.UNKNOWN, CallbackOutcome.UNTRUSTED)))
     )
     receipts = db.session.scalar(select(func.count()).select_from(ReceiptCheck).where(*UNCONFIRMED))
     return payments + unknown + receipts

@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
@@ -171,6 +171,41 @@ def receive(
         return kind.answer(outcome, detail)
     finally:
         metrics.observe_callback(kind.name, str(outcome), time.perf_counter() - started)
+
+
+def hold_untrusted(
+    kind: CallbackKind, body: bytes, remote_addr: str | None, started: float
+) -> dict:
+    """A callback from outside MPESA_CALLBACK_ALLOWED_IPS: stored (a refused body could be
+    money lost: the published ranges may be incomplete), never applied on its own, and
+    answered as accepted; an admin applies or dismisses it from the review queue."""
+    try:
+        record = store(kind, body, remote_addr)
+    except Exception:  # noqa: BLE001 - as in `receive`: Daraja must retry
+        db.session.rollback()
+        log.error(
+            "callback could not be stored", exc_info=True, extra={"event": "callback.store_failed"}
+        )
+        raise ApiError(
+            "The callback could not be stored; try again.", code="unavailable", status=503
+        ) from None
+    db.session.execute(
+        update(CallbackRecord)
+        .where(CallbackRecord.id == record.id)
+        .values(
+            outcome=CallbackOutcome.UNTRUSTED,
+            detail=f"from {remote_addr}, outside MPESA_CALLBACK_ALLOWED_IPS: not applied; "
+            "an admin applies or dismisses it",
+        )
+    )
+    db.session.commit()
+    log.warning(
+        f"{kind.name} callback from {remote_addr} (not in MPESA_CALLBACK_ALLOWED_IPS) stored "
+        "as untrusted, not applied",
+        extra={"event": "callback.untrusted", "record": record.id, "ip": remote_addr},
+    )
+    metrics.observe_callback(kind.name, CallbackOutcome.UNTRUSTED, time.perf_counter() - started)
+    return kind.answer(CallbackOutcome.RECEIVED, None)
 
 
 _STORE = insert(CallbackRecord.__table__).returning(CallbackRecord.__table__.c.id)

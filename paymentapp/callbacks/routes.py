@@ -8,9 +8,9 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from ..config import address_in
-from ..errors import ApiError, Forbidden, NotFound
+from ..errors import ApiError, NotFound
 from . import c2b, initiator, pull, stk  # noqa: F401  (kinds and passes register on import)
-from .pipeline import kind_at, receive
+from .pipeline import hold_untrusted, kind_at, receive
 
 bp = Blueprint("callbacks", __name__, url_prefix="/callbacks")
 
@@ -42,15 +42,11 @@ def callback(kind_path: str, token: str):
     if kind is None or not token_matches(token):
         raise NotFound("Nothing lives at this address.", code="not_found")
     ip = request.remote_addr  # the real client's, behind trusted proxies (ProxyFix)
-    if not ip_allowed(ip):
-        log.warning(
-            f"{kind.name} callback refused from {ip} (not in MPESA_CALLBACK_ALLOWED_IPS)",
-            extra={"event": "callback.forbidden", "ip": ip},
-        )
-        raise Forbidden("This address may not post callbacks.", code="ip_not_allowed")
     if (request.content_length or 0) > MAX_CALLBACK_BYTES:
         raise ApiError("Callback body too large.", code="payload_too_large", status=413)
     body = request.get_data(cache=False)
     if len(body) > MAX_CALLBACK_BYTES:
         raise ApiError("Callback body too large.", code="payload_too_large", status=413)
+    if not ip_allowed(ip):  # stored, not applied: an admin decides (docs/payments.md)
+        return jsonify(hold_untrusted(kind, body, ip, started))
     return jsonify(receive(kind, body, ip, started))

@@ -1,5 +1,6 @@
-"""What an admin does with a stored callback: close one that matched no payment, or assign
-an unmatched Paybill payment to its order."""
+"""What an admin does with a stored callback: close one that matched no payment, assign
+an unmatched Paybill payment to its order, or apply or dismiss one that came from an
+untrusted address."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
 from ..mpesa.formats import normalise_account
 from ..payments.services import review_note
 from .c2b import apply_confirmation, parse_c2b
-from .pipeline import MalformedCallback
+from .pipeline import KINDS, MalformedCallback, apply_stored, mark_malformed
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,54 @@ def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: 
         },
     )
     return order
+
+
+def _untrusted(record_id: int) -> CallbackRecord:
+    record = db.session.get(CallbackRecord, record_id)
+    if record is None or record.outcome != CallbackOutcome.UNTRUSTED:
+        raise NotFound(
+            "No callback from an untrusted address waits with this id (already handled?).",
+            code="review_not_found",
+        )
+    return record
+
+
+def apply_untrusted(record_id: int, note: str | None, actor: str) -> CallbackRecord:
+    """An admin who checked with M-Pesa (its portal, Transaction Status) applies a callback
+    that came from outside MPESA_CALLBACK_ALLOWED_IPS: it goes through the pipeline as if
+    it had come from Safaricom (same matching, same rules, duplicates harmless)."""
+    note = review_note(note)
+    record = _untrusted(record_id)
+    kind = KINDS[record.kind]
+    body = record.body.encode()
+    db.session.rollback()
+    try:
+        parsed = kind.parse(body)
+    except MalformedCallback as exc:
+        mark_malformed(record_id, str(exc))
+        raise Conflict(f"It cannot be applied: {exc}.", code="malformed_callback") from None
+    outcome, detail, _ = apply_stored(kind, record_id, parsed)
+    record = db.session.get(CallbackRecord, record_id)
+    record.detail = f"{detail or outcome}; applied by {actor} from an untrusted address: {note}"[
+        :2000
+    ]
+    db.session.commit()
+    log.warning(
+        f"untrusted callback {record_id} applied by {actor}: {outcome}",
+        extra={"event": "admin.untrusted_applied", "callback_id": record_id, "admin": actor},
+    )
+    return record
+
+
+def dismiss_untrusted(record_id: int, note: str | None, actor: str) -> CallbackRecord:
+    """An admin sets aside a callback from an untrusted address (not M-Pesa's): ignored."""
+    note = review_note(note)
+    record = _untrusted(record_id)
+    record.outcome = CallbackOutcome.IGNORED
+    record.detail = f"untrusted address; dismissed by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
+    db.session.commit()
+    log.info(
+        f"untrusted callback {record_id} dismissed by {actor}",
+        extra={"event": "admin.untrusted_dismissed", "callback_id": record_id, "admin": actor},
+    )
+    return record

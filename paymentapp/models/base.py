@@ -91,6 +91,9 @@ class CallbackOutcome(StrEnum):
     UNKNOWN_RESOLVED = "unknown_resolved"
     MALFORMED = "malformed"
     FAILED = "failed"  # kept failing to apply; given up
+    # came from outside MPESA_CALLBACK_ALLOWED_IPS: stored, never applied on its own; an
+    # admin applies it (after checking with M-Pesa) or dismisses it (`ignored`)
+    UNTRUSTED = "untrusted"
 
 
 def one_of(column: str, values, name: str) -> CheckConstraint:

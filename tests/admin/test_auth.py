@@ -211,6 +211,7 @@ def _admin_urls(app, order_id: str, payment_id: str):
         "endpoint_id": "we_1",
         "event_id": "evt_1",
         "check_id": "rck_1",
+        "action": "apply",
     }
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":

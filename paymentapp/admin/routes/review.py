@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 
-from ...callbacks.services import assign_c2b_payment, resolve_unknown_callback
+from ...callbacks.services import (
+    apply_untrusted,
+    assign_c2b_payment,
+    dismiss_untrusted,
+    resolve_unknown_callback,
+)
 from ...errors import ApiError, NotFound
 from ...models import CallbackOutcome
 from ...payments import receipt_checks
@@ -25,6 +30,7 @@ def review_page(status: int = 200, forms: dict | None = None):
         unknown=unknown,
         unmatched=[review_presenters.unmatched_view(record) for record in unmatched],
         receipts=review_queries.unconfirmed_receipts(),
+        untrusted=review_queries.untrusted_callbacks(),
         resolved=review_queries.recently_resolved(),
         forms=forms or {},
     ), status
@@ -69,6 +75,23 @@ def resolve_callback(record_id: int):
         refused=lambda exc: _note_refused(f"close-{record_id}", values, exc),
     )
     flash("Marked as resolved.", "ok")
+    return redirect(url_for("admin.review"))
+
+
+@bp.post("/review/untrusted/<int:record_id>/<action>")
+def handle_untrusted(record_id: int, action: str):
+    """Apply (after checking with M-Pesa) or dismiss a callback from an untrusted address."""
+    service = {"apply": apply_untrusted, "dismiss": dismiss_untrusted}.get(action)
+    if service is None:
+        raise NotFound("Nothing lives at this address.", code="not_found")
+    values = {"note": form_text("note")}
+    record = attempt(
+        lambda: service(record_id, values["note"], actor()),
+        url_for("admin.review"),
+        refused=lambda exc: _note_refused(f"untrusted-{record_id}", values, exc),
+    )
+    done = f"Applied: {record.detail}" if action == "apply" else "Dismissed."
+    flash(done, "ok")
     return redirect(url_for("admin.review"))
 
 
