@@ -342,6 +342,14 @@ def load_config(env=None) -> dict:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"ADMIN_TIMEZONE: unknown time zone {admin_timezone!r}") from None
     admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
+    address_prompt_limit = env.get("PAYMENT_ADDRESS_RATE_LIMIT") or "20 per 10 minutes"
+    try:
+        parse_many(address_prompt_limit)
+    except ValueError:
+        raise ConfigError(
+            "PAYMENT_ADDRESS_RATE_LIMIT must look like '20 per 10 minutes', got "
+            f"{address_prompt_limit!r}"
+        ) from None
     login_rate_limit = env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour"
     try:
         parse_many(login_rate_limit)
@@ -379,6 +387,10 @@ def load_config(env=None) -> dict:
         ).rstrip("/"),
         "MPESA_SIMULATOR_PROMPT_TTL_S": float(env.get("MPESA_SIMULATOR_PROMPT_TTL_S") or 60),
         "PAYMENT_PHONE_COOLDOWN_S": _int(env, "PAYMENT_PHONE_COOLDOWN_S", 10),
+        # prompts that reached a phone, per order and window (payments/prompt_limits.py)
+        "PAYMENT_PROMPTS_PER_ORDER": _int(env, "PAYMENT_PROMPTS_PER_ORDER", 3, minimum=1),
+        "PAYMENT_PROMPT_WINDOW_S": _int(env, "PAYMENT_PROMPT_WINDOW_S", 600, minimum=1),
+        "PAYMENT_ADDRESS_RATE_LIMIT": address_prompt_limit,
         "MPESA_CONSUMER_KEY": required_when_live("MPESA_CONSUMER_KEY", SIMULATOR_CONSUMER_KEY),
         "MPESA_CONSUMER_SECRET": required_when_live(
             "MPESA_CONSUMER_SECRET", SIMULATOR_CONSUMER_SECRET

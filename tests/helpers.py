@@ -40,6 +40,9 @@ def base_env(database_url: str, **extra) -> dict:
         "MPESA_CALLBACK_TOKEN": TEST_CALLBACK_TOKEN,
         "DATABASE_URL": database_url,
         "MPESA_ENV": "simulator",
+        # every test's client is 127.0.0.1: one address for the whole suite (the limit
+        # itself is tested in tests/test_prompt_limits.py)
+        "PAYMENT_ADDRESS_RATE_LIMIT": "10000 per minute",
         **extra,
     }
 

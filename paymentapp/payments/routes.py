@@ -1,9 +1,10 @@
 """The customer's payment endpoint (`POST /api/orders/<id>/payments {phone}`) and the
 merchant's refunds (`POST`/`GET /api/orders/<id>/refunds`, docs/refunds.md)."""
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import ValidationError
+from ..extensions import limiter
 from ..orders.schemas import json_body, payment_json, refund_json
 from ..orders.services import check_idempotency_key, get_order
 from ..phones import InvalidPhone, normalize_phone
@@ -22,6 +23,10 @@ bp = Blueprint("payments", __name__, url_prefix="/api/orders")
 
 
 @bp.post("/<order_id>/payments")
+@limiter.limit(
+    lambda: current_app.config["PAYMENT_ADDRESS_RATE_LIMIT"],
+    deduct_when=lambda response: response.status_code == 202,  # prompts started only
+)
 def create(order_id: str):
     """Start an STK Push for the order (customer, authorised by the client token)."""
     check_client_token(order_id, request_client_token())

@@ -11,7 +11,6 @@ import math
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
 
 from ..errors import ApiError, Conflict, TooManyRequests, UpstreamError, get_or_404
 from ..extensions import db
@@ -36,6 +35,7 @@ from ..mpesa.formats import RECEIPT
 from ..orders.schemas import payment_json
 from ..phones import mask_phone
 from .money import Money, apply_result, flag, pay_if_covered, receive
+from .prompt_limits import check_order_prompts, check_phone_cooldown
 from .states import AMOUNT_FROM_HAND, AMOUNT_FROM_QUERY, Draft, Kind, transition, write
 
 log = logging.getLogger(__name__)
@@ -64,35 +64,6 @@ def review_note(note: str | None) -> str:
 
 
 # -- starting a payment -------------------------------------------------------------------
-
-
-def _check_phone_cooldown(phone: str, now: datetime) -> None:
-    """Daraja locks a subscriber while a prompt is open: don't send a second one."""
-    cooldown = current_app.config.get("PAYMENT_PHONE_COOLDOWN_S", 10)
-    recent = db.session.scalar(
-        select(Payment)
-        .where(Payment.phone == phone)
-        .where(
-            (Payment.status == PaymentStatus.PENDING)
-            | (
-                Payment.checkout_request_id.is_not(None)  # a prompt really reached the phone
-                & (Payment.created_at > now - timedelta(seconds=cooldown))
-            )
-        )
-        .order_by(Payment.created_at.desc())
-        .limit(1)
-    )
-    if recent is None:
-        return
-    if recent.status == PaymentStatus.PENDING:
-        message = (
-            "A payment prompt is already open on this phone. Answer or cancel it, then try again."
-        )
-        wait = 60
-    else:
-        message = f"Please wait {cooldown} seconds before sending another prompt to this phone."
-        wait = cooldown
-    raise TooManyRequests(message, code="phone_busy", headers={"Retry-After": str(wait)})
 
 
 def start_payment(order_id: str, phone: str) -> Payment:
@@ -162,7 +133,8 @@ def _create_pending(order_id: str, phone: str, now: datetime) -> Payment:
             code="payment_pending",
             extra={"payment": payment_json(pending)},
         )
-    _check_phone_cooldown(phone, now)
+    check_order_prompts(order, now)
+    check_phone_cooldown(phone, now)
     query_after = current_app.config["PAYMENT_QUERY_AFTER_S"]
     payment = Payment(
         phone=phone,

@@ -169,6 +169,8 @@ export function withoutCountdown(message) {
 export const COOLDOWN_REASONS = {
   phone_busy: "A prompt was just sent to this phone.",
   mpesa_busy: "M-Pesa is busy right now.",
+  too_many_prompts: "This order has sent all the prompts it may for now: pay with Paybill instead, or wait.",
+  rate_limited: "Too many payment prompts were started from here.",
 };
 
 /** "M-Pesa" never splits across lines (a non-breaking hyphen). */
