@@ -74,8 +74,7 @@ def _dev_secret(name: str) -> str:
 
 
 def _fernet_key(text: str) -> str:
-    """A Fernet key (32 url-safe base64 bytes) derived from any secret text: the
-    simulator's development key for secrets at rest."""
+    """A Fernet key derived from secret text: the development key for secrets at rest."""
     return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
@@ -99,6 +98,16 @@ def _local_url(env) -> str:
         host = "127.0.0.1"
     port = (env.get("PORT") or "5000").strip()
     return f"http://{host}:{port}"
+
+
+def _rate_limit(env, name: str, default: str) -> str:
+    """A rate limit in the limiter's syntax ('10 per minute;50 per hour')."""
+    value = env.get(name) or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must look like '10 per minute', got {value!r}") from None
+    return value
 
 
 def _flag(env, name: str) -> bool:
@@ -217,8 +226,7 @@ def load_config(env=None) -> dict:
         return dev_default() if callable(dev_default) else dev_default
 
     secret_key = required_when_live("SECRET_KEY", lambda: _dev_secret("secret_key"))
-    # ENCRYPTION_KEYS=new,old rotates the key secrets at rest are encrypted with
-    # (crypto.py): the first encrypts, every one decrypts
+    # ENCRYPTION_KEYS=new,old rotates the key of secrets at rest (crypto.py): first encrypts
     encryption_keys = _list(env.get("ENCRYPTION_KEYS")) or [
         required_when_live("ENCRYPTION_KEY", lambda: _fernet_key(_dev_secret("encryption_key")))
     ]
@@ -342,21 +350,8 @@ def load_config(env=None) -> dict:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"ADMIN_TIMEZONE: unknown time zone {admin_timezone!r}") from None
     admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
-    address_prompt_limit = env.get("PAYMENT_ADDRESS_RATE_LIMIT") or "20 per 10 minutes"
-    try:
-        parse_many(address_prompt_limit)
-    except ValueError:
-        raise ConfigError(
-            "PAYMENT_ADDRESS_RATE_LIMIT must look like '20 per 10 minutes', got "
-            f"{address_prompt_limit!r}"
-        ) from None
-    login_rate_limit = env.get("ADMIN_LOGIN_RATE_LIMIT") or "10 per minute;50 per hour"
-    try:
-        parse_many(login_rate_limit)
-    except ValueError:
-        raise ConfigError(
-            f"ADMIN_LOGIN_RATE_LIMIT must look like '10 per minute', got {login_rate_limit!r}"
-        ) from None
+    address_prompt_limit = _rate_limit(env, "PAYMENT_ADDRESS_RATE_LIMIT", "20 per 10 minutes")
+    login_rate_limit = _rate_limit(env, "ADMIN_LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
 
     # `/metrics` (paymentapp/metrics/routes.py): a bearer token and/or an address allowlist.
     metrics_token = (env.get("METRICS_TOKEN") or "").strip() or None
