@@ -10,12 +10,20 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from paymentapp.extensions import db as _db
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Refund
 from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, pay
 from tests.services import wait_for
 
 RESULT = f"/callbacks/reversal/result/{TEST_CALLBACK_TOKEN}"
 TIMEOUT = f"/callbacks/reversal/timeout/{TEST_CALLBACK_TOKEN}"
+
+
+def fresh_session() -> None:
+    """Forget what the test's session read: the test client's requests share it (the
+    fixture's app context is theirs too), and a result applied meanwhile by the server's
+    thread would otherwise be hidden behind rows read before."""
+    _db.session.commit()
 
 
 class Merchant:
@@ -25,9 +33,11 @@ class Merchant:
         self.client, self.auth = client, auth
 
     def order(self, order) -> dict:
+        fresh_session()
         return self.client.get(f"/api/orders/{order['id']}", headers=self.auth).get_json()
 
     def refunds(self, order) -> list[dict]:
+        fresh_session()
         answer = self.client.get(f"/api/orders/{order['id']}/refunds", headers=self.auth)
         assert answer.status_code == 200
         return answer.get_json()["refunds"]
