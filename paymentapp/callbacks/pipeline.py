@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
@@ -138,18 +138,7 @@ def receive(
     started = time.perf_counter() if started is None else started
     outcome = "store_failed"
     try:
-        try:
-            record = store(kind, body, remote_addr, via)
-        except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
-            db.session.rollback()
-            log.error(
-                "callback could not be stored",
-                exc_info=True,
-                extra={"event": "callback.store_failed"},
-            )
-            raise ApiError(
-                "The callback could not be stored; try again.", code="unavailable", status=503
-            ) from None
+        record = store_or_503(kind, body, remote_addr, via=via)
         outcome = CallbackOutcome.RECEIVED
         fault_point("callback.after_store")
         try:
@@ -179,26 +168,14 @@ def hold_untrusted(
     """A callback from outside MPESA_CALLBACK_ALLOWED_IPS: stored (a refused body could be
     money lost: the published ranges may be incomplete), never applied on its own, and
     answered as accepted; an admin applies or dismisses it from the review queue."""
-    try:
-        record = store(kind, body, remote_addr)
-    except Exception:  # noqa: BLE001 - as in `receive`: Daraja must retry
-        db.session.rollback()
-        log.error(
-            "callback could not be stored", exc_info=True, extra={"event": "callback.store_failed"}
-        )
-        raise ApiError(
-            "The callback could not be stored; try again.", code="unavailable", status=503
-        ) from None
-    db.session.execute(
-        update(CallbackRecord)
-        .where(CallbackRecord.id == record.id)
-        .values(
-            outcome=CallbackOutcome.UNTRUSTED,
-            detail=f"from {remote_addr}, outside MPESA_CALLBACK_ALLOWED_IPS: not applied; "
-            "an admin applies or dismisses it",
-        )
+    record = store_or_503(
+        kind,
+        body,
+        remote_addr,
+        outcome=CallbackOutcome.UNTRUSTED,
+        detail=f"from {remote_addr}, outside MPESA_CALLBACK_ALLOWED_IPS: not applied; "
+        "an admin applies or dismisses it",
     )
-    db.session.commit()
     log.warning(
         f"{kind.name} callback from {remote_addr} (not in MPESA_CALLBACK_ALLOWED_IPS) stored "
         "as untrusted, not applied",
@@ -208,11 +185,30 @@ def hold_untrusted(
     return kind.answer(CallbackOutcome.RECEIVED, None)
 
 
+def store_or_503(kind: CallbackKind, body: bytes, remote_addr: str | None, **stored):
+    """`store`, or a 503 when the body could not be put on disk: Daraja must retry."""
+    try:
+        return store(kind, body, remote_addr, **stored)
+    except Exception:  # noqa: BLE001 - not on disk: Daraja must retry, so a 503
+        db.session.rollback()
+        log.error(
+            "callback could not be stored", exc_info=True, extra={"event": "callback.store_failed"}
+        )
+        raise ApiError(
+            "The callback could not be stored; try again.", code="unavailable", status=503
+        ) from None
+
+
 _STORE = insert(CallbackRecord.__table__).returning(CallbackRecord.__table__.c.id)
 
 
 def store(
-    kind: CallbackKind, body: bytes, remote_addr: str | None, via: str = "callback"
+    kind: CallbackKind,
+    body: bytes,
+    remote_addr: str | None,
+    via: str = "callback",
+    outcome: CallbackOutcome = CallbackOutcome.RECEIVED,
+    detail: str | None = None,
 ) -> CallbackRecord:
     """Commit the raw body first: whatever happens next, the callback is on record.
 
@@ -229,9 +225,9 @@ def store(
         "body": body.decode("utf-8", errors="replace").replace("\x00", "\\u0000"),
         "checkout_request_id": None,
         "payment_id": None,
-        "outcome": CallbackOutcome.RECEIVED,
+        "outcome": outcome,
         "attempts": 0,
-        "detail": None,
+        "detail": detail,
     }
     if db.session().in_transaction():  # something else is under way: commit with it
         connection = db.session.connection()
