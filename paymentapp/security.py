@@ -27,11 +27,17 @@ def hash_api_key(key: str) -> str:
 
 
 # What a key may do (docs/api.md, "Scopes"); a key made without scopes may do all of it.
-ORDERS_WRITE = "orders:write"  # create and cancel orders
-ORDERS_READ = "orders:read"  # list and read orders, and their refunds
-REFUNDS_WRITE = "refunds:write"  # refund through M-Pesa
-WEBHOOKS_MANAGE = "webhooks:manage"  # webhook endpoints, their secrets and deliveries
-SCOPES = (ORDERS_WRITE, ORDERS_READ, REFUNDS_WRITE, WEBHOOKS_MANAGE)
+ORDERS_WRITE = "orders:write"
+ORDERS_READ = "orders:read"
+REFUNDS_WRITE = "refunds:write"
+WEBHOOKS_MANAGE = "webhooks:manage"
+SCOPE_WORDING = {  # what each scope lets a key do, as the API keys page says it
+    ORDERS_WRITE: "create and cancel orders",
+    ORDERS_READ: "list and read orders and their refunds",
+    REFUNDS_WRITE: "refund through M-Pesa",
+    WEBHOOKS_MANAGE: "manage webhook endpoints",
+}
+SCOPES = tuple(SCOPE_WORDING)
 
 
 def parse_scopes(raw: str | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from ...security import (
+    SCOPE_WORDING,
     SCOPES,
     create_api_key,
     list_api_keys,
@@ -17,12 +18,6 @@ from .. import bp, lookups
 from .actions import actor, form_text
 
 API_KEY_NAME_MAX = 80  # the column's size
-SCOPE_CHOICES = (  # what each scope lets a key do, as the form says it
-    ("orders:write", "create and cancel orders"),
-    ("orders:read", "list and read orders and their refunds"),
-    ("refunds:write", "refund through M-Pesa"),
-    ("webhooks:manage", "manage webhook endpoints"),
-)
 
 
 @bp.route("/api-keys", methods=["GET", "POST"])
@@ -55,7 +50,7 @@ def api_keys():
         created=created,
         error=error,
         name=name,
-        scope_choices=SCOPE_CHOICES,
+        scope_choices=SCOPE_WORDING.items(),
         chosen=chosen,
         own_orders=own_orders,
         scopes_text=scopes_text,
