@@ -88,7 +88,7 @@ def handle_untrusted(record_id: int, action: str):
     record = attempt(
         lambda: service(record_id, values["note"], actor()),
         url_for("admin.review"),
-        refused=lambda exc: _note_refused(f"untrusted-{record_id}", values, exc),
+        refused=lambda exc: _note_refused(f"untrusted-{action}-{record_id}", values, exc),
     )
     done = f"Applied: {record.detail}" if action == "apply" else "Dismissed."
     flash(done, "ok")
