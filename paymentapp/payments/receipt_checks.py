@@ -228,12 +228,17 @@ def settle_receipt(check: ReceiptCheck, result) -> str:
     return "applied"
 
 
+def _locked_or_404(check_id: str) -> ReceiptCheck:
+    """The check, its order locked; a 404 for an id no check has."""
+    return found(
+        lock_receipt_check(BY_CHECK, check_id), "No such receipt check.", "check_not_found"
+    )
+
+
 @retried("receipt_check_withdrawn")
 def withdraw(check_id: str, actor: str) -> ReceiptCheck:
     """An admin takes back a receipt still awaiting M-Pesa (typed wrongly, say)."""
-    check = found(
-        lock_receipt_check(BY_CHECK, check_id), "No such receipt check.", "check_not_found"
-    )
+    check = _locked_or_404(check_id)
     if check.status != CheckStatus.AWAITING:
         raise Conflict("M-Pesa has already answered about this receipt.", code="check_answered")
     move_check(check, CheckStatus.WITHDRAWN)
@@ -252,9 +257,7 @@ def resolve(check_id: str, note: str, actor: str) -> ReceiptCheck:
     """An admin closes a receipt M-Pesa did not confirm, with a note; it leaves the review
     queue (nothing counts: a right receipt is entered again as M-Pesa said)."""
     note = review_note(note)
-    check = found(
-        lock_receipt_check(BY_CHECK, check_id), "No such receipt check.", "check_not_found"
-    )
+    check = _locked_or_404(check_id)
     if check.status not in (CheckStatus.MISMATCH, CheckStatus.NOT_FOUND) or check.reviewed_at:
         raise Conflict("This receipt is not waiting for a review.", code="not_in_review")
     check.review_note, check.reviewed_at = note, utcnow()
