@@ -19,11 +19,17 @@ from flask import current_app
 from sqlalchemy import func
 
 from ..extensions import db
-from ..locking import BY_REFUND, lock_refund, retried
+from ..locking import retried
 from ..models import Refund, RefundStatus
 from ..mpesa.client import DarajaError, DarajaUnavailable, get_client
 from .reconcile import PassReport, after_each_pass, claim_stale
-from .refund_outcomes import AFTER_ACKNOWLEDGED, acknowledged, refunds_on, refused
+from .refund_outcomes import (
+    AFTER_ACKNOWLEDGED,
+    acknowledged,
+    lock_requested,
+    refunds_on,
+    refused,
+)
 from .states import Kind, transition
 
 log = logging.getLogger(__name__)
@@ -79,9 +85,8 @@ def outcome_unknown(refund_id: str, message: str) -> None:
 
 @retried("refund_outcome_unknown")
 def _unknown(refund_id: str, message: str) -> str | None:
-    refund = lock_refund(BY_REFUND, refund_id)
-    if refund.status != RefundStatus.REQUESTED:
-        db.session.rollback()
+    refund = lock_requested(refund_id)
+    if refund is None:
         return None
     refund.result_desc = f"no answer from M-Pesa ({message}); never sent again"[:255]
     refund.checked_at = None

@@ -116,11 +116,20 @@ def acknowledged(refund_id: str, ack) -> None:
         step(ack.conversation_id)
 
 
-@retried("refund_acknowledged")
-def _acknowledged(refund_id: str, ack) -> None:
+def lock_requested(refund_id: str) -> Refund | None:
+    """The refund, its order locked, while it is still `requested`; None (and nothing
+    held) once something else has answered for it."""
     refund = lock_refund(BY_REFUND, refund_id)
     if refund.status != RefundStatus.REQUESTED:
         db.session.rollback()
+        return None
+    return refund
+
+
+@retried("refund_acknowledged")
+def _acknowledged(refund_id: str, ack) -> None:
+    refund = lock_requested(refund_id)
+    if refund is None:
         return
     refund.conversation_id = ack.conversation_id
     refund.originator_conversation_id = ack.originator_conversation_id
@@ -141,9 +150,8 @@ def _acknowledged(refund_id: str, ack) -> None:
 def refused(refund_id: str, message: str) -> None:
     """Daraja refused the request (or it never reached M-Pesa): the refund failed, and
     the money still counts."""
-    refund = lock_refund(BY_REFUND, refund_id)
-    if refund.status != RefundStatus.REQUESTED:
-        db.session.rollback()
+    refund = lock_requested(refund_id)
+    if refund is None:
         return
     refund.result_desc = message[:255]
     payment = refund.payment
