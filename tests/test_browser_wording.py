@@ -213,6 +213,51 @@ def test_the_servers_cooldown_shows_one_countdown_on_the_pay_button(app_server, 
     expect(page.locator(".pa-form-error")).to_be_empty()
 
 
+def test_a_prompt_open_on_the_phone_says_why_and_cancelling_it_frees_pay(app_server, page):
+    """Another order's prompt is open on this phone (someone else's payment link, say): the
+    dialog says why it waits and counts a few seconds on Pay, not minutes; once the
+    customer cancels that prompt on the phone, their own payment goes through."""
+    from playwright.sync_api import expect
+
+    phone = new_phone()
+    other = buy_order(app_server, "tea")  # someone else's order
+    response = requests.post(
+        f"{app_server.url}/api/orders/{other['order_id']}/payments",
+        json={"phone": phone},
+        headers={"X-Order-Token": other["token"]},
+        timeout=15,
+    )
+    assert response.status_code == 202, response.text
+
+    order = buy_order(app_server, "coffee")
+    open_hosted(page, app_server, order)
+    page.locator("#pa-phone").fill(phone)
+    with page.expect_response("**/payments") as answered:
+        page.locator(".pa-pay").click()
+    assert answered.value.status == 429
+    assert answered.value.json()["error"]["code"] == "prompt_open"
+    expect(page.locator(".pa-form-error")).to_have_text(
+        "A payment prompt is already open on this phone. Answer or cancel it on the phone, "
+        "then pay."
+    )
+    expect(page.locator(".pa-pay-label")).to_have_text(re.compile(r"^Pay in 0:0[1-5]$"))
+    assert_tidy(visible_dialog_text(page))
+    shot(page, "wording-5-prompt-open")
+
+    app_server.simulator.answer(other["order_number"], "cancel")  # "I did not ask for this"
+    # Pay comes back within seconds; right after the cancel M-Pesa may still need the rest
+    # of the phone's short cooldown, which the dialog counts down too
+    statuses = []
+    while not statuses or statuses[-1] == 429:
+        assert len(statuses) < 4, statuses
+        expect(page.locator(".pa-pay")).to_be_enabled(timeout=(COOLDOWN_S + 5) * 1000)
+        with page.expect_response("**/payments") as answered:
+            page.locator(".pa-pay").click()
+        statuses.append(answered.value.status)
+    assert statuses[-1] == 202, statuses
+    expect_view(page, "pending")
+
+
 # -- toasts ---------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 must not become a way to keep strangers' phones busy.
 
 - **Per phone**: no second prompt while one is open on that phone (Daraja locks the
-  subscriber), and `PAYMENT_PHONE_COOLDOWN_S` after one reached it.
+  subscriber: `429 prompt_open`, retried after a few seconds, so a customer who cancels a
+  prompt they did not ask for pays their own order at once), and none within
+  `PAYMENT_PHONE_COOLDOWN_S` of one reaching it (`429 phone_busy`, for what is left of it).
 - **Per order**: at most `PAYMENT_PROMPTS_PER_ORDER` prompts that reached a phone within
   `PAYMENT_PROMPT_WINDOW_S` (default 3 in 10 minutes); then `429 too_many_prompts` with
   `Retry-After`, and the dialog offers Paybill meanwhile.
@@ -24,6 +26,10 @@ from ..errors import TooManyRequests
 from ..extensions import db
 from ..models import Payment, PaymentStatus
 
+# How soon a dialog may try again while a prompt is open on its phone: the wait ends when
+# that prompt is answered, cancelled or times out, not after a fixed time.
+PROMPT_OPEN_RETRY_S = 5
+
 
 def check_phone_cooldown(phone: str, now: datetime) -> None:
     """Daraja locks a subscriber while a prompt is open: don't send a second one."""
@@ -44,14 +50,19 @@ def check_phone_cooldown(phone: str, now: datetime) -> None:
     if recent is None:
         return
     if recent.status == PaymentStatus.PENDING:
-        message = (
-            "A payment prompt is already open on this phone. Answer or cancel it, then try again."
+        raise TooManyRequests(
+            "A payment prompt is already open on this phone. Answer or cancel it on the "
+            "phone, then pay.",
+            code="prompt_open",
+            headers={"Retry-After": str(PROMPT_OPEN_RETRY_S)},
         )
-        wait = 60
-    else:
-        message = f"Please wait {cooldown} seconds before sending another prompt to this phone."
-        wait = cooldown
-    raise TooManyRequests(message, code="phone_busy", headers={"Retry-After": str(wait)})
+    elapsed = (now - recent.created_at).total_seconds()
+    wait = max(1, math.ceil(cooldown - elapsed))
+    raise TooManyRequests(
+        f"Please wait {wait} seconds before sending another prompt to this phone.",
+        code="phone_busy",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def check_order_prompts(order, now: datetime) -> None:

@@ -168,6 +168,7 @@ export function withoutCountdown(message) {
 // A 429's reason by its error code, for when the server's own message is all countdown.
 export const COOLDOWN_REASONS = {
   phone_busy: "A prompt was just sent to this phone.",
+  prompt_open: "A payment prompt is open on this phone: answer or cancel it there, then pay.",
   mpesa_busy: "M-Pesa is busy right now.",
   too_many_prompts: "This order has sent all the prompts it may for now: pay with Paybill instead, or wait.",
   rate_limited: "Too many payment prompts were started from here.",
