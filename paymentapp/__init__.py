@@ -111,6 +111,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from . import settings_audit  # noqa: F401  (a reconciler step: it registers on import)
     from .commands import register_commands as install
 
     install(app)

@@ -1,5 +1,6 @@
 """CLI: `flask --app wsgi admin create USERNAME`, `apikey create|list|revoke NAME`,
-`mpesa reconcile|register-c2b|pull|register-pull`, `realtime resend`, `secrets new-key|rotate`."""
+`mpesa reconcile|register-c2b|pull|register-pull`, `realtime resend`, `secrets new-key|rotate`,
+`audit tail` (paymentapp/audit.py)."""
 
 import logging
 from datetime import timedelta
@@ -7,16 +8,16 @@ from datetime import timedelta
 import click
 from cryptography.fernet import Fernet
 from flask import Flask, current_app
-from sqlalchemy import select, text
-from werkzeug.security import generate_password_hash
+from sqlalchemy import text
 
-from . import crypto
+from . import audit, crypto
+from .admin import users
 from .callbacks.pull import pull_missed
 from .config import FORBIDDEN_CALLBACK_WORDS
 from .errors import ApiError
 from .extensions import db
 from .loops import run_forever
-from .models import AdminUser
+from .models import Role
 from .mpesa.client import DarajaError, get_client
 from .payments.reconcile import reconcile_once
 from .realtime.commands import realtime_cli
@@ -41,26 +42,43 @@ secrets_cli = click.Group("secrets", help="Secrets at rest (ENCRYPTION_KEYS).")
 @admin_cli.command("create")
 @click.argument("username")
 @click.password_option(help="Prompted for when not given.")
-def admin_create(username: str, password: str) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(users.ROLES),
+    default=None,
+    help="viewer, operator or owner (a new user: owner unless given).",
+)
+def admin_create(username: str, password: str, role: str | None) -> None:
     """Create a dashboard user (or reset the password of an existing one)."""
-    username = username.strip()
-    if not username or len(username) > 64:
-        raise click.BadParameter("1 to 64 characters", param_hint="USERNAME")
-    if len(password) < 8:
-        raise click.BadParameter("at least 8 characters", param_hint="password")
-    user = db.session.scalar(select(AdminUser).where(AdminUser.username == username))
+    try:
+        user, created = users.set_password(username, password, Role(role) if role else None)
+    except ApiError as exc:
+        raise click.BadParameter(exc.message) from None
+    verb = "created" if created else "updated"
+    click.echo(f"Admin user {user.username!r} ({user.role}) {verb}.")
+
+
+@admin_cli.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(users.ROLES))
+def admin_role(username: str, role: str) -> None:
+    """Give a dashboard user another role (it applies on their next request)."""
+    user = users.find_user(username.strip())
     if user is None:
-        user = AdminUser(username=username, password_hash="", session_version=0)
-        db.session.add(user)
-        verb = "created"
-    else:
-        verb = "updated"
-    user.password_hash = generate_password_hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.session_version += 1  # a new password ends every open dashboard session
-    db.session.commit()
-    click.echo(f"Admin user {username!r} {verb}.")
+        raise click.BadParameter(f"no dashboard user {username!r}", param_hint="USERNAME")
+    try:
+        user = users.change_role(user.id, Role(role))
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Admin user {user.username!r} is now {user.role}.")
+
+
+@admin_cli.command("list")
+def admin_list() -> None:
+    """Dashboard users, their roles and whether they may sign in."""
+    for user in users.list_users():
+        state = "disabled" if user.disabled_at else "enabled"
+        click.echo(f"{user.username}\t{user.role}\t{state}")
 
 
 @apikey_cli.command("create")
@@ -255,6 +273,7 @@ def secrets_rotate() -> None:
                 "previous": crypto.rotated(previous) if previous else None,
             },
         )
+    audit.record("secrets.rotated", f"{len(rows)} webhook secrets re-encrypted with the first key")
     db.session.commit()
     log.info(
         f"{len(rows)} webhook endpoint secrets re-encrypted with the first key",
@@ -264,6 +283,7 @@ def secrets_rotate() -> None:
 
 
 def register_commands(app: Flask) -> None:
+    app.cli.add_command(audit.audit_cli)
     app.cli.add_command(secrets_cli)
     app.cli.add_command(admin_cli)
     app.cli.add_command(apikey_cli)

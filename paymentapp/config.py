@@ -114,6 +114,19 @@ def _flag(env, name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes")
 
 
+def _no_forbidden_words(name: str, value: str) -> None:
+    if any(word in value.lower() for word in FORBIDDEN_CALLBACK_WORDS):
+        words = ", ".join(FORBIDDEN_CALLBACK_WORDS)
+        raise ConfigError(f"{name} must not contain {words} (Daraja rejects such callback URLs)")
+
+
+def _on_off(env, name: str) -> bool:  # a switch, on unless set to off
+    value = (env.get(name) or "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off")
+    return value == "on"
+
+
 def _list(raw: str | None) -> list[str]:
     return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
@@ -181,9 +194,6 @@ def _initiator(env, live: bool) -> dict:
         raise ConfigError("MPESA_B2C_SHORTCODE must be a shortcode of 5 to 7 digits, or off")
     if b2c and not name and live:
         raise ConfigError("MPESA_B2C_SHORTCODE needs MPESA_INITIATOR_NAME and its credential")
-    checks = (env.get("MPESA_RECEIPT_CHECKS") or "on").strip().lower()
-    if checks not in ("on", "off"):
-        raise ConfigError("MPESA_RECEIPT_CHECKS must be on or off")
     command = env.get("MPESA_B2C_COMMAND_ID") or "BusinessPayment"
     if command not in B2C_COMMANDS:
         raise ConfigError(f"MPESA_B2C_COMMAND_ID must be one of {', '.join(B2C_COMMANDS)}")
@@ -202,7 +212,7 @@ def _initiator(env, live: bool) -> dict:
         "MPESA_B2C_COMMAND_ID": command,
         # receipts entered by hand count once Transaction Status confirms them (with an
         # initiator); off: on the admin's word, as without one
-        "MPESA_RECEIPT_CHECKS": checks == "on",
+        "MPESA_RECEIPT_CHECKS": _on_off(env, "MPESA_RECEIPT_CHECKS"),
     }
 
 
@@ -254,12 +264,7 @@ def load_config(env=None) -> dict:
             raise ConfigError(f"{token_name} must be at least 16 letters, digits, '-' or '_'")
         if not callback_token.isascii():
             raise ConfigError(f"{token_name} must be ASCII letters, digits, '-' or '_'")
-        if any(word in callback_token.lower() for word in FORBIDDEN_CALLBACK_WORDS):
-            raise ConfigError(
-                f"{token_name} must not contain "
-                + ", ".join(FORBIDDEN_CALLBACK_WORDS)
-                + " (Daraja rejects such callback URLs)"
-            )
+        _no_forbidden_words(token_name, callback_token)
 
     public_base_url = (env.get("PUBLIC_BASE_URL") or _local_url(env)).rstrip("/")
     parts = urlsplit(public_base_url)
@@ -269,12 +274,7 @@ def load_config(env=None) -> dict:
         raise ConfigError(f"PUBLIC_BASE_URL must be https when MPESA_ENV={mpesa_env}")
     if live and "PUBLIC_BASE_URL" not in env:
         raise ConfigError(f"PUBLIC_BASE_URL is required when MPESA_ENV={mpesa_env}")
-    if any(word in public_base_url.lower() for word in FORBIDDEN_CALLBACK_WORDS):
-        raise ConfigError(
-            "PUBLIC_BASE_URL must not contain "
-            + ", ".join(FORBIDDEN_CALLBACK_WORDS)
-            + " (Daraja rejects such callback URLs)"
-        )
+    _no_forbidden_words("PUBLIC_BASE_URL", public_base_url)
 
     transaction_type = env.get("MPESA_TRANSACTION_TYPE") or "CustomerPayBillOnline"
     if transaction_type not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
@@ -386,6 +386,7 @@ def load_config(env=None) -> dict:
         "PAYMENT_PROMPTS_PER_ORDER": _int(env, "PAYMENT_PROMPTS_PER_ORDER", 3, minimum=1),
         "PAYMENT_PROMPT_WINDOW_S": _int(env, "PAYMENT_PROMPT_WINDOW_S", 600, minimum=1),
         "PAYMENT_ADDRESS_RATE_LIMIT": address_prompt_limit,
+        "APPROVALS": _on_off(env, "APPROVALS"),
         "MPESA_CONSUMER_KEY": required_when_live("MPESA_CONSUMER_KEY", SIMULATOR_CONSUMER_KEY),
         "MPESA_CONSUMER_SECRET": required_when_live(
             "MPESA_CONSUMER_SECRET", SIMULATOR_CONSUMER_SECRET

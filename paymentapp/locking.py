@@ -34,7 +34,7 @@ from . import metrics
 from .errors import found
 from .extensions import db
 from .faults import fault_point
-from .models import Order, OrderNumberCounter, Payment, ReceiptCheck, Refund
+from .models import Approval, Order, OrderNumberCounter, Payment, ReceiptCheck, Refund
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +72,7 @@ BY_STATUS_CHECK = "status_check"
 BY_ORIGINATOR = "originator"
 BY_CHECK = "check"
 BY_CHECK_CONVERSATION = "check_conversation"
+BY_APPROVAL = "approval"
 # the row and column each way of naming a refund or a receipt check reads
 ROW_KEYS = {
     BY_REFUND: (Refund, "id"),
@@ -80,6 +81,7 @@ ROW_KEYS = {
     BY_ORIGINATOR: (Refund, "originator_conversation_id"),
     BY_CHECK: (ReceiptCheck, "id"),
     BY_CHECK_CONVERSATION: (ReceiptCheck, "conversation_id"),
+    BY_APPROVAL: (Approval, "id"),
 }
 
 
@@ -191,6 +193,11 @@ def lock_receipt_check(by: str, key: str) -> ReceiptCheck | None:
     """The receipt check with this id (`BY_CHECK`) or Transaction Status ConversationID
     (`BY_CHECK_CONVERSATION`), read after locking its ORDER's row; None when none."""
     return _lock_row(by, key)
+
+
+def lock_approval(approval_id: str) -> Approval | None:
+    """The approval with this id, read after locking its ORDER's row; None when none."""
+    return _lock_row(BY_APPROVAL, approval_id)
 
 
 def _lock_row(by: str, key: str):

@@ -8,10 +8,11 @@ import hmac
 import logging
 import secrets
 
-from flask import current_app, request
+from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from . import audit
 from .errors import Forbidden, NotFound, Unauthorized, ValidationError
 from .extensions import db
 from .models import ApiKey, utcnow
@@ -70,6 +71,12 @@ def create_api_key(
         own_orders=own_orders,
     )
     db.session.add(record)
+    audit.record(
+        "apikey.created",
+        f"API key {name!r} ({record.prefix}…) created: {scopes_text(record)}",
+        target=record.prefix,
+        changes={"name": name, "scopes": scopes or "all", "own_orders": own_orders},
+    )
     db.session.commit()
     log.info(
         f"API key {record.name!r} ({record.prefix}…) created by {actor}",
@@ -119,6 +126,12 @@ def revoke_api_keys(
     now = utcnow()
     for key in keys:
         key.revoked_at = now
+        audit.record(
+            "apikey.revoked",
+            f"API key {key.name!r} ({key.prefix}…) revoked",
+            target=key.prefix,
+            changes={"name": key.name, "revoked": [False, True]},
+        )
     db.session.commit()
     for key in keys:
         log.info(
@@ -147,6 +160,7 @@ def authenticate_api_key(scope: str | None = None) -> ApiKey:
         raise Unauthorized("This API key is not valid.", code="invalid_api_key")
     if scope is not None and not record.may(scope):
         raise Forbidden(f"This API key lacks the {scope} scope.", code="insufficient_scope")
+    g.api_key = record  # who `audit.record` names for what this request does
     return record
 
 

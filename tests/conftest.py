@@ -11,11 +11,11 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import delete
+from sqlalchemy import delete, exists, select, text
 
 from paymentapp import create_app
 from paymentapp.extensions import db as _db
-from paymentapp.models import OrderNumberCounter
+from paymentapp.models import AuditEvent, OrderNumberCounter
 from tests import services
 from tests.helpers import Simulator, base_env
 
@@ -79,11 +79,28 @@ def app(_schema, app_env, app_config):
         yield app
         _db.session.remove()
         for table in reversed(_db.metadata.sorted_tables):
-            if table.name != OrderNumberCounter.__tablename__:
+            if table is AuditEvent.__table__:
+                clear_audit_log()
+            elif table.name != OrderNumberCounter.__tablename__:
                 _db.session.execute(delete(table))
         _db.session.commit()
         _db.session.remove()
         _db.engine.dispose()
+
+
+def clear_audit_log() -> None:
+    """Empty the append-only audit log between tests: its triggers refuse DELETE, so
+    PostgreSQL truncates it (TRUNCATE fires no row trigger) and SQLite makes it anew
+    (the model's listeners add the triggers again)."""
+    table = AuditEvent.__table__
+    if not _db.session.scalar(select(exists().select_from(table))):
+        return
+    if _db.session.get_bind().dialect.name == "postgresql":
+        _db.session.execute(text("TRUNCATE audit_events"))
+    else:
+        connection = _db.session.connection()
+        table.drop(connection)
+        table.create(connection)
 
 
 @pytest.fixture

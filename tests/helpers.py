@@ -43,6 +43,9 @@ def base_env(database_url: str, **extra) -> dict:
         # every test's client is 127.0.0.1: one address for the whole suite (the limit
         # itself is tested in tests/test_prompt_limits.py)
         "PAYMENT_ADDRESS_RATE_LIMIT": "10000 per minute",
+        # the suite's dashboards have one owner, who moves money by hand alone (approvals
+        # by a second owner: tests/admin/test_approvals.py)
+        "APPROVALS": "off",
         **extra,
     }
 

@@ -4,6 +4,7 @@ from the next request on); admins get password hashes."""
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
+from paymentapp import audit
 from paymentapp.models import AdminUser, ApiKey
 from paymentapp.security import create_api_key, hash_api_key
 from tests.helpers import assert_error
@@ -93,3 +94,42 @@ def test_apikey_revoke_revokes_every_key_with_the_name(app, db, client):
         client.get("/api/orders", headers={"Authorization": f"Bearer {other}"}).status_code == 200
     )
     assert db.session.scalar(select(ApiKey).where(ApiKey.name == "till")).revoked_at is None
+
+
+def test_audit_tail_prints_the_newest_events_oldest_first(app, db):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["audit", "tail"]).output == ""  # nothing yet
+    assert runner.invoke(args=["apikey", "create", "web shop"]).exit_code == 0
+    for number in range(3):
+        audit.record("order.cancelled", f"ORD-{number} cancelled", target=f"ORD-{number}")
+    db.session.commit()
+    lines = runner.invoke(args=["audit", "tail", "-n", "2"]).output.splitlines()
+    assert [line.split("  ")[1:] for line in lines] == [
+        ["system", "-", "-", "order.cancelled", "ORD-1", "ORD-1 cancelled"],
+        ["system", "-", "-", "order.cancelled", "ORD-2", "ORD-2 cancelled"],
+    ]
+    first = runner.invoke(args=["audit", "tail"]).output.splitlines()[0]
+    assert first.split("  ")[1:5] == ["cli", "-", "-", "apikey.created"]
+    assert first[10] == "T" and first[19] == "Z"  # UTC, ISO 8601
+
+
+def test_audit_tail_follow_prints_what_comes_next(app, db, capsys):
+    audit.record("secrets.rotated", "earlier", actor="cli")
+    db.session.commit()
+    before = db.session.scalar(audit.events().limit(1)).id - 1
+    polls = []
+
+    def stop():
+        polls.append(1)
+        if len(polls) == 2:  # after the first poll, someone acts
+            audit.record("webhook.deleted", "later", target="we_1", actor="alice", role="owner")
+            db.session.commit()
+        return len(polls) == 3
+
+    last = audit.follow_from(before, interval=0, stop=stop)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[1:] for line in printed] == [
+        ["cli", "-", "-", "secrets.rotated", "-", "earlier"],
+        ["alice", "owner", "-", "webhook.deleted", "we_1", "later"],
+    ]
+    assert last == db.session.scalar(audit.events().limit(1)).id

@@ -248,7 +248,7 @@ def test_a_b2c_left_requested_by_a_dead_worker_is_asked_about_not_resent(
     order = paid_order(api, live_server, make_order, 190)
     # recorded, then the worker died before sending it
     asked = reversals.Asked(None, 90, "other", None, "admin:a", None, None, None)
-    refund, _ = reversals._record(order["id"], asked)
+    refund, _ = reversals._record(order["id"], asked, False)
     assert refund.status == "requested" and refund.method == "b2c"
     assert settle_unsent(older_than_s=0) == 1
     assert db.session.get(Refund, refund.id).status == "pending"

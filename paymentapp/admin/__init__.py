@@ -1,4 +1,5 @@
-"""Admin dashboard: login, live orders, order detail, review queue, API keys, webhooks.
+"""Admin dashboard: login, live orders, order detail, review queue, API keys, webhooks,
+the audit log.
 
 Pages: `routes/`, one module per screen, all on `bp` (every endpoint is `admin.*`):
   session.py    what every request goes through (the guard: a live session, then CSRF;
@@ -8,6 +9,7 @@ Pages: `routes/`, one module per screen, all on `bp` (every endpoint is `admin.*
   review.py     the review queue: close with a note, assign a Paybill payment
   api_keys.py   merchant API keys
   webhooks.py   webhook endpoints, test events, resending an event
+  audit.py      the audit log (`paymentapp/audit.py`) and its CSV
   actions.py    what every action shares; `attempt` is where a service's refusal becomes
                 the answer (a flashed message, or the form refilled with its errors)
 Reads (nothing writes):

@@ -19,8 +19,9 @@ from flask import current_app, g, request, session
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import audit
 from ..extensions import db
-from ..models import AdminUser, utcnow
+from ..models import AdminUser, Role, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,35 @@ def current_admin() -> AdminUser | None:
     user = db.session.get(AdminUser, user_id)
     if user is None or session.get(VERSION_KEY) != user.session_version:
         return None
+    if user.disabled_at is not None:
+        return None
     return user
+
+
+@audit.people_found_by
+def _audit_actor() -> tuple[str, str] | None:
+    """Whom the audit log names for what this request does: the signed-in admin."""
+    admin = current_admin()
+    return (admin.username, str(admin.role)) if admin is not None else None
+
+
+def requires(role: Role):
+    """Marks a dashboard view as needing at least `role`; the guard (routes/session.py)
+    refuses anyone below it with a 403. Unmarked views: any role may read (GET), only an
+    owner may change anything (so a new view is closed until someone opens it)."""
+
+    def mark(view):
+        view.required_role = role
+        return view
+
+    return mark
+
+
+def required_role(view, method: str) -> Role:
+    marked = getattr(view, "required_role", None)
+    if marked is not None:
+        return marked
+    return Role.VIEWER if method in ("GET", "HEAD") else Role.OWNER
 
 
 def had_session() -> bool:
@@ -103,6 +132,9 @@ def logout_user(user: AdminUser | None) -> None:
             .where(AdminUser.id == user.id)
             .values(session_version=AdminUser.session_version + 1)
         )
+        audit.record(
+            "admin.logout", f"{user.username} signed out", actor=user.username, role=user.role
+        )
         db.session.commit()
         log.info(
             f"admin {user.username} logged out",
@@ -131,13 +163,23 @@ def authenticate(username: str, password: str) -> AdminUser | None:
             "login for unknown admin refused",
             extra={"event": "admin.login_failed", "admin": username},
         )
+        # a name no user has may be a password typed in the wrong field: kept masked
+        _refused(f"unknown:{username[:2]}{'•' * min(len(username) - 2, 20)}", None, "no such user")
         return None
     now = utcnow()
     password_ok = check_password_hash(user.password_hash, password)
+    if user.disabled_at is not None:
+        log.info(
+            f"admin {username} is disabled",
+            extra={"event": "admin.login_disabled", "admin": username},
+        )
+        _refused(username, user.role, "the user is disabled")
+        return None
     if user.locked_until is not None and user.locked_until > now:
         log.info(
             f"admin {username} is locked", extra={"event": "admin.login_locked", "admin": username}
         )
+        _refused(username, user.role, "the account is locked")
         return None
     if not password_ok:
         # Atomic increment: parallel guesses cannot slip past the lockout threshold.
@@ -156,7 +198,8 @@ def authenticate(username: str, password: str) -> AdminUser | None:
                     locked_until=now + timedelta(seconds=config["ADMIN_LOCKOUT_S"]),
                 )
             )
-        db.session.commit()
+        locked = failures >= config["ADMIN_LOCKOUT_AFTER"]
+        _refused(username, user.role, "wrong password" + ("; locked" if locked else ""))
         log.info(
             f"wrong password for admin {username}",
             extra={
@@ -170,9 +213,22 @@ def authenticate(username: str, password: str) -> AdminUser | None:
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
+    audit.record("admin.login", f"{username} signed in", actor=username, role=user.role)
     db.session.commit()
     log.info(f"admin {username} logged in", extra={"event": "admin.login", "admin": username})
     return user
+
+
+def _refused(username: str, role: str | None, why: str) -> None:
+    """A refused sign-in, in the audit log under the name typed (committed here)."""
+    audit.record(
+        "admin.login_failed",
+        f"sign-in as {username} refused: {why}",
+        actor=username,
+        role=role,
+        changes={"reason": why},
+    )
+    db.session.commit()
 
 
 def safe_next(target: str | None) -> str | None:

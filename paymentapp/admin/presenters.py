@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import (
+    Approval,
     CallbackRecord,
     Order,
     OrderEvent,
@@ -230,6 +231,8 @@ REFUND_SAID = {
     "failed": "Refund failed:",
     "requested": "Refund asked of M-Pesa:",
     "pending": "Refund on its way:",
+    "awaiting_approval": "Refund awaiting a second owner's approval:",
+    "rejected": "Refund not approved:",
 }
 
 
@@ -240,6 +243,11 @@ def refund_said(refund: Refund) -> str:
 
 def reversal_message(refund: Refund) -> str:
     """What the admin is told once a refund through M-Pesa was asked for."""
+    if refund.status == "awaiting_approval":
+        return (
+            f"The refund of KES {refund.amount:,} waits for another owner's approval; it is "
+            "sent to M-Pesa once approved."
+        )
     if refund.status == "failed":
         return f"M-Pesa refused the refund: {refund.result_desc or 'no reason given'}."
     if refund.status == "requested":
@@ -275,8 +283,17 @@ def refund_reason_label(reason: str) -> str:
     return REFUND_REASON_LABELS.get(reason, reason)
 
 
-def refund_message(refund: Refund, payment: Payment) -> str:
+def proposed_message(done) -> str | None:
+    """What the admin is told when an action became a proposal (None: it was done)."""
+    if not isinstance(done, Approval):
+        return None
+    return f"Proposed: {done.summary}. It waits for another owner's approval."
+
+
+def refund_message(refund: Refund | Approval, payment: Payment) -> str:
     """What Record refund did, in one sentence."""
+    if isinstance(refund, Approval):
+        return proposed_message(refund)
     return (
         f"KES {refund.amount:,} of payment {payment.receipt or payment.id} on "
         f"{payment.order.number} recorded as refunded (outside the app)."
@@ -313,8 +330,10 @@ def receipt_checks_of(order: Order) -> list[ReceiptCheck]:
     ).all()
 
 
-def hand_entry_message(entered: Payment | ReceiptCheck) -> str:
+def hand_entry_message(entered: Payment | ReceiptCheck | Approval) -> str:
     """What recording a payment by hand did, in one sentence."""
+    if isinstance(entered, Approval):
+        return proposed_message(entered)
     if isinstance(entered, ReceiptCheck):
         if entered.status == "awaiting":
             return (

@@ -8,6 +8,7 @@ import logging
 
 from sqlalchemy import select
 
+from .. import audit
 from ..errors import Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..locking import lock_order_with_receipt, retried
@@ -33,6 +34,12 @@ def resolve_unknown_callback(record_id: int, note: str | None, actor: str) -> Ca
         raise Conflict("This callback was already resolved.", code="already_resolved")
     record.outcome = CallbackOutcome.UNKNOWN_RESOLVED
     record.detail = f"resolved by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
+    audit.record(
+        "review.resolved",
+        f"callback {record.id} for unknown checkout id {record.checkout_request_id} closed",
+        target=f"callback:{record.id}",
+        changes={"outcome": [CallbackOutcome.UNKNOWN, CallbackOutcome.UNKNOWN_RESOLVED]},
+    )
     db.session.commit()
     log.info(
         f"unknown callback {record.id} resolved by {actor}",
@@ -71,6 +78,13 @@ def assign_c2b_payment(record_id: int, order_ref: str, note: str | None, actor: 
     outcome = apply_confirmation(order, holder, parsed, source=f"assigned by {actor}")
     record.outcome = CallbackOutcome.APPLIED if outcome == "applied" else CallbackOutcome.DUPLICATE
     record.detail = f"assigned to {order.number} by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
+    audit.record(
+        "paybill.assigned",
+        f"Paybill payment {parsed.trans_id} (KES {parsed.amount:,}) assigned to {order.number}: "
+        f"{outcome}",
+        target=order.number,
+        changes={"callback": record.id, "receipt": parsed.trans_id, "outcome": outcome},
+    )
     db.session.commit()
     log.info(
         f"Paybill payment {parsed.trans_id} assigned to {order.number} by {actor}: {outcome}",
@@ -113,6 +127,13 @@ def apply_untrusted(record_id: int, note: str | None, actor: str) -> CallbackRec
     record.detail = f"{detail or outcome}; applied by {actor} from an untrusted address: {note}"[
         :2000
     ]
+    audit.record(
+        "callback.applied_by_admin",
+        f"{record.kind} callback {record_id} from untrusted {record.remote_addr} applied: "
+        f"{outcome}",
+        target=f"callback:{record_id}",
+        changes={"outcome": outcome, "source": record.remote_addr},
+    )
     db.session.commit()
     log.warning(
         f"untrusted callback {record_id} applied by {actor}: {outcome}",
@@ -127,6 +148,12 @@ def dismiss_untrusted(record_id: int, note: str | None, actor: str) -> CallbackR
     record = _untrusted(record_id)
     record.outcome = CallbackOutcome.IGNORED
     record.detail = f"untrusted address; dismissed by {actor} {utcnow():%Y-%m-%d %H:%MZ}: {note}"
+    audit.record(
+        "callback.dismissed",
+        f"{record.kind} callback {record_id} from untrusted {record.remote_addr} dismissed",
+        target=f"callback:{record_id}",
+        changes={"outcome": [CallbackOutcome.UNTRUSTED, CallbackOutcome.IGNORED]},
+    )
     db.session.commit()
     log.info(
         f"untrusted callback {record_id} dismissed by {actor}",

@@ -3,13 +3,16 @@
   base.py       UTC time, ids, the status enums (each with its CHECK), the order-number
                 sequence and its SQLite counter
   accounts.py   merchant API keys and dashboard admins
+  audit.py      the audit log: who did what, from where (append-only in the database)
   money.py      orders, payments, refunds, stored callbacks and the audit trail
   webhooks.py   webhook endpoints, events, deliveries and attempts; the demo shop's record
 
 Every model is importable from here (`from ..models import Order`).
 """
 
-from .accounts import AdminUser, ApiKey
+from .accounts import AdminUser, ApiKey, Role
+from .approvals import Approval, ApprovalKind, ApprovalStatus
+from .audit import AuditEvent
 from .base import (
     CallbackOutcome,
     CheckStatus,
@@ -38,6 +41,10 @@ from .webhooks import (
 __all__ = [
     "AdminUser",
     "ApiKey",
+    "Approval",
+    "ApprovalKind",
+    "ApprovalStatus",
+    "AuditEvent",
     "CallbackOutcome",
     "CallbackRecord",
     "CheckStatus",
@@ -53,6 +60,7 @@ __all__ = [
     "Refund",
     "RefundReason",
     "RefundStatus",
+    "Role",
     "ShopFulfilment",
     "UTCDateTime",
     "WebhookAttempt",

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
     Integer,
     String,
     false,
+    func,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
-from .base import UTCDateTime, utcnow
+from .base import UTCDateTime, one_of, utcnow
+
+
+class Role(StrEnum):
+    """What a dashboard user may do (docs/admin.md, "Roles"); each includes the one before."""
+
+    VIEWER = "viewer"  # reads everything, changes nothing
+    OPERATOR = "operator"  # checks, cancels, assigns, resolves, asks for refunds
+    OWNER = "owner"  # everything: money by hand, users, API keys, webhooks, approvals
+
+    def at_least(self, other: Role) -> bool:
+        return RANKS[self] >= RANKS[other]
+
+
+RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.OWNER: 2}
 
 
 class ApiKey(db.Model):
@@ -43,6 +60,7 @@ class AdminUser(db.Model):
     """A dashboard user; the password is a werkzeug hash."""
 
     __tablename__ = "admin_users"
+    __table_args__ = (one_of("role", Role, "role"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
@@ -56,3 +74,19 @@ class AdminUser(db.Model):
     session_version: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
     )
+    role: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=Role.OWNER, server_default=Role.OWNER.value
+    )
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # may not sign in
+
+    @property
+    def rank(self) -> Role:
+        return Role(self.role)
+
+
+def count_enabled_owners(but: str | None = None):
+    """The query counting the owners who may sign in (but the one named `but`)."""
+    query = select(func.count()).where(
+        AdminUser.role == Role.OWNER, AdminUser.disabled_at.is_(None)
+    )
+    return query if but is None else query.where(AdminUser.username != but)

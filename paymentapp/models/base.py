@@ -119,14 +119,20 @@ class OrderNumberCounter(db.Model):
 class RefundStatus(StrEnum):
     """A refund's life (the allowed moves: `payments/states.py`): a manual one (money
     given back outside the app) is born `succeeded`; one through M-Pesa is `requested`
-    until Daraja acknowledges it, `pending` until its result comes."""
+    until Daraja acknowledges it, `pending` until its result comes. One an admin asked
+    for waits `awaiting_approval` (its money held) until a second owner approves it
+    (`requested`) or rejects it (`rejected`)."""
 
+    AWAITING_APPROVAL = "awaiting_approval"
     REQUESTED = "requested"
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    ALL = nonmember(("requested", "pending", "succeeded", "failed"))
-    IN_FLIGHT = nonmember(("requested", "pending"))
+    REJECTED = "rejected"
+    ALL = nonmember(
+        ("awaiting_approval", "requested", "pending", "succeeded", "failed", "rejected")
+    )
+    IN_FLIGHT = nonmember(("awaiting_approval", "requested", "pending"))
 
 
 class RefundReason(StrEnum):

@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import audit
 from ..errors import Conflict, ValidationError, get_or_404
 from ..extensions import db
 from ..locking import lock_order, retried
@@ -171,6 +172,12 @@ def cancel_order(order_id: str, actor: str) -> Order:
         actor=actor,
         message=f"order {order.number} cancelled by {actor}",
         actor_name=actor,
+    )
+    audit.record(
+        "order.cancelled",
+        f"{order.number} cancelled",
+        target=order.number,
+        changes={"status": [OrderStatus.PENDING, OrderStatus.CANCELLED]},
     )
     db.session.commit()
     return order

@@ -13,6 +13,7 @@ rolled-back one never.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import event
@@ -25,6 +26,7 @@ from .writer import write_appended
 
 CHANGED = "paymentapp.effects.changed"
 READY = "paymentapp.effects.ready"
+LOGGED = "paymentapp.effects.logged"
 FAULT = "paymentapp.effects.fault"
 
 
@@ -41,6 +43,8 @@ class Pending:
     record: dict | None = None  # a stored callback's outcome (writer.py)
     targeted: list = field(default_factory=list)  # events for named endpoints only
     deliveries: list = field(default_factory=list)  # (event id, endpoint id), explicit
+    actions: list = field(default_factory=list)  # AuditEvent rows (`paymentapp/audit.py`)
+    logs: list = field(default_factory=list)  # their log lines, written after the commit
 
 
 def _pending(session: Session) -> Pending:
@@ -68,6 +72,14 @@ def audited(session: Session, row: dict) -> None:
     """Write this `OrderEvent` row just before the commit, in one statement with the
     transaction's other appended rows (`writer.py`)."""
     _pending(session).audit.append(row)
+
+
+def action_audited(session: Session, row: dict, log_line: Callable[[], None]) -> None:
+    """Write this `audit_events` row (`paymentapp/audit.py`) just before the commit, and
+    call `log_line()` once the transaction has committed."""
+    pending = _pending(session)
+    pending.actions.append(row)
+    pending.logs.append(log_line)
 
 
 def callback_outcome(session: Session, values: dict) -> None:
@@ -116,7 +128,9 @@ def _prepare(session: Session) -> None:
         pending.record,
         targeted=pending.targeted,
         deliveries=pending.deliveries,
+        actions=pending.actions,
     )
+    session.info[LOGGED] = pending.logs
     session.info[READY] = [
         ("order_created", order_created_payload(order)) for order in pending.created.values()
     ] + [("payment_update", order_update_payload(order)) for order in pending.orders.values()]
@@ -132,6 +146,8 @@ def fault_before_effects(session: Session, point: str) -> None:
 def _dispatch(session: Session) -> None:
     point = session.info.pop(FAULT, None)
     ready = session.info.pop(READY, None)
+    for log_line in session.info.pop(LOGGED, ()):
+        log_line()
     if not ready:
         return
     if point:
@@ -142,5 +158,5 @@ def _dispatch(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop(session: Session) -> None:
-    for key in (CHANGED, READY, FAULT):
+    for key in (CHANGED, READY, LOGGED, FAULT):
         session.info.pop(key, None)

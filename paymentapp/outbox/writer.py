@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..models import (
+    AuditEvent,
     CallbackRecord,
     DeliveryStatus,
     OrderEvent,
@@ -87,12 +88,13 @@ def write_appended(
     *,
     targeted: list[dict] = (),
     deliveries: list[tuple[str, str]] = (),
+    actions: list[dict] = (),
 ) -> None:
     """Write `events` (webhook_events rows) and their due deliveries, `audit`
     (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS); then
-    `targeted` events (rows with no delivery of their own) and `deliveries` (event id,
-    endpoint id) of named endpoints, the same way on every database (they are never on
-    the hot path)."""
+    `targeted` events (rows with no delivery of their own), `deliveries` (event id,
+    endpoint id) of named endpoints and `actions` (audit_events rows), the same way on
+    every database (they are never on the hot path)."""
     events, audit = list(events), list(audit)
     now = utcnow()
     if events or audit or record:
@@ -117,6 +119,8 @@ def write_appended(
                 for event_id, endpoint_id in deliveries
             ],
         )
+    if actions:
+        session.execute(insert(AuditEvent.__table__), list(actions))
 
 
 def _write_in_one_statement(session, events, audit, record, now) -> None:

@@ -23,17 +23,19 @@ import logging
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import audit
 from ..errors import Conflict, found
 from ..extensions import db
 from ..locking import BY_CHECK, lock_order_with_receipt, lock_receipt_check, retried
 from ..models import CheckStatus, Payment, ReceiptCheck, utcnow
 from ..mpesa.client import DarajaError, get_client, initiator_configured
 from ..mpesa.formats import parse_amount
+from . import approvals
 from .money import Money
 from .queries import payment_by_receipt
 from .reconcile import PassReport, after_each_pass, claim_stale
 from .refund_outcomes import AFTER_ACKNOWLEDGED
-from .services import enter_by_hand, parse_hand_entry, record_payment_by_hand, review_note
+from .services import enter_by_hand, parse_hand_entry, review_note
 from .states import Kind, move_check, transition
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,10 @@ def enter_receipt(
     order_id: str, receipt: str, amount: int, note: str | None, actor: str
 ) -> Payment | ReceiptCheck:
     """A receipt an admin typed: checked with M-Pesa before it counts (a `ReceiptCheck`),
-    or, with checks off, a payment at once on the admin's word."""
+    or, with checks off, proposed for a second owner's approval (`approvals.hand_entry`:
+    a payment at once on the admin's word with APPROVALS=off)."""
     if not checks_on():
-        return record_payment_by_hand(order_id, receipt, amount, note, actor)
+        return approvals.hand_entry(order_id, receipt, amount, note, actor)
     check = _record(order_id, parse_hand_entry(receipt, amount), amount, review_note(note), actor)
     ask(check.id)
     return db.session.get(ReceiptCheck, check.id)
@@ -84,6 +87,13 @@ def _record(order_id: str, receipt: str, amount: int, note: str, actor: str) -> 
         actor=actor,
         receipt=receipt,
         amount=amount,
+    )
+    audit.record(
+        "payment.recorded_by_hand",
+        f"{order.number}: receipt {receipt} (KES {amount:,}) entered by hand, awaiting "
+        "M-Pesa's confirmation",
+        target=order.number,
+        changes={"receipt": receipt, "amount": amount, "check": "awaiting"},
     )
     db.session.commit()
     return check
@@ -248,6 +258,12 @@ def withdraw(check_id: str, actor: str) -> ReceiptCheck:
         f"{actor}: receipt {check.receipt} withdrawn before M-Pesa answered",
         actor=actor,
     )
+    audit.record(
+        "receipt_check.withdrawn",
+        f"{check.order.number}: receipt {check.receipt} withdrawn before M-Pesa answered",
+        target=check.order.number,
+        changes={"receipt": check.receipt, "status": [CheckStatus.AWAITING, check.status]},
+    )
     db.session.commit()
     return check
 
@@ -266,6 +282,12 @@ def resolve(check_id: str, note: str, actor: str) -> ReceiptCheck:
         Kind.RECEIPT_CHECK,
         f"{actor}: receipt {check.receipt} ({check.status}) reviewed: {note}",
         actor=actor,
+    )
+    audit.record(
+        "receipt_check.resolved",
+        f"{check.order.number}: receipt {check.receipt} ({check.status}) closed",
+        target=check.order.number,
+        changes={"receipt": check.receipt, "status": check.status},
     )
     db.session.commit()
     return check

@@ -7,6 +7,7 @@ record.
 
 from __future__ import annotations
 
+from .. import audit
 from ..errors import ApiError, Conflict
 from ..extensions import db
 from ..locking import lock_payment, retried
@@ -18,7 +19,7 @@ from .states import Kind, transition
 MAX_REFUND = 10_000_000
 
 
-def _refund_amount(amount) -> int | None:
+def refund_amount(amount) -> int | None:
     """The typed amount (None: the default); 422 for anything but whole shillings."""
     if amount is None:
         return None
@@ -86,7 +87,7 @@ def record_refund(
     once; what may be refunded from a paid order never takes it below its amount). A
     review that asked for the refund is closed once nothing more may be refunded."""
     note = review_note(note)
-    amount = _refund_amount(amount)
+    amount = refund_amount(amount)
     reason = refund_reason(reason)
     payment = lock_payment(payment_id)
     order = payment.order
@@ -117,6 +118,13 @@ def record_refund(
         message=f"order {order.number} payment {payment.id}: KES {amount} refunded by {actor}",
         amount=amount,
         reason=reason,
+    )
+    audit.record(
+        "refund.recorded",
+        f"{order.number}: KES {amount:,} of payment {payment.id} refunded outside the app "
+        f"({reason})",
+        target=order.number,
+        changes={"payment": payment.id, "amount": amount, "reason": reason},
     )
     db.session.commit()
     return refund

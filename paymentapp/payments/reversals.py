@@ -16,16 +16,26 @@ Three steps, each under the order's lock where it changes anything:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import audit
 from ..errors import ApiError, Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..locking import BY_REFUND, lock_order, lock_refund, retried
-from ..models import PaymentMethod, PaymentStatus, Refund, RefundStatus, utcnow
+from ..models import (
+    Approval,
+    ApprovalKind,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    utcnow,
+)
 from ..mpesa.client import (
     DarajaBusy,
     DarajaError,
@@ -89,10 +99,13 @@ def request_refund(
     phone: str | None = None,
     api_key_id: int | None = None,
     idempotency_key: str | None = None,
+    awaiting_approval: bool = False,
 ) -> tuple[Refund, bool]:
     """Refund a payment of this order through M-Pesa: the whole of it by Reversal, part
     of it (or what is left) by B2C to the customer's phone. Record it, then ask Daraja.
-    Returns the refund and whether it is new (False: the Idempotency-Key's earlier one)."""
+    Returns the refund and whether it is new (False: the Idempotency-Key's earlier one).
+    `awaiting_approval`: recorded (its money held) with its `Approval`, and not sent
+    until a second owner approves it (`approvals.py`)."""
     reason = refund_reason(reason)
     note = review_note(note) if note else None
     if not refunds_on():
@@ -102,8 +115,8 @@ def request_refund(
             code="refunds_off",
         )
     asked = Asked(payment_id, amount, reason, note, actor, phone, api_key_id, idempotency_key)
-    refund, new = _record(order_id, asked)
-    if new:
+    refund, new = _record(order_id, asked, awaiting_approval)
+    if new and not awaiting_approval:
         send(refund.id)
     return db.session.get(Refund, refund.id), new
 
@@ -123,7 +136,7 @@ class Asked:
 
 
 @retried("request_refund", unique_is_race=True)
-def _record(order_id: str, asked: Asked):
+def _record(order_id: str, asked: Asked, awaiting_approval: bool):
     order = lock_order(order_id)
     if asked.key is not None:
         earlier = db.session.scalar(
@@ -156,7 +169,7 @@ def _record(order_id: str, asked: Asked):
         payment,
         amount,
         method,
-        RefundStatus.REQUESTED,
+        RefundStatus.AWAITING_APPROVAL if awaiting_approval else RefundStatus.REQUESTED,
         asked.reason,
         asked.note,
         asked.actor,
@@ -168,17 +181,37 @@ def _record(order_id: str, asked: Asked):
     payment.refunding_amount = (payment.refunding_amount or 0) + amount
     db.session.flush()
     how = "through M-Pesa" if method == "reversal" else f"by B2C to {mask_phone(phone)}"
+    said = f"refund of KES {amount:,} {how} requested ({asked.reason})"
+    if awaiting_approval:
+        said = f"refund of KES {amount:,} {how} proposed ({asked.reason}), awaiting approval"
+        db.session.add(
+            Approval(
+                kind=ApprovalKind.MPESA_REFUND,
+                order_id=order.id,
+                payment_id=payment.id,
+                refund_id=refund.id,
+                values=json.dumps({"amount": amount, "reason": asked.reason, "note": asked.note}),
+                summary=said[:500],
+                proposed_by=asked.actor,
+            )
+        )
     transition(
         order,
         Kind.REFUND_REQUESTED,
-        f"{asked.actor}: refund of KES {amount:,} {how} requested ({asked.reason})"
-        + (f": {asked.note}" if asked.note else ""),
+        f"{asked.actor}: {said}" + (f": {asked.note}" if asked.note else ""),
         payment=payment,
         refund=refund,
         actor=asked.actor,
         amount=amount,
         reason=asked.reason,
         method=method,
+    )
+    audit.record(
+        "refund.proposed" if awaiting_approval else "refund.requested",
+        f"{order.number}: refund of KES {amount:,} of payment {payment.id} asked of M-Pesa "
+        f"by {'Reversal' if method == 'reversal' else 'B2C'} ({asked.reason})",
+        target=order.number,
+        changes={"payment": payment.id, "amount": amount, "method": method, "reason": asked.reason},
     )
     db.session.commit()
     return refund, True

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
+from .. import audit
 from ..errors import ApiError, Conflict, TooManyRequests, UpstreamError, get_or_404
 from ..extensions import db
 from ..locking import lock_order, lock_order_with_receipt, lock_payment, retried
@@ -345,6 +346,12 @@ def resolve_review(payment_id: str, note: str, actor: str) -> Payment:
     )
     pay_if_covered(draft, view, source=f"review by {actor}", via=f"resolved by {actor}")
     write(order, draft.changes)
+    audit.record(
+        "review.resolved",
+        f"{order.number}: review of payment {payment.id} resolved",
+        target=order.number,
+        changes={"payment": payment.id, "order_status": order.status},
+    )
     db.session.commit()
     return payment
 
@@ -378,6 +385,12 @@ def record_payment_by_hand(
     if holder is not None:
         raise Conflict("This receipt is already recorded.", code="receipt_known")
     payment = enter_by_hand(order, Money(receipt, amount), note, actor)
+    audit.record(
+        "payment.recorded_by_hand",
+        f"{order.number}: receipt {receipt} (KES {amount:,}) recorded by hand",
+        target=order.number,
+        changes={"receipt": receipt, "amount": amount, "payment": payment.id},
+    )
     db.session.commit()
     return payment
 

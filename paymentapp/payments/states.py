@@ -1,18 +1,14 @@
 """Every status transition of the app (payments, orders, refunds, receipt checks, webhook
-deliveries): the tables of allowed moves, the kinds of change, a change as a plain value,
-and the one writer that applies changes (the money rules that decide them: `money.py`).
+deliveries): the tables of allowed moves, the kinds of change, a change as a value, and
+the one writer that applies changes (the money rules that decide them: `money.py`).
 
-The tables below are the only statement of which status may follow which, and `_move`
-the only code that sets a status. A decision works on a `Draft`: the order and its
-payments as read after the lock, with the decision's own changes on top, recorded as
-values (`Change`, `NewPayment`: which kind of change, which row, which column values,
-the timeline text and the log fields); the rows themselves are untouched until `write`
-applies the changes. `write` is the only code that changes a status. It runs inside the
-caller's transaction, holding the order's lock: it checks each move against the tables,
-sets the new values, bumps the order's `version` (once per transaction), writes the
-audit `OrderEvent` and the structured log line together, and queues the order for the
-after-commit effects (`outbox/hook.py`), so the caller only commits. `transition` is
-one change, written.
+The tables are the only statement of which status may follow which; `_move` is the only
+code that sets a status. A decision works on a `Draft` (the order and its payments as
+read after the lock, with the decision's changes on top, recorded as `Change` and
+`NewPayment` values); `write` applies them inside the caller's transaction, holding the
+order's lock: it checks each move, sets the values, bumps the order's `version` (once per
+transaction), writes the `OrderEvent` and the log line, and queues the after-commit
+effects (`outbox/hook.py`), so the caller only commits. `transition` is one change, written.
 """
 
 from __future__ import annotations
@@ -62,10 +58,12 @@ ORDER_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
 
 R = RefundStatus
 REFUND_MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
+    R.AWAITING_APPROVAL: frozenset({R.REQUESTED, R.REJECTED}),  # a second owner decided
     R.REQUESTED: frozenset({R.PENDING, R.FAILED}),  # Daraja acknowledged it, or refused it
     R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),  # its result came
     R.SUCCEEDED: frozenset(),  # the money went back: final
     R.FAILED: frozenset(),  # a new refund may be asked for
+    R.REJECTED: frozenset(),  # never sent; its money is free again
 }
 
 C = CheckStatus
@@ -118,6 +116,9 @@ class Kind(StrEnum):
     STATUS_CHECKED = "status_checked"
     PAYMENT_REFUNDED = "payment_refunded"
     REFUND_REQUESTED = "refund_requested"
+    REFUND_APPROVED = "refund_approved"
+    REFUND_REJECTED = "refund_rejected"
+    APPROVAL = "approval"  # money by hand proposed, approved, rejected or withdrawn
     REFUND_PENDING = "refund_pending"
     REFUND_SUCCEEDED = "refund_succeeded"
     REFUND_FAILED = "refund_failed"
@@ -150,7 +151,10 @@ TRANSITIONS: dict[Kind, Transition] = {
     K.REVIEW_RESOLVED: Transition(),
     K.STATUS_CHECKED: Transition(),
     K.PAYMENT_REFUNDED: Transition(webhook="payment.refunded"),
-    K.REFUND_REQUESTED: Transition(),  # a refund is born requested
+    K.REFUND_REQUESTED: Transition(),  # born requested (or awaiting approval)
+    K.REFUND_APPROVED: Transition(refund_to=R.REQUESTED),
+    K.REFUND_REJECTED: Transition(refund_to=R.REJECTED),
+    K.APPROVAL: Transition(),
     K.REFUND_PENDING: Transition(refund_to=R.PENDING, webhook="refund.pending"),
     K.REFUND_SUCCEEDED: Transition(refund_to=R.SUCCEEDED, webhook="refund.succeeded"),
     K.REFUND_FAILED: Transition(refund_to=R.FAILED, webhook="refund.failed"),
@@ -193,10 +197,6 @@ def move_deliveries(to: DeliveryStatus, *where) -> int:
         .where(WebhookDelivery.status.in_(movable), *where)
         .values(status=to, claimed_until=None)
     ).rowcount
-
-
-def can_move(payment: Payment, to: PaymentStatus) -> bool:
-    return to in PAYMENT_MOVES[PaymentStatus(payment.status)]
 
 
 # -- a change as a value ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from enum import StrEnum
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from .. import audit
 from ..errors import get_or_404
 from ..extensions import db
 from ..models import (
@@ -232,6 +233,13 @@ def _record(
         if now - endpoint.failing_since >= GIVE_UP_AFTER and endpoint.enabled:
             endpoint.enabled = False
             endpoint.disabled_reason = AUTO_DISABLED
+            audit.record(
+                "webhook.disabled",
+                f"webhook endpoint {endpoint.url} disabled after 3 days of failures",
+                target=endpoint.id,
+                changes={"enabled": [True, False]},
+                actor="system",
+            )
             log.warning(
                 f"webhook endpoint {endpoint.id} disabled after 3 days of failures",
                 extra={"event": "webhook.endpoint_disabled", "endpoint": endpoint.id},
@@ -359,6 +367,12 @@ def resend(event_id: str) -> int:
         )
     )
     redeliver(db.session, event.id, sorted(endpoint_ids))
+    audit.record(
+        "webhook.resent",
+        f"{event.type} {event.id} queued again for {len(endpoint_ids)} endpoint(s)",
+        target=event.id,
+        changes={"endpoints": ", ".join(sorted(endpoint_ids)) or "none"},
+    )
     db.session.commit()
     return len(endpoint_ids)
 

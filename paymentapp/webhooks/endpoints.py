@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import select
 
+from .. import audit
 from ..errors import NotFound, ValidationError
 from ..extensions import db
 from ..models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
@@ -174,6 +175,13 @@ def create_endpoint(url, events=None, description=None, api_key_id=None):
         api_key_id=api_key_id,
     )
     db.session.add(endpoint)
+    db.session.flush()  # its id, for the audit log
+    audit.record(
+        "webhook.created",
+        f"webhook endpoint {endpoint.url} added ({endpoint.events})",
+        target=endpoint.id,
+        changes={"url": endpoint.url, "events": endpoint.events},
+    )
     db.session.commit()
     log.info(
         f"webhook endpoint {endpoint.id} added",
@@ -213,6 +221,7 @@ def delete_endpoint(endpoint_id: str) -> WebhookEndpoint:
     endpoint.deleted_at = utcnow()
     endpoint.enabled = False
     _cancel_pending(endpoint.id)
+    audit.record("webhook.deleted", f"webhook endpoint {endpoint.url} deleted", target=endpoint.id)
     db.session.commit()
     log.info(
         f"webhook endpoint {endpoint.id} deleted",
@@ -223,6 +232,13 @@ def delete_endpoint(endpoint_id: str) -> WebhookEndpoint:
 
 def set_enabled(endpoint_id: str, enabled: bool, reason: str | None = None) -> WebhookEndpoint:
     endpoint = get_endpoint(endpoint_id)
+    if endpoint.enabled != enabled:
+        audit.record(
+            "webhook.enabled" if enabled else "webhook.disabled",
+            f"webhook endpoint {endpoint.url} {'enabled' if enabled else 'disabled'}",
+            target=endpoint.id,
+            changes={"enabled": [endpoint.enabled, enabled]},
+        )
     endpoint.enabled = enabled
     endpoint.disabled_reason = None if enabled else (reason or "disabled by the merchant")
     endpoint.failing_since = None if enabled else endpoint.failing_since
@@ -238,6 +254,12 @@ def rotate_secret(endpoint_id: str, grace: timedelta = ROTATION_GRACE) -> Webhoo
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_until = utcnow() + grace
     endpoint.secret = new_secret()
+    audit.record(
+        "webhook.secret_rotated",
+        f"webhook endpoint {endpoint.url}: new signing secret (the old one valid until "
+        f"{endpoint.previous_secret_until:%Y-%m-%d %H:%M}Z)",
+        target=endpoint.id,
+    )
     db.session.commit()
     log.info(
         f"webhook endpoint {endpoint.id} secret rotated",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..models import (
     Order,
     WebhookEndpoint,
@@ -50,5 +51,11 @@ def send_test_event(endpoint: WebhookEndpoint, session: Session) -> WebhookEvent
     appended through the commit hook like every other event."""
     row = event_body(TEST_EVENT, {"endpoint_id": endpoint.id}, utcnow())
     event_for(session, row, [endpoint.id])
+    audit.record(
+        "webhook.test_sent",
+        f"test event {row['id']} queued for {endpoint.url}",
+        target=endpoint.id,
+        changes={"event": row["id"]},
+    )
     session.commit()
     return session.get(WebhookEvent, row["id"])

@@ -104,12 +104,13 @@ def seed(stack: Stack) -> Seeded:
     return Seeded(paid=paid, checking=checking, flagged=flagged, unpaid=unpaid)
 
 
-def sign_in(page, url: str) -> None:
-    """Sign in as `alice` through the login page; ends on the orders page, live."""
+def sign_in(page, url: str, username: str = USERNAME, password: str = PASSWORD) -> None:
+    """Sign in (as `alice` unless told) through the login page; ends on the orders page,
+    live."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/admin/login")
-    page.fill('input[name="username"]', USERNAME)
-    page.fill('input[name="password"]', PASSWORD)
+    page.fill('input[name="username"]', username)
+    page.fill('input[name="password"]', password)
     page.click('button[type="submit"]')
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)

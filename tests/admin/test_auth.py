@@ -212,6 +212,8 @@ def _admin_urls(app, order_id: str, payment_id: str):
         "event_id": "evt_1",
         "check_id": "rck_1",
         "action": "apply",
+        "approval_id": "apr_1",
+        "user_id": 1,
     }
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":

@@ -25,6 +25,7 @@ def app_config():
     Status checks them first when on: tests/test_receipt_checks.py)."""
     return {"MPESA_RECEIPT_CHECKS": False}
 
+
 CONFIRM = f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
+from ...models import Role
 from ...security import (
     SCOPE_WORDING,
     SCOPES,
@@ -15,6 +16,7 @@ from ...security import (
     scopes_text,
 )
 from .. import bp, lookups
+from ..auth import requires
 from .actions import actor, form_text
 
 API_KEY_NAME_MAX = 80  # the column's size
@@ -58,6 +60,7 @@ def api_keys():
 
 
 @bp.route("/api-keys/<int:key_id>/revoke", methods=["GET", "POST"])
+@requires(Role.OWNER)
 def revoke_api_key(key_id: int):
     """Revoke one key, after a confirm step (GET shows it, POST does it)."""
     key = lookups.get_api_key(key_id)

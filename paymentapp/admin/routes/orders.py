@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
 from ...errors import ApiError, get_or_404
-from ...models import ReceiptCheck, RefundReason
+from ...models import ReceiptCheck, RefundReason, Role
 from ...orders.services import cancel_order, get_order
-from ...payments import receipt_checks, refunds, reversals
+from ...payments import approvals, receipt_checks
 from ...payments import services as payments
 from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
+from ..auth import requires
 from .actions import actor, attempt, flash_refusal, form_state, form_text, note_errors
 from .review import review_page
 
@@ -46,6 +47,7 @@ def index():
         page=page,
         page_count=page_count,
         order_phone=presenters.order_phone,
+        approvals=approvals.pending(),
     )
 
 
@@ -83,6 +85,7 @@ def order_page(order, status: int = 200, forms: dict | None = None):
         timeline=presenters.order_timeline(*queries.order_history(order)),
         order_phone=presenters.order_phone(order),
         webhook_events=webhook_presenters.webhook_events(webhook_queries.order_webhooks(order)),
+        approvals=approvals.pending(order.id),
         forms=forms or {},
     ), status
 
@@ -94,6 +97,7 @@ def order_detail(order_id: str):
 
 
 @bp.post("/orders/<order_id>/payments")
+@requires(Role.OWNER)
 def record_payment(order_id: str):
     """Record a payment whose confirmation never arrived, from its M-Pesa receipt."""
     order = get_order(order_id)
@@ -121,6 +125,7 @@ def record_payment(order_id: str):
 
 
 @bp.post("/receipt-checks/<check_id>/withdraw")
+@requires(Role.OWNER)
 def withdraw_receipt(check_id: str):
     """Take back a receipt entered by hand that is still awaiting M-Pesa."""
     check = get_or_404(ReceiptCheck, check_id, "No such receipt check.", "check_not_found")
@@ -142,6 +147,7 @@ def _hand_entry_refused(order_id: str, values: dict, exc: ApiError):
 
 
 @bp.post("/payments/<payment_id>/refund")
+@requires(Role.OWNER)
 def refund_payment(payment_id: str):
     """Record money given back from a payment outside the app: how much, why, and a note.
     A refused form comes back on the page it was sent from (the order's, or the review
@@ -168,7 +174,7 @@ def refund_payment(payment_id: str):
         message = "Not recorded: correct the marked fields."
         return _refund_page(order_id, from_review, 422, {key: form_state(values, errors, message)})
     refund = attempt(
-        lambda: refunds.record_refund(
+        lambda: approvals.manual_refund(
             payment.id, amount, values["reason"], values["note"], actor()
         ),
         back,
@@ -179,6 +185,7 @@ def refund_payment(payment_id: str):
 
 
 @bp.post("/payments/<payment_id>/reverse")
+@requires(Role.OPERATOR)
 def reverse_payment(payment_id: str):
     """Refund a payment through M-Pesa: the whole of it by Daraja's Reversal, an amount
     (or what is left) by B2C to the customer's phone. The answer is the order page; the
@@ -209,8 +216,8 @@ def reverse_payment(payment_id: str):
         forms = {key: form_state(values, exc.fields, exc.message)}
         return order_page(get_order(order_id), exc.status, forms)
 
-    refund, _ = attempt(
-        lambda: reversals.request_refund(
+    refund = attempt(
+        lambda: approvals.mpesa_refund(
             order_id,
             payment_id=payment.id,
             amount=amount,
@@ -248,6 +255,7 @@ def _refund_page(order_id: str, from_review: bool, status: int, forms: dict):
 
 
 @bp.post("/payments/<payment_id>/check")
+@requires(Role.OPERATOR)
 def check_payment(payment_id: str):
     """Run an STK Query now for a pending payment and show what M-Pesa said."""
     payment = lookups.get_payment(payment_id)
@@ -261,6 +269,7 @@ def check_payment(payment_id: str):
 
 
 @bp.post("/orders/<order_id>/cancel")
+@requires(Role.OPERATOR)
 def cancel(order_id: str):
     """Cancel an unpaid order with no prompt in flight."""
     order = get_order(order_id)

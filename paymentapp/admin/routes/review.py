@@ -14,10 +14,10 @@ from ...callbacks.services import (
     resolve_unknown_callback,
 )
 from ...errors import ApiError, NotFound
-from ...models import CallbackOutcome
-from ...payments import receipt_checks
-from ...payments import services as payments
-from .. import bp, lookups, review_presenters, review_queries
+from ...models import CallbackOutcome, Role
+from ...payments import approvals, receipt_checks
+from .. import bp, lookups, presenters, review_presenters, review_queries
+from ..auth import requires
 from .actions import actor, attempt, form_state, form_text, note_errors
 
 
@@ -50,21 +50,23 @@ def review():
 
 
 @bp.post("/review/payments/<payment_id>")
+@requires(Role.OPERATOR)
 def resolve_payment(payment_id: str):
     """Close a flagged payment with a note (an OrderEvent records who and why)."""
     payment = lookups.get_payment(payment_id)
     key = f"resolve-{payment.id}"
     values = {"note": form_text("note")}
-    attempt(
-        lambda: payments.resolve_review(payment.id, values["note"], actor()),
+    done = attempt(
+        lambda: approvals.accept_review(payment.id, values["note"], actor()),
         url_for("admin.review"),
         refused=lambda exc: _note_refused(key, values, exc),
     )
-    flash("Marked as resolved.", "ok")
+    flash(presenters.proposed_message(done) or "Marked as resolved.", "ok")
     return redirect(url_for("admin.review"))
 
 
 @bp.post("/review/callbacks/<int:record_id>")
+@requires(Role.OPERATOR)
 def resolve_callback(record_id: int):
     """Close a callback for an unknown checkout id, or an unmatched Paybill payment without
     assigning it, with a note."""
@@ -79,6 +81,7 @@ def resolve_callback(record_id: int):
 
 
 @bp.post("/review/untrusted/<int:record_id>/<action>")
+@requires(Role.OWNER)
 def handle_untrusted(record_id: int, action: str):
     """Apply (after checking with M-Pesa) or dismiss a callback from an untrusted address."""
     service = {"apply": apply_untrusted, "dismiss": dismiss_untrusted}.get(action)
@@ -96,6 +99,7 @@ def handle_untrusted(record_id: int, action: str):
 
 
 @bp.post("/review/paybill/<int:record_id>/assign")
+@requires(Role.OPERATOR)
 def assign_paybill(record_id: int):
     """Assign an unmatched Paybill payment to the order an admin names: the same rules
     apply as if the customer had typed that account number."""
@@ -136,6 +140,7 @@ def assign_paybill(record_id: int):
 
 
 @bp.post("/review/receipt-checks/<check_id>")
+@requires(Role.OPERATOR)
 def resolve_receipt_check(check_id: str):
     """Close a receipt M-Pesa did not confirm, with a note (what the admin found)."""
     key = f"resolve-{check_id}"

@@ -6,6 +6,7 @@ asks."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from flask import (
@@ -22,6 +23,7 @@ from flask_wtf.csrf import CSRFError
 
 from ...errors import error_body, error_response
 from ...extensions import csrf, limiter
+from ...models import Role
 from ...orders.schemas import iso
 from ...payments import receipt_checks
 from ...phones import mask_phone
@@ -35,11 +37,15 @@ from ..auth import (
     is_background_request,
     login_user,
     logout_user,
+    required_role,
+    requires,
     safe_next,
     session_expires_at,
     touch_session,
 )
 from .actions import form_text
+
+log = logging.getLogger(__name__)
 
 PUBLIC_ENDPOINTS = {"admin.login"}
 # Requests that never count as the admin being active (so never extend the session).
@@ -67,10 +73,25 @@ def guard():
                 session.clear()
                 flash("Your session has ended. Log in again.", "info")
             return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        needed = required_role(current_app.view_functions.get(request.endpoint), request.method)
+        if not admin.rank.at_least(needed):
+            return _forbidden(admin, needed)
         if not is_background_request() and request.endpoint not in PASSIVE_ENDPOINTS:
             touch_session()
     if current_app.config.get("WTF_CSRF_ENABLED", True):
         csrf.protect()
+
+
+def _forbidden(admin, needed: Role):
+    """Below the role a view needs: a 403 that says which role it takes; nothing ran."""
+    message = f"This needs the {needed} role; you are signed in as {admin.role}."
+    log.info(
+        f"admin {admin.username} ({admin.role}) refused {request.method} {request.path}",
+        extra={"event": "admin.forbidden", "admin": admin.username, "needed": str(needed)},
+    )
+    if wants_json():
+        return jsonify(error_body("forbidden", message)), 403
+    return error_response(403, "forbidden", message)
 
 
 @bp.context_processor
@@ -80,6 +101,7 @@ def template_helpers() -> dict:
     admin = current_admin()
     return {
         "admin": admin,
+        "can": lambda role: admin is not None and admin.rank.at_least(Role(role)),
         "review_count": review_queries.open_review_count() if admin else 0,
         "pretty_body": presenters.pretty_body,
         "local_time": presenters.local_time,
@@ -141,6 +163,7 @@ def login():
 
 
 @bp.post("/logout")
+@requires(Role.VIEWER)
 def logout():
     """Sign out everywhere: the session version moves on, so old cookies die too."""
     logout_user(current_admin())
@@ -149,6 +172,7 @@ def logout():
 
 
 @bp.post("/api/ping")
+@requires(Role.VIEWER)
 def ping():
     """admin.js calls this when the admin is active on a page: restarts the idle clock."""
     return jsonify(ok=True, expires_at=iso(_expiry()))

@@ -7,10 +7,12 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from ...extensions import db
+from ...models import Role
 from ...webhooks import delivery as webhook_delivery
 from ...webhooks import endpoints as webhook_endpoints
 from ...webhooks.events import send_test_event
 from .. import bp, lookups, webhook_presenters, webhook_queries
+from ..auth import requires
 from .actions import actor, attempt, form_text
 
 
@@ -89,6 +91,7 @@ def enable_webhook(endpoint_id: str):
 
 
 @bp.route("/webhooks/<endpoint_id>/delete", methods=["GET", "POST"])
+@requires(Role.OWNER)
 def delete_webhook(endpoint_id: str):
     """Delete an endpoint, after a confirm step (GET shows it, POST does it)."""
     endpoint = webhook_endpoints.get_endpoint(endpoint_id)
