@@ -178,6 +178,17 @@ def test_try_again_right_after_cancel_counts_down_on_pay_instead_of_a_429(app_se
     assert statuses == [202, 202], statuses  # never a 429
 
 
+def prompt_from_outside(app, order: dict, phone: str) -> None:
+    """Send a prompt for `order` to `phone` from outside the page under test."""
+    response = requests.post(
+        f"{app.url}/api/orders/{order['order_id']}/payments",
+        json={"phone": phone},
+        headers={"X-Order-Token": order["token"]},
+        timeout=15,
+    )
+    assert response.status_code == 202, response.text
+
+
 def test_the_servers_cooldown_shows_one_countdown_on_the_pay_button(app_server, page):
     """Another order's prompt went to this phone seconds ago: the server says 429 "Please
     wait 10 seconds…"; the dialog keeps the reason, drops the number, counts on Pay."""
@@ -185,13 +196,7 @@ def test_the_servers_cooldown_shows_one_countdown_on_the_pay_button(app_server, 
 
     phone = new_phone()
     first = buy_order(app_server, "tea")
-    response = requests.post(
-        f"{app_server.url}/api/orders/{first['order_id']}/payments",
-        json={"phone": phone},
-        headers={"X-Order-Token": first["token"]},
-        timeout=15,
-    )
-    assert response.status_code == 202, response.text
+    prompt_from_outside(app_server, first, phone)
     app_server.simulator.answer(first["order_number"], "cancel")
 
     order = buy_order(app_server, "coffee")
@@ -221,13 +226,7 @@ def test_a_prompt_open_on_the_phone_says_why_and_cancelling_it_frees_pay(app_ser
 
     phone = new_phone()
     other = buy_order(app_server, "tea")  # someone else's order
-    response = requests.post(
-        f"{app_server.url}/api/orders/{other['order_id']}/payments",
-        json={"phone": phone},
-        headers={"X-Order-Token": other["token"]},
-        timeout=15,
-    )
-    assert response.status_code == 202, response.text
+    prompt_from_outside(app_server, other, phone)
 
     order = buy_order(app_server, "coffee")
     open_hosted(page, app_server, order)

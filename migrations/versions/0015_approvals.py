@@ -57,6 +57,11 @@ def upgrade():
     op.create_index(op.f('ix_approvals_status'), 'approvals', ['status'], unique=False)
     with op.batch_alter_table('refunds') as batch_op:
         batch_op.drop_constraint(op.f('ck_refunds_status'), type_='check')
+        # 'awaiting_approval' is 17 characters
+        batch_op.alter_column(
+            'status', existing_type=sa.String(length=16), type_=sa.String(length=20),
+            existing_nullable=False,
+        )
         batch_op.create_check_constraint(
             op.f('ck_refunds_status'),
             _in('status', ('awaiting_approval',) + REFUND_STATUSES + ('rejected',)),
@@ -75,6 +80,10 @@ def downgrade():
     )
     with op.batch_alter_table('refunds') as batch_op:
         batch_op.drop_constraint(op.f('ck_refunds_status'), type_='check')
+        batch_op.alter_column(
+            'status', existing_type=sa.String(length=20), type_=sa.String(length=16),
+            existing_nullable=False,
+        )
         batch_op.create_check_constraint(op.f('ck_refunds_status'), _in('status', REFUND_STATUSES))
     op.drop_index(op.f('ix_approvals_status'), table_name='approvals')
     op.drop_index(op.f('ix_approvals_order_id'), table_name='approvals')

@@ -237,7 +237,7 @@ class Refund(db.Model):
     method: Mapped[str] = mapped_column(String(16), nullable=False, default="manual")
     phone: Mapped[str | None] = mapped_column(String(12))
     status: Mapped[RefundStatus] = mapped_column(
-        String(16), nullable=False, default=RefundStatus.SUCCEEDED
+        String(20), nullable=False, default=RefundStatus.SUCCEEDED
     )
     reason: Mapped[RefundReason] = mapped_column(String(32), nullable=False)
     note: Mapped[str | None] = mapped_column(Text)

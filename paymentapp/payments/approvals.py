@@ -30,7 +30,6 @@ from ..models import Approval, ApprovalKind, ApprovalStatus, Payment, RefundStat
 from ..models.accounts import count_enabled_owners
 from . import refunds, reversals
 from . import services as payments
-from .money import refundable
 from .refund_outcomes import landed
 from .services import review_note
 from .states import Kind, transition
@@ -178,16 +177,7 @@ def manual_refund(payment_id: str, amount: int | None, reason: str, note: str, a
     payment = db.session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("No payment with this id.", code="payment_not_found")
-    most = refundable(payment)
-    if most == 0 or (amount is not None and amount > most):
-        raise Conflict(
-            f"At most KES {most:,} of this payment may be refunded."
-            if most
-            else "Nothing of this payment may be refunded.",
-            code="not_refundable",
-            extra={"refundable": most},
-        )
-    amount = most if amount is None else amount
+    amount = refunds.amount_to_refund(payment, amount)
     order_id = payment.order_id
     db.session.rollback()
     return propose(

@@ -74,6 +74,21 @@ def add_refund(
     return refund
 
 
+def amount_to_refund(payment, amount: int | None) -> int:
+    """What a manual refund of `payment` gives back: `amount`, or by default all that may
+    be (`money.refundable`); 409 `not_refundable` (with how much may) for more."""
+    most = refundable(payment)
+    if most == 0 or (amount is not None and amount > most):
+        raise Conflict(
+            f"At most KES {most:,} of this payment may be refunded."
+            if most
+            else "Nothing of this payment may be refunded.",
+            code="not_refundable",
+            extra={"refundable": most},
+        )
+    return most if amount is None else amount
+
+
 @retried("record_refund")
 def record_refund(
     payment_id: str, amount: int | None, reason: str, note: str | None, actor: str
@@ -91,17 +106,7 @@ def record_refund(
     reason = refund_reason(reason)
     payment = lock_payment(payment_id)
     order = payment.order
-    most = refundable(payment)
-    if most == 0 or (amount is not None and amount > most):
-        db.session.rollback()
-        raise Conflict(
-            f"At most KES {most:,} of this payment may be refunded."
-            if most
-            else "Nothing of this payment may be refunded.",
-            code="not_refundable",
-            extra={"refundable": most},
-        )
-    amount = most if amount is None else amount
+    amount = amount_to_refund(payment, amount)
     refund = add_refund(
         payment, amount, "manual", RefundStatus.SUCCEEDED, reason, note, actor, completed=True
     )

@@ -405,11 +405,14 @@ def test_adding_a_user_refuses_a_short_password_and_keeps_what_was_typed(app, wo
     assert db.session.scalar(select(AdminUser).where(AdminUser.username == "dave")) is None
 
 
-def test_a_viewer_may_listen_on_the_dashboard_socket(app, world):
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_may_listen_on_the_dashboard_socket(app, world, role):
+    """The `/admin` namespace's only event is connect (the server emits, nobody sends):
+    every role may listen; it carries what every role may read."""
     from paymentapp.extensions import socketio
 
-    viewer = signed_in(app, VIEWER)
-    sock = socketio.test_client(app, namespace="/admin", flask_test_client=viewer)
+    client = signed_in(app, role)
+    sock = socketio.test_client(app, namespace="/admin", flask_test_client=client)
     assert sock.is_connected("/admin")
     sock.disconnect(namespace="/admin")
 

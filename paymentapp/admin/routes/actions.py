@@ -5,10 +5,13 @@ that page with its form refilled and the refused fields marked)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from flask import abort, flash, make_response, redirect, request
+from flask import Response, abort, flash, make_response, redirect, request, stream_with_context
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +19,7 @@ from ...errors import ApiError, Conflict
 from ...extensions import db
 from ...payments.services import review_note
 from ..auth import current_admin
+from ..presenters import local_time
 
 T = TypeVar("T")
 
@@ -75,6 +79,30 @@ def attempt(
         flash_refusal(refusal)
         answer = redirect(back)
     abort(make_response(answer))  # a response given to abort is sent as it is
+
+
+def csv_download(name: str, header, rows) -> Response:
+    """`rows` (lists of cells, already formula-safe) under `header`, streamed as the
+    download `<name>-<local date>.csv`, about 16 KiB at a time."""
+
+    def chunks():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            if buffer.tell() > 16_384:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"{name}-{local_time(datetime.now(UTC))[:10]}.csv"
+    return Response(
+        stream_with_context(chunks()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def flash_refusal(exc: ApiError) -> None:

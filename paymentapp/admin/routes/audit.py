@@ -4,18 +4,16 @@ Every signed-in role may read it (GET); nobody may change it (the database refus
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from flask import Response, render_template, request, stream_with_context
+from flask import render_template, request
 
 from ... import audit
 from ...extensions import db
 from ...models import AuditEvent
 from .. import bp, presenters
+from .actions import csv_download
 
 PAGE_SIZE = 50
 CSV_HEADER = ("at", "actor", "role", "address", "action", "target", "summary", "changes")
@@ -85,25 +83,12 @@ def audit_csv():
     """The filtered audit log as CSV (local times, formula-safe cells), streamed."""
     filters = parse_filters(request.args)
     query = audit.events(filters.action, filters.actor).execution_options(yield_per=500)
-
-    def rows():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_HEADER)
-        for event in db.session.scalars(query):
-            values = [presenters.local_time(event.at)] + [
-                getattr(event, name) for name in CSV_HEADER[1:]
-            ]
-            writer.writerow([presenters.csv_cell(value) for value in values])
-            if buffer.tell() > 16_384:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    name = f"audit-{presenters.local_time(datetime.now(UTC))[:10]}.csv"
-    return Response(
-        stream_with_context(rows()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    rows = (
+        [
+            presenters.csv_cell(value)
+            for value in [presenters.local_time(event.at)]
+            + [getattr(event, name) for name in CSV_HEADER[1:]]
+        ]
+        for event in db.session.scalars(query)
     )
+    return csv_download("audit", CSV_HEADER, rows)

@@ -4,11 +4,7 @@ a refund (also offered on the review queue), check a pending prompt now, cancel.
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import UTC, datetime
-
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from ...errors import ApiError, get_or_404
 from ...models import ReceiptCheck, RefundReason, Role
@@ -17,7 +13,15 @@ from ...payments import approvals, receipt_checks
 from ...payments import services as payments
 from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
 from ..auth import requires
-from .actions import actor, attempt, flash_refusal, form_state, form_text, note_errors
+from .actions import (
+    actor,
+    attempt,
+    csv_download,
+    flash_refusal,
+    form_state,
+    form_text,
+    note_errors,
+)
 from .review import review_page
 
 # What "Check status now" found → the flash message's style.
@@ -55,25 +59,8 @@ def index():
 def orders_csv():
     """The filtered orders as CSV (phones masked, formula-safe cells), streamed."""
     filters = queries.parse_filters(request.args)
-
-    def rows():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(presenters.CSV_HEADER)
-        for order in queries.iter_orders(filters):
-            writer.writerow(presenters.csv_row(order))
-            if buffer.tell() > 16_384:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    name = f"orders-{presenters.local_time(datetime.now(UTC))[:10]}.csv"
-    return Response(
-        stream_with_context(rows()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    rows = (presenters.csv_row(order) for order in queries.iter_orders(filters))
+    return csv_download("orders", presenters.CSV_HEADER, rows)
 
 
 def order_page(order, status: int = 200, forms: dict | None = None):
