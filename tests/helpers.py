@@ -7,6 +7,7 @@ the end-to-end stack in `tests/e2e.py`.
 
 from __future__ import annotations
 
+import os
 import re
 
 import requests
@@ -46,6 +47,9 @@ def base_env(database_url: str, **extra) -> dict:
         # the suite's dashboards have one owner, who moves money by hand alone (approvals
         # by a second owner: tests/admin/test_approvals.py)
         "APPROVALS": "off",
+        # Redis channels and rate-limit keys of this test process only: runs side by side
+        # (the PostgreSQL pass on every core) never hear each other
+        "SOCKETIO_CHANNEL": f"paymentapp-test-{os.getpid()}",
         **extra,
     }
 
