@@ -1,4 +1,4 @@
-"""The dialog's "Pay with Paybill instead" (issue 13, Dialog) in real Chromium, against
+"""The dialog's "Pay with Paybill instead" in real Chromium, against
 real gunicorn + PostgreSQL: the Paybill details with copy buttons, live to "Payment
 received" when the C2B confirmation lands, part payments, axe and the keyboard.
 
@@ -150,6 +150,28 @@ def test_cancelled_prompt_then_paybill_with_a_loosely_typed_account_flips_to_pai
 
 
 @pytest.mark.parametrize("context", [PHONE], indirect=True)
+def test_paid_at_the_paybill_while_a_prompt_is_open_stops_the_prompts_countdown(app_server, page):
+    """The customer gave up waiting on the prompt and paid at the Paybill: the order is
+    paid, so "check your phone" and the prompt's countdown go at once (the prompt itself
+    is still open on the phone)."""
+    from playwright.sync_api import expect
+
+    order = buy_order(app_server, "tea")
+    open_hosted(page, app_server, order)
+    pay(page, new_phone())
+    expect_view(page, "pending")
+    countdown = page.locator('[data-field="countdown"]')
+    expect(countdown).to_contain_text("Prompt expires in")
+
+    confirm(app_server, order["order_number"], status(app_server, order)["amount"])
+    expect_view(page, "success")
+    expect(page.locator('.pa-view[data-view="pending"]')).to_be_hidden()
+    said = countdown.text_content()
+    page.wait_for_timeout(2200)  # two ticks of the countdown, had it kept running
+    assert countdown.text_content() == said
+    assert status(app_server, order)["order_status"] == "paid"
+
+
 def test_a_part_payment_shows_what_is_still_due_and_a_second_completes_it(
     app_server, context, page
 ):

@@ -86,6 +86,7 @@ def test_every_module_the_dialog_imports_is_served_cross_origin(client):
         "pay-dialog-markup.js",
         "pay-dialog-paybill.js",
         "pay-dialog-phone.js",
+        "pay-dialog-qr.js",
         "pay-dialog-states.js",
         "paymentapp-client.js",
     } <= seen

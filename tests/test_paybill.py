@@ -53,7 +53,11 @@ def test_exact_amount_with_a_loosely_typed_account_pays_the_order(
     assert update["order_status"] == "paid" and update["amount_due"] == 0
     assert update["payments"][0]["method"] == "paybill"
     shortcode = client.application.config["MPESA_C2B_SHORTCODE"]
-    assert update["paybill"] == {"business_number": shortcode, "account": order["number"]}
+    assert update["paybill"] == {
+        "business_number": shortcode,
+        "account": order["number"],
+        "qr": True,
+    }
     assert_paid_once(db)
 
 

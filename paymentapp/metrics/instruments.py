@@ -64,6 +64,7 @@ DARAJA_ENDPOINTS = (
     "transaction_status",
     "pull_register",
     "pull_query",
+    "qrcode",
 )
 
 CALLBACK_SECONDS = Histogram(

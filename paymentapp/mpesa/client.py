@@ -1,6 +1,6 @@
 """The Daraja client the app uses: one class composed from the API modules, and
 `get_client()` for the current app. Import what you need from here; the modules say how
-each API behaves (`stk.py`, `c2b.py`, `reversal.py` on `initiator.py`), how requests go
+each API behaves (`stk.py`, `c2b.py`, `qr.py`, `reversal.py` on `initiator.py`), how requests go
 out (`transport.py`, `tokens.py`) and what an answer means (`errors.py`).
 """
 
@@ -22,6 +22,7 @@ from .errors import (
 from .formats import EAT, eat_timestamp, stk_password
 from .initiator import Acknowledged, InitiatorNotConfigured, initiator_configured
 from .pull import PullApi, PulledTransaction
+from .qr import QrApi
 from .reversal import ReversalApi
 from .stk import PushAccepted, QueryResult, StkApi
 from .tokens import TokenCache
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class DarajaClient(StkApi, C2BApi, ReversalApi, B2CApi, TransactionStatusApi, PullApi):
+class DarajaClient(StkApi, C2BApi, ReversalApi, B2CApi, TransactionStatusApi, PullApi, QrApi):
     """Talks to Daraja (or the simulator, which speaks the same protocol). A new API is a
     `Transport` subclass in a module of its own, added to the bases here."""
 

@@ -8,6 +8,7 @@ from flask import current_app, has_app_context, request
 
 from ..errors import ApiError, ValidationError
 from ..models import Order, Payment
+from ..mpesa.qr import qr_offered
 from ..phones import InvalidPhone, mask_phone, normalize_phone
 
 MIN_AMOUNT = 1
@@ -166,6 +167,8 @@ def status_snapshot(order: Order) -> dict:
         "paybill": {
             "business_number": current_app.config["MPESA_C2B_SHORTCODE"],
             "account": order.number,
+            # a Dynamic QR of the amount due is served (docs/dialog.md, "Pay by QR")
+            "qr": qr_offered(current_app.config),
         },
     }
 

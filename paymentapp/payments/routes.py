@@ -1,5 +1,6 @@
-"""The customer's payment endpoint (`POST /api/orders/<id>/payments {phone}`) and the
-merchant's refunds (`POST`/`GET /api/orders/<id>/refunds`, docs/refunds.md)."""
+"""The customer's payment endpoints (`POST /api/orders/<id>/payments {phone}`, the Pay by
+QR image `GET /api/orders/<id>/qr.png`) and the merchant's refunds (`POST`/`GET
+/api/orders/<id>/refunds`, docs/refunds.md)."""
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -16,6 +17,7 @@ from ..security import (
     check_order_access,
     request_client_token,
 )
+from .qr import qr_png
 from .reversals import request_refund
 from .services import start_payment
 
@@ -40,6 +42,17 @@ def create(order_id: str):
         raise ValidationError(str(exc), code="invalid_phone", fields={"phone": str(exc)}) from None
     payment = start_payment(order_id, phone)
     return jsonify(payment_json(payment)), 202
+
+
+@bp.get("/<order_id>/qr.png")
+@limiter.limit(lambda: current_app.config.get("QR_RATE_LIMIT", "30 per minute"))
+def qr(order_id: str):
+    """The Dynamic QR that pays the order's amount due (customer, by its client token,
+    as a header or `?token=`: an <img> sends no header)."""
+    check_client_token(order_id, request_client_token())
+    response = current_app.response_class(qr_png(get_order(order_id)), mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=60"
+    return response
 
 
 REFUND_FIELDS = {"payment_id", "amount", "reason", "note", "phone"}

@@ -98,10 +98,10 @@ def start_payment(order_id: str, phone: str) -> Payment:
             _note_unknown_push(payment.id, exc.message)
             return db.session.get(Payment, payment.id)
         _fail_push(payment.id, exc)
-        raise _upstream(exc) from None
+        raise upstream_error(exc) from None
     except DarajaError as exc:
         _fail_push(payment.id, exc)
-        raise _upstream(exc) from None
+        raise upstream_error(exc) from None
 
     return _accepted(payment.id, accepted)
 
@@ -158,7 +158,7 @@ def _create_pending(order_id: str, phone: str, now: datetime) -> Payment:
     return payment
 
 
-def _upstream(exc: DarajaError) -> ApiError:
+def upstream_error(exc: DarajaError) -> ApiError:
     codes = {
         DarajaBusy: ("mpesa_busy", "M-Pesa is busy right now. Please try again in a minute."),
         SubscriberLocked: (

@@ -24,7 +24,7 @@ from flask import Blueprint
 
 bp = Blueprint("simulator", __name__, url_prefix="/_simulator")
 
-from . import b2c, daraja, initiator, phone, pull  # noqa: E402,F401
+from . import b2c, daraja, initiator, phone, pull, qr  # noqa: E402,F401
 from .callbacks import answer_prompt, callback_body  # noqa: E402
 from .models import get_prompt, reset_state  # noqa: E402
 

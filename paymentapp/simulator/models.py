@@ -150,6 +150,18 @@ sim_status_checks = Table(
     Column("result_status", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
 )
+sim_qr_codes = Table(  # Dynamic QR codes handed out (qr.py); the phone can scan them
+    "sim_qr_codes",
+    sim_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("payload", Text, nullable=False),  # what the QR holds (EMVCo-shaped TLV)
+    Column("merchant_name", String(64), nullable=False),
+    Column("ref_no", String(64), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("trx_code", String(2), nullable=False),
+    Column("cpi", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
 sim_settings = Table(
     "sim_settings",
     sim_metadata,

@@ -123,14 +123,14 @@ def act_on_prompt(checkout_id: str, action: str):
     if action == "ignore":
         prompt = get_prompt(checkout_id)
         if prompt is None:
-            return _sim_error(404, "No such prompt.")
+            return sim_error(404, "No such prompt.")
         return jsonify(prompt_json(prompt))
     if action not in ACTIONS:
-        return _sim_error(422, f"Unknown action; use one of {', '.join([*ACTIONS, 'ignore'])}.")
+        return sim_error(422, f"Unknown action; use one of {', '.join([*ACTIONS, 'ignore'])}.")
     prompt = answer_prompt(checkout_id, action)
     if prompt is None:
         exists = get_prompt(checkout_id) is not None
-        return _sim_error(
+        return sim_error(
             409 if exists else 404,
             "This prompt was already answered." if exists else "No such prompt.",
         )
@@ -142,7 +142,7 @@ def resend_callback(checkout_id: str):
     """Post an answered prompt's callback again (Daraja sometimes sends duplicates)."""
     prompt = get_prompt(checkout_id)
     if prompt is None or prompt.state != "answered":
-        return _sim_error(409, "Only answered prompts have a callback.")
+        return sim_error(409, "Only answered prompts have a callback.")
     post_callback(current_app._get_current_object(), checkout_id, twin=False)
     return jsonify(prompt_json(get_prompt(checkout_id)))
 
@@ -156,6 +156,7 @@ FAULT_ENDPOINTS = (
     "status",
     "pull",
     "b2c",
+    "qrcode",
 )
 
 
@@ -165,7 +166,7 @@ def add_fault():
     is C2B Register URL, `status` Transaction Status)."""
     data = request.get_json(silent=True) or {}
     if data.get("endpoint") not in FAULT_ENDPOINTS:
-        return _sim_error(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
+        return sim_error(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
     body = data.get("body", {})
     db.session.execute(
         insert(sim_faults).values(
@@ -187,7 +188,7 @@ def revoke_tokens():
     return jsonify(ok=True)
 
 
-def _sim_error(status: int, message: str, fields: dict | None = None):
+def sim_error(status: int, message: str, fields: dict | None = None):
     error = {"code": "simulator_error", "message": message, "fields": fields or {}}
     return jsonify({"error": error}), status
 
@@ -223,13 +224,13 @@ def c2b_settings():
     "timeout", "b2c_funds": "enough" | "insufficient"}`."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not data:
-        return _sim_error(422, "Send a JSON object of settings.")
+        return sim_error(422, "Send a JSON object of settings.")
     for name, value in data.items():
         if name not in c2b.SETTINGS:
-            return _sim_error(422, f"Unknown setting {name!r}; use {', '.join(c2b.SETTINGS)}.")
+            return sim_error(422, f"Unknown setting {name!r}; use {', '.join(c2b.SETTINGS)}.")
         allowed = c2b.SETTINGS[name][1]
         if value not in allowed:
-            return _sim_error(422, f"{name} must be one of {', '.join(allowed)}.")
+            return sim_error(422, f"{name} must be one of {', '.join(allowed)}.")
     for name, value in data.items():
         c2b.set_setting(name, value)
     return jsonify(c2b.settings())
@@ -242,7 +243,7 @@ def c2b_pay():
     background (c2b.py); 202 with the payment, which `GET /api/c2b?trans_id=` follows."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        return _sim_error(422, "Send a JSON object.")
+        return sim_error(422, "Send a JSON object.")
     config = current_app.config
     shortcode = str(data.get("shortcode") or config["MPESA_C2B_SHORTCODE"]).strip()
     account = data.get("account", "")
@@ -282,11 +283,11 @@ def c2b_pay():
         problems["account"] = "Enter the account number."
     fields = {name: message for name, message in problems.items() if message}
     if fields:
-        return _sim_error(422, next(iter(fields.values())), fields)
+        return sim_error(422, next(iter(fields.values())), fields)
     registered_now = False
     if c2b.registration(shortcode) is None:
         if shortcode != config["MPESA_C2B_SHORTCODE"]:
-            return _sim_error(
+            return sim_error(
                 422,
                 f"No business with number {shortcode} here: the simulator knows the app's "
                 f"{config['MPESA_C2B_SHORTCODE']} and shortcodes with registered URLs.",

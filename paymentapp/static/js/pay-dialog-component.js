@@ -8,6 +8,7 @@ import { ConnectionState, PaymentClient, formatKes } from "./paymentapp-client.j
 import { ICONS, TEMPLATE } from "./pay-dialog-markup.js";
 import { PaybillPanel } from "./pay-dialog-paybill.js";
 import { PhoneForm } from "./pay-dialog-phone.js";
+import { QrPanel } from "./pay-dialog-qr.js";
 import {
   CONNECTION_LABELS,
   PHONE_COOLDOWN_NOTE,
@@ -36,6 +37,7 @@ export class PaymentDialog {
    * @param {string} [o.description]     what is being paid for
    * @param {number} [o.autoCloseMs]     modal: close this long after success (0: never)
    * @param {Element} [o.opener]        gets the focus back on close (default: focused element)
+   * @param {boolean} [o.qr]           Pay by QR on a wide screen (default: modal only)
    * @param {function} [o.onPaid] @param {function} [o.onClose]
    */
   constructor(o) {
@@ -56,6 +58,14 @@ export class PaymentDialog {
       baseUrl: this.o.baseUrl || DEFAULT_BASE_URL,
       initialStatus: this.o.initialStatus,
       ...clientOptions,
+    });
+    // Pay by QR: the modal (it widens itself) and an inline dialog whose page lets it
+    // widen (`qr: true`: the hosted page)
+    const qr = this.o.qr ?? this.o.mode === "modal";
+    this.qrPanel = qr && new QrPanel(this.frame, {
+      baseUrl: clientOptions.baseUrl || this.o.baseUrl || DEFAULT_BASE_URL,
+      orderId: this.o.orderId,
+      token: this.o.token,
     });
     this.client.addEventListener("status", (e) => this._onStatus(e.detail));
     this.client.addEventListener("connection", (e) => this._onConnection(e.detail));
@@ -190,6 +200,7 @@ export class PaymentDialog {
     const view = viewFor(status, this.retrying, this.paybill);
     if (payment && payment.id !== this.retrying) this.retrying = null;
     this.paybillPanel.update(status);
+    if (this.qrPanel) this.qrPanel.update(status);
     if (previous) this._announceMoney(previous, status);
     clearInterval(this.timers.countdown);
     clearInterval(this.timers.retryWait);

@@ -3,6 +3,7 @@
 // dialog's shadow root; pay-dialog-component.js shows one view at a time.
 
 import { PAYBILL_ICON, PAYBILL_VIEW } from "./pay-dialog-paybill.js";
+import { QR_PANEL } from "./pay-dialog-qr.js";
 
 export const ICONS = {
   phone:
@@ -63,7 +64,7 @@ export const TEMPLATE = `
           <span class="pa-pay-label">Pay</span>
         </button>
         <p class="pa-fineprint">You will get an M-Pesa prompt on your phone. Enter your PIN to approve.</p>
-      </form>
+      </form>${QR_PANEL}
       <button type="button" class="pa-link pa-to-paybill" hidden>Pay with Paybill instead</button>
     </section>
 

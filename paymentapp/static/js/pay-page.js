@@ -5,4 +5,4 @@ import { mount } from "./pay-dialog.js";
 const data = JSON.parse(document.getElementById("paymentapp-dialog-data").textContent);
 const container = document.getElementById("paymentapp-dialog");
 container.replaceChildren();
-window.paymentDialog = mount(container, data);
+window.paymentDialog = mount(container, { ...data, qr: true }); // the page widens for it
