@@ -11,7 +11,16 @@ from ...models import ReceiptCheck, RefundReason, Role
 from ...orders.services import cancel_order, get_order
 from ...payments import approvals, receipt_checks
 from ...payments import services as payments
-from .. import bp, lookups, presenters, queries, webhook_presenters, webhook_queries
+from .. import (
+    bp,
+    chart_presenters,
+    charts,
+    lookups,
+    presenters,
+    queries,
+    webhook_presenters,
+    webhook_queries,
+)
 from ..auth import requires
 from .actions import (
     actor,
@@ -38,12 +47,13 @@ CHECK_STYLE = {
 @bp.get("/")
 @bp.get("")
 def index():
-    """Orders: filters, totals, and a table that updates live."""
+    """Orders: the charts (first page), filters, totals, and a table that updates live."""
     filters = queries.parse_filters(request.args)
     totals = queries.order_totals(filters)
     orders, page, page_count = queries.orders_page(filters, totals["count"])
     return render_template(
         "admin/orders.html",
+        glance=chart_presenters.glance(charts.read()) if page == 1 else None,
         filters=filters,
         totals=totals,
         breakdown=queries.paid_breakdown(filters),
