@@ -1,8 +1,10 @@
-# Two commands for a fresh machine: `make run` and `make test`.
+# Two commands for a fresh machine: `make run` and `make test`. `make services` and
+# `make browsers` add what the full suite needs; `make build` is what a server needs.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.runtime
 NPM_STAMP := node_modules/.installed
 # The JS workspace (npm workspaces of the root package.json, one package-lock.json).
 JS := clients/js
@@ -10,16 +12,32 @@ CLIENT_DIST := $(JS)/packages/client/dist/paymentapp-client.js
 REACT_DIST := $(JS)/packages/react/dist/index.js
 export FLASK_APP := wsgi
 
-.PHONY: run test test-js lint fmt install clean migrate-check bench lock check-lock
+.PHONY: run test test-js lint fmt install build check-tools services browsers clean \
+	migrate-check bench lock check-lock
+
+# The prerequisites the README states (Python 3.11+ with venv, Node 20.19+ with npm),
+# checked before anything is installed, with one line that says what is missing.
+check-tools:
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/check-tools.sh python node
 
 # The locks (requirements*.txt, every package pinned with its hashes) are what installs;
 # requirements*.in are the human-edited lists they are compiled from (`make lock`).
-$(STAMP): requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; sys.exit("paymentapp needs Python 3.11+") if sys.version_info < (3, 11) else None'
+# $(1): the lock to install into the venv.
+define venv_install
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/check-tools.sh python
 	$(PYTHON) scripts/check-lock.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
-	touch $(STAMP)
+	$(PY) -m pip install --quiet --require-hashes -r $(1)
+	touch $@
+endef
+
+# Development: the runtime lock and the test and lint tools.
+$(STAMP): requirements.txt requirements-dev.txt
+	$(call venv_install,requirements-dev.txt)
+
+# A server: the runtime lock alone (`make build`).
+$(RUNTIME_STAMP): requirements.txt
+	$(call venv_install,requirements.txt)
 
 $(NPM_STAMP): package.json package-lock.json $(wildcard $(JS)/*/*/package.json)
 	npm ci --no-audit --no-fund --silent
@@ -34,7 +52,12 @@ $(CLIENT_DIST): $(NPM_STAMP) $(JS)/tsconfig.base.json $(wildcard $(JS)/packages/
 $(REACT_DIST): $(CLIENT_DIST) $(wildcard $(JS)/packages/react/*.json $(JS)/packages/react/src/*)
 	npm run build --silent --workspace @paymentapp/react
 
-install: $(STAMP) $(NPM_STAMP) $(CLIENT_DIST) $(REACT_DIST)
+install: check-tools $(STAMP) $(NPM_STAMP) $(CLIENT_DIST) $(REACT_DIST)
+
+# Everything a server needs, and no development tools: the venv with the runtime lock and
+# the built JS packages (the app refuses to start without the client;
+# docs/deployment.md#production).
+build: check-tools $(RUNTIME_STAMP) $(NPM_STAMP) $(CLIENT_DIST) $(REACT_DIST)
 
 run: install
 	$(VENV)/bin/flask --app wsgi db upgrade
@@ -42,12 +65,25 @@ run: install
 		WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} \
 		$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+# Installs nothing beyond `make install`: tests whose service or browser is missing skip,
+# and the summary ends with the command that runs them (tests/conftest.py).
+# Every core: the end-to-end and browser tests in one group on one worker (they start
+# their own servers, one module at a time), the unit tests on the others (tests/conftest.py).
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
+
 test: install
 	$(PYTHON) scripts/check-lock.py
-	./scripts/ensure-test-deps.sh
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-js
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# What the end-to-end and browser tests need, each only when asked: the local PostgreSQL
+# and Redis started when installed but not running, and Debian's Chromium installed.
+services:
+	./scripts/services.sh
+
+browsers:
+	./scripts/browsers.sh
 
 # tsc --noEmit on the packages and the example, then vitest (jsdom): well under a minute.
 test-js: install
@@ -67,7 +103,7 @@ fmt: $(STAMP)
 # runs, then 10,000 dialogs on paymentapp. About half an hour on 2 cores.
 BENCH_ARGS ?= --servers paymentapp,floor,node-pg --dialogs 2000 --rates 100 \
 	--sweep 50,100,200,300,400 --full-sweep --runs 3 --big --json test-artifacts/bench-callbacks.json
-.PHONY: bench-flow
+.PHONY: bench-flow bench-charts
 bench: install
 	$(VENV)/bin/python bench/callbacks.py $(BENCH_ARGS)
 
@@ -75,7 +111,13 @@ bench: install
 bench-flow: install
 	$(VENV)/bin/python bench/run.py
 
-lock: $(STAMP)
+# The dashboard's chart queries and the orders page on 1 M seeded payments (bench/charts.py).
+bench-charts: install
+	$(VENV)/bin/python bench/charts.py
+
+# Not on $(STAMP): that checks the lock, which is what is being remade (an edited .in).
+lock:
+	@test -x $(VENV)/bin/pip-compile || { echo "make lock needs the venv's pip-tools: run make install first"; exit 1; }
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-trusted-host --no-emit-find-links \
 		-o requirements.txt requirements.in

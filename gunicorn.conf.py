@@ -1,21 +1,38 @@
-"""gunicorn settings for production: gevent WebSocket workers, driven by the environment.
+"""gunicorn settings for production: gevent WebSocket workers, driven by the environment
+over `.env`, read by the loader the app uses (paymentapp/environment.py).
 
 No preload_app: each worker must be monkey-patched by gevent before the app imports
 ssl, socket or redis, and gunicorn's gevent worker patches at worker start, before it
-loads `wsgi:app`. Nothing from `paymentapp` is imported here (this runs in the master).
+loads `wsgi:app`. So nothing of the `paymentapp` package is imported here (this runs in
+the master): `environment.py`, which imports nothing of the project, is loaded by its path.
 """
 
-import logging
+import importlib.util
 import os
 import re
 import resource
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
+from gunicorn.errors import AppImportError
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import PyWSGIHandler
+
+
+def _environment_module():
+    """paymentapp/environment.py, loaded from its file without the package around it."""
+    path = Path(__file__).resolve().parent / "paymentapp" / "environment.py"
+    spec = importlib.util.spec_from_file_location("paymentapp_settings_loader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+settings = _environment_module()
 
 _CALLBACK_TOKEN = re.compile(r"(/callbacks/stk/)[^/?\s\"]+")
 _QUERY_TOKEN = re.compile(r"([?&]token=)[^&\s\"]+")
@@ -58,22 +75,17 @@ class RedactingWebSocketHandler(WebSocketHandler):
 
     def upgrade_websocket(self):
         # gevent-websocket answers 101 before the app runs, so engine.io's own origin
-        # check can only drop the socket afterwards; refuse the handshake itself instead.
-        # `self.application` is the Flask app (its config holds CORS_ALLOWED_ORIGINS).
+        # check can only drop the socket afterwards; refuse the handshake itself instead,
+        # by the app's rule, which logs what to change. `self.application` is the Flask app.
         origin = self.environ.get("HTTP_ORIGIN")
-        allowed = getattr(self.application, "config", {}).get("CORS_ALLOWED_ORIGINS") or []
         upgrading = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        if upgrading and origin and "*" not in allowed and origin not in allowed:
-            # the one clue a wrong PUBLIC_BASE_URL / CORS_ALLOWED_ORIGINS leaves: say so
-            logging.getLogger("paymentapp.realtime").warning(
-                "websocket refused for origin %s (allowed: %s; set PUBLIC_BASE_URL or "
-                "CORS_ALLOWED_ORIGINS) | event=socket.origin_refused origin=%s",
-                origin,
-                ", ".join(allowed) or "none",
-                origin,
-            )
-            self.start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"This origin may not open a WebSocket here."]
+        if upgrading and origin:
+            # imported here: this runs in a worker, where the app (wsgi.py) is loaded
+            from paymentapp.cors import socket_origin_allowed
+
+            if not socket_origin_allowed(self.application.config, origin):
+                self.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+                return [b"This origin may not open a WebSocket here."]
         return super().upgrade_websocket()
 
 
@@ -81,6 +93,17 @@ class Worker(GeventWebSocketWorker):
     """gevent-websocket's gunicorn worker (WebSocket upgrade) with redacted access lines."""
 
     wsgi_handler = RedactingWebSocketHandler
+
+    def load_wsgi(self):
+        # wsgi.py exits with one line on a configuration error. Passed on as an
+        # AppImportError, gunicorn prints that line and stops; a worker's plain exit would
+        # only be followed by another worker failing the same way, forever.
+        try:
+            super().load_wsgi()
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                raise AppImportError(exc.code) from None
+            raise
 
 
 class RedactingLogger(Logger):
@@ -100,25 +123,32 @@ class RedactingLogger(Logger):
         return atoms
 
 
-bind = (
-    os.environ.get("BIND")
-    or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
-)
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# The real environment over `.env`, put into this process's environment: the workers
+# (and the app in them) inherit it. A bad value stops gunicorn with one line, as the app does.
+try:
+    env = settings.load_environment()
+    bind = settings.bind_address(env)
+    workers = settings.whole_number(env, "WEB_CONCURRENCY", 1, minimum=1)
+    # Each open Socket.IO connection holds one greenlet and one file descriptor. Workers
+    # do not share connections evenly (whichever is free accepts), so each may hold all
+    # of them: 10,000 per worker, and `on_starting` raises the open-files limit to match.
+    worker_connections = settings.whole_number(env, "WORKER_CONNECTIONS", 10000, minimum=1)
+    loglevel = settings.log_level(env)
+    RECONCILER_IN_PROCESS = settings.flag(env, "RECONCILER_IN_PROCESS")
+    RECONCILE_INTERVAL_S = settings.seconds(env, "RECONCILE_INTERVAL_S", 5, minimum=0.1)
+    WEBHOOKS_IN_PROCESS = settings.flag(env, "WEBHOOKS_IN_PROCESS")
+    WEBHOOK_INTERVAL_S = settings.seconds(env, "WEBHOOK_INTERVAL_S", 1, minimum=0.05)
+except settings.ConfigError as exc:
+    sys.exit(f"paymentapp: configuration error: {exc}")
 worker_class = Worker
-# Each open Socket.IO connection holds one greenlet and one file descriptor. Workers do
-# not share connections evenly (whichever is free accepts), so each may hold all of
-# them: 10,000 per worker, and `on_starting` raises the open-files limit to match.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 preload_app = False
 timeout = 60
 graceful_timeout = 20
 keepalive = 5
-accesslog = os.environ.get("ACCESS_LOG", "-")
+accesslog = env.get("ACCESS_LOG", "-")
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logger_class = RedactingLogger
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = env.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket would be shared by every gunicorn on the host; not needed.
 control_socket_disable = True
 
@@ -133,16 +163,14 @@ def post_worker_init(worker):
     # imported here: the config module is read by the master, before any app exists
     from paymentapp.loops import start_in_background
 
-    if os.environ.get("RECONCILER_IN_PROCESS", "").lower() in ("1", "true", "yes"):
+    if RECONCILER_IN_PROCESS:
         from paymentapp.payments.reconcile import reconcile_once
 
-        interval = float(os.environ.get("RECONCILE_INTERVAL_S", "5"))
-        start_in_background(worker.wsgi, reconcile_once, "reconcile", interval)
-    if os.environ.get("WEBHOOKS_IN_PROCESS", "").lower() in ("1", "true", "yes"):
+        start_in_background(worker.wsgi, reconcile_once, "reconcile", RECONCILE_INTERVAL_S)
+    if WEBHOOKS_IN_PROCESS:
         from paymentapp.webhooks.delivery import delivery_pass
 
-        interval = float(os.environ.get("WEBHOOK_INTERVAL_S", "1"))
-        start_in_background(worker.wsgi, delivery_pass, "webhooks", interval)
+        start_in_background(worker.wsgi, delivery_pass, "webhooks", WEBHOOK_INTERVAL_S)
 
 
 # -- metrics: prometheus_client's multiprocess directory (docs/metrics.md) ------------------

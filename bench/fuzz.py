@@ -1,4 +1,4 @@
-"""Fuzz the production shape (issue 9): no 5xx, no bypass, no leak.
+"""Fuzz the production shape: no 5xx, no bypass, no leak.
 
 Starts gunicorn (2 gevent workers) on a fresh PostgreSQL database with Redis and the
 built-in simulator as Daraja, seeds orders and real STK prompts, then sends N mutated
@@ -67,7 +67,7 @@ SEED_PAYMENTS = 20
 SEED_ACCEPT = 4
 SEED_CANCEL = 3
 EVENTS_PER_SOCKET = 15  # under the server's burst of 20 events per connection
-SOCKET_SHARE = 0.075  # ~750 events per 10,000 requests, as in the issue's run
+SOCKET_SHARE = 0.075  # ~750 socket events per 10,000 requests
 HTTP_TIMEOUT = (5, 30)
 
 
@@ -1048,7 +1048,7 @@ def said_amount(value) -> int | None:
 
 
 def strict_success_amounts(body: str, checkout: str | None) -> set[int]:
-    """Amounts a stored body stated in a success (issue 9: ResultCode exactly 0 or "0"),
+    """Amounts a stored body stated in a success (ResultCode exactly 0 or "0"),
     for the prompt `checkout` (None: any prompt)."""
     try:
         data = json.loads(body.removeprefix("\ufeff"))  # the app reads bytes: a BOM is fine
@@ -1061,7 +1061,7 @@ def strict_success_amounts(body: str, checkout: str | None) -> set[int]:
     if not isinstance(given, str):
         return set()
     # a payment with no checkout id of its own (a second receipt for a completed prompt
-    # is its own payment, issue 19) is backed by the callbacks recorded against it
+    # is its own payment) is backed by the callbacks recorded against it
     if checkout is not None and given.strip() != checkout.strip():
         return set()
     code = callback.get("ResultCode")

@@ -9,11 +9,13 @@ one module or a CLI helper must not load the whole app to do so.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import vendor
 from .config import load_config
 from .cors import register_cors
 from .database import ping_idle_connections
@@ -24,11 +26,17 @@ from .logs import configure_logging, install_redaction, remember_secrets
 
 def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Flask:
     """Build the app from the environment (or `env`), with `config` overriding keys."""
-    configure_logging()
+    settings = load_config(env)
+    configure_logging(settings["LOG_LEVEL"])
     app = Flask(__name__)
-    app.config.update(load_config(env))
+    # `/api/orders//status` is a 404 in the error shape, not a 308 with an HTML body to a
+    # path that means something else (set before any route is added)
+    app.url_map.merge_slashes = False
+    app.config.update(settings)
     if config:
         app.config.update(config)
+    # a checkout without the JS build would serve a blank payment page: refuse, naming it
+    vendor.check_built(app, os.environ if env is None else env)
     app.json.sort_keys = False
     remember_secrets(
         *app.config.get("MPESA_CALLBACK_TOKENS", ()),
@@ -80,16 +88,19 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, favicon, health, vendor
+    from . import admin, favicon, health
+    from .api import routes as api
     from .callbacks import routes as callbacks
     from .metrics import routes as metrics
     from .orders import routes as orders
     from .payments import routes as payments
     from .realtime import events  # noqa: F401  (Socket.IO handlers register on import)
+    from .realtime import routes as realtime
     from .shop import routes as shop
     from .webhooks import routes as webhooks
 
     for blueprint in (
+        api.bp,
         health.bp,
         orders.bp,
         payments.bp,
@@ -100,6 +111,7 @@ def register_blueprints(app: Flask) -> None:
         favicon.bp,
         webhooks.bp,
         metrics.bp,
+        realtime.bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["MPESA_ENV"] == "simulator":

@@ -2,7 +2,9 @@
 
 `load_config()` returns a plain dict for `app.config`. In `sandbox` and `production`
 mode a missing or contradictory setting raises `ConfigError` naming the variable, so
-start-up stops with one clear line instead of failing later on a live payment.
+start-up stops with one clear line instead of failing later on a live payment. Where
+settings come from (`.env`) and the parsers of single values are `environment.py`'s,
+shared with gunicorn.conf.py.
 """
 
 from __future__ import annotations
@@ -17,9 +19,23 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import Fernet
-from dotenv import load_dotenv
 from limits import parse_many
 
+# ConfigError and PROJECT_ROOT are imported from here too (`from paymentapp.config import`)
+from .environment import (
+    PROJECT_ROOT,
+    ConfigError,
+    flag,
+    load_environment,
+    local_origins,
+    local_url,
+    log_level,
+    on_off,
+    one_of,
+    seconds,
+    split_list,
+    whole_number,
+)
 from .faults import parse_faults
 
 MPESA_ENVS = ("simulator", "sandbox", "production")
@@ -27,7 +43,7 @@ DARAJA_BASE_URLS = {
     "sandbox": "https://sandbox.safaricom.co.ke",
     "production": "https://api.safaricom.co.ke",
 }
-# Safaricom's published STK callback source addresses (DARAJA.md, with the older extras).
+# Safaricom's published STK callback source addresses (docs/daraja.md, with older extras).
 SAFARICOM_CALLBACK_IPS = (
     "196.201.214.200 196.201.214.206 196.201.213.114 196.201.214.207 196.201.214.208 "
     "196.201.213.44 196.201.212.127 196.201.212.138 196.201.212.129 196.201.212.136 "
@@ -45,17 +61,10 @@ SIMULATOR_CONSUMER_SECRET = "simulator-consumer-secret"
 # B2C (partial refunds): the simulator's own B2C shortcode, and Daraja's CommandIDs
 SIMULATOR_B2C_SHORTCODE = "600000"
 B2C_COMMANDS = ("BusinessPayment", "SalaryPayment", "PromotionPayment")
-# Daraja rejects callback URLs containing these words (DARAJA.md).
+# How the simulator may answer prompts by itself (MPESA_SIMULATOR_AUTO): simulator/callbacks.py
+SIMULATOR_AUTO = ("accept", "cancel", "insufficient", "wrong_pin", "lose_callback", "expire")
+# Daraja rejects callback URLs containing these words (docs/daraja.md, "URL rules").
 FORBIDDEN_CALLBACK_WORDS = ("mpesa", "safaricom", "exec", "cmd", "sql", "query")
-
-
-class ConfigError(Exception):
-    """A setting is missing or contradictory; the message names the variable."""
-
-
-# The project's own folder: `instance/` and `.env` are found here whatever the working
-# directory (a `flask` command run elsewhere must not make a second database and secret).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _instance_path() -> Path:
@@ -78,26 +87,11 @@ def _fernet_key(text: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-def _int(env, name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _local_url(env) -> str:
-    """Where `make run` serves (HOST/PORT as gunicorn.conf.py binds), for a browser here."""
-    host = (env.get("HOST") or "127.0.0.1").strip()
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    port = (env.get("PORT") or "5000").strip()
-    return f"http://{host}:{port}"
+def _qr_size(env) -> int:
+    size = whole_number(env, "MPESA_QR_SIZE", 300, minimum=100)
+    if size > 1000:
+        raise ConfigError(f"MPESA_QR_SIZE must be from 100 to 1000 pixels, got {size}")
+    return size
 
 
 def _rate_limit(env, name: str, default: str) -> str:
@@ -110,25 +104,10 @@ def _rate_limit(env, name: str, default: str) -> str:
     return value
 
 
-def _flag(env, name: str) -> bool:
-    return (env.get(name) or "").strip().lower() in ("1", "true", "yes")
-
-
 def _no_forbidden_words(name: str, value: str) -> None:
     if any(word in value.lower() for word in FORBIDDEN_CALLBACK_WORDS):
         words = ", ".join(FORBIDDEN_CALLBACK_WORDS)
         raise ConfigError(f"{name} must not contain {words} (Daraja rejects such callback URLs)")
-
-
-def _on_off(env, name: str) -> bool:  # a switch, on unless set to off
-    value = (env.get(name) or "on").strip().lower()
-    if value not in ("on", "off"):
-        raise ConfigError(f"{name} must be on or off")
-    return value == "on"
-
-
-def _list(raw: str | None) -> list[str]:
-    return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
 
 def _origin(url: str) -> str:
@@ -142,7 +121,7 @@ def parse_allowed_ips(
     """An allowlist setting (`name`) as networks: IPs or CIDRs, comma-separated; with
     `safaricom`, that word expands to Safaricom's published callback addresses."""
     networks = []
-    for item in _list(raw):
+    for item in split_list(raw):
         if safaricom and item.lower() == "safaricom":
             networks.extend(ipaddress.ip_network(ip) for ip in SAFARICOM_CALLBACK_IPS)
             continue
@@ -212,15 +191,14 @@ def _initiator(env, live: bool) -> dict:
         "MPESA_B2C_COMMAND_ID": command,
         # receipts entered by hand count once Transaction Status confirms them (with an
         # initiator); off: on the admin's word, as without one
-        "MPESA_RECEIPT_CHECKS": _on_off(env, "MPESA_RECEIPT_CHECKS"),
+        "MPESA_RECEIPT_CHECKS": on_off(env, "MPESA_RECEIPT_CHECKS"),
     }
 
 
 def load_config(env=None) -> dict:
-    """Build the app config from `env` (default: the process environment plus `.env`)."""
+    """Build the app config from `env` (default: the process environment over `.env`)."""
     if env is None:
-        load_dotenv(PROJECT_ROOT / ".env", override=False)
-        env = os.environ
+        env = load_environment()
 
     mpesa_env = (env.get("MPESA_ENV") or "simulator").strip().lower()
     if mpesa_env not in MPESA_ENVS:
@@ -237,7 +215,7 @@ def load_config(env=None) -> dict:
 
     secret_key = required_when_live("SECRET_KEY", lambda: _dev_secret("secret_key"))
     # ENCRYPTION_KEYS=new,old rotates the key of secrets at rest (crypto.py): first encrypts
-    encryption_keys = _list(env.get("ENCRYPTION_KEYS")) or [
+    encryption_keys = split_list(env.get("ENCRYPTION_KEYS")) or [
         required_when_live("ENCRYPTION_KEY", lambda: _fernet_key(_dev_secret("encryption_key")))
     ]
     for key in encryption_keys:
@@ -250,7 +228,7 @@ def load_config(env=None) -> dict:
             ) from None
     # MPESA_CALLBACK_TOKENS=new,old rotates the token: the first builds new callback URLs,
     # every one is accepted (pushes sent before the change still call back to the old).
-    callback_tokens = _list(env.get("MPESA_CALLBACK_TOKENS")) or [
+    callback_tokens = split_list(env.get("MPESA_CALLBACK_TOKENS")) or [
         required_when_live("MPESA_CALLBACK_TOKEN", lambda: _dev_secret("callback_token"))
     ]
     token_name = (
@@ -266,7 +244,7 @@ def load_config(env=None) -> dict:
             raise ConfigError(f"{token_name} must be ASCII letters, digits, '-' or '_'")
         _no_forbidden_words(token_name, callback_token)
 
-    public_base_url = (env.get("PUBLIC_BASE_URL") or _local_url(env)).rstrip("/")
+    public_base_url = (env.get("PUBLIC_BASE_URL") or local_url(env)).rstrip("/")
     parts = urlsplit(public_base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public_base_url!r}")
@@ -303,7 +281,7 @@ def load_config(env=None) -> dict:
             "postgresql+psycopg://user:password@host/db)"
         )
     database_url = env.get("DATABASE_URL") or f"sqlite:///{_instance_path() / 'paymentapp.db'}"
-    if live and database_url.startswith("sqlite") and not _flag(env, "ALLOW_SQLITE_IN_PRODUCTION"):
+    if live and database_url.startswith("sqlite") and not flag(env, "ALLOW_SQLITE_IN_PRODUCTION"):
         raise ConfigError(
             f"DATABASE_URL is SQLite, refused when MPESA_ENV={mpesa_env}: use PostgreSQL, "
             "or set ALLOW_SQLITE_IN_PRODUCTION=1 for a single-process trial"
@@ -320,24 +298,27 @@ def load_config(env=None) -> dict:
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
-    cors = _list(env.get("CORS_ALLOWED_ORIGINS")) or [_origin(public_base_url)]
+    cors = split_list(env.get("CORS_ALLOWED_ORIGINS")) or [_origin(public_base_url)]
     if "*" in cors and live:
         raise ConfigError(f"CORS_ALLOWED_ORIGINS must not be '*' when MPESA_ENV={mpesa_env}")
+    if not live:  # a new user opens localhost as often as 127.0.0.1: both are this app
+        cors = list(dict.fromkeys([*cors, *local_origins(env)]))
 
-    query_after = _int(env, "PAYMENT_QUERY_AFTER_S", 30, minimum=1)
-    expire_after = _int(env, "PAYMENT_EXPIRE_AFTER_S", 180, minimum=1)
+    query_after = whole_number(env, "PAYMENT_QUERY_AFTER_S", 30, minimum=1)
+    expire_after = whole_number(env, "PAYMENT_EXPIRE_AFTER_S", 180, minimum=1)
     if expire_after <= query_after:
         raise ConfigError("PAYMENT_EXPIRE_AFTER_S must be greater than PAYMENT_QUERY_AFTER_S")
 
     # The demo shop lets any visitor send M-Pesa prompts to any phone: simulator mode
     # only, unless asked for (sandbox demos); never in production.
-    demo_shop = mpesa_env == "simulator" or _flag(env, "DEMO_SHOP")
-    if _flag(env, "DEMO_SHOP") and mpesa_env == "production":
+    demo_shop = mpesa_env == "simulator" or flag(env, "DEMO_SHOP")
+    if flag(env, "DEMO_SHOP") and mpesa_env == "production":
         raise ConfigError("DEMO_SHOP=1 is refused when MPESA_ENV=production (it is for demos)")
     home_url = (env.get("HOME_URL") or "").strip() or None
     if home_url and urlsplit(home_url).scheme not in ("http", "https"):
         raise ConfigError(f"HOME_URL must be an http(s) URL, got {home_url!r}")
 
+    simulator_auto = one_of(env, "MPESA_SIMULATOR_AUTO", ("off", *SIMULATOR_AUTO), "off")
     faults = parse_faults(env.get("PAYMENTAPP_FAULTS"))
     if faults and live:
         raise ConfigError(
@@ -349,7 +330,7 @@ def load_config(env=None) -> dict:
         ZoneInfo(admin_timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"ADMIN_TIMEZONE: unknown time zone {admin_timezone!r}") from None
-    admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
+    admin_max_age = whole_number(env, "ADMIN_SESSION_MAX_AGE_S", 12 * 3600, minimum=300)
     address_prompt_limit = _rate_limit(env, "PAYMENT_ADDRESS_RATE_LIMIT", "20 per 10 minutes")
     login_rate_limit = _rate_limit(env, "ADMIN_LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
 
@@ -372,21 +353,21 @@ def load_config(env=None) -> dict:
         "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
         # Per Socket.IO connection: orders watched at once, and the burst of events (a
         # `subscribe_many` counts one per order). None: realtime/events.py's 50 and 50.
-        "SOCKET_MAX_ROOMS": _int(env, "SOCKET_MAX_ROOMS", 0, minimum=1) or None,
-        "SOCKET_EVENT_BURST": _int(env, "SOCKET_EVENT_BURST", 0, minimum=1) or None,
+        "SOCKET_MAX_ROOMS": whole_number(env, "SOCKET_MAX_ROOMS", 0, minimum=1) or None,
+        "SOCKET_EVENT_BURST": whole_number(env, "SOCKET_EVENT_BURST", 0, minimum=1) or None,
         "MPESA_ENV": mpesa_env,
         "MPESA_BASE_URL": (
             env.get("MPESA_BASE_URL")
             or DARAJA_BASE_URLS.get(mpesa_env)
             or f"{public_base_url}/_simulator"  # the built-in simulator, same app
         ).rstrip("/"),
-        "MPESA_SIMULATOR_PROMPT_TTL_S": float(env.get("MPESA_SIMULATOR_PROMPT_TTL_S") or 60),
-        "PAYMENT_PHONE_COOLDOWN_S": _int(env, "PAYMENT_PHONE_COOLDOWN_S", 10),
+        "MPESA_SIMULATOR_PROMPT_TTL_S": seconds(env, "MPESA_SIMULATOR_PROMPT_TTL_S", 60),
+        "PAYMENT_PHONE_COOLDOWN_S": whole_number(env, "PAYMENT_PHONE_COOLDOWN_S", 10),
         # prompts that reached a phone, per order and window (payments/prompt_limits.py)
-        "PAYMENT_PROMPTS_PER_ORDER": _int(env, "PAYMENT_PROMPTS_PER_ORDER", 3, minimum=1),
-        "PAYMENT_PROMPT_WINDOW_S": _int(env, "PAYMENT_PROMPT_WINDOW_S", 600, minimum=1),
+        "PAYMENT_PROMPTS_PER_ORDER": whole_number(env, "PAYMENT_PROMPTS_PER_ORDER", 3, minimum=1),
+        "PAYMENT_PROMPT_WINDOW_S": whole_number(env, "PAYMENT_PROMPT_WINDOW_S", 600, minimum=1),
         "PAYMENT_ADDRESS_RATE_LIMIT": address_prompt_limit,
-        "APPROVALS": _on_off(env, "APPROVALS"),
+        "APPROVALS": on_off(env, "APPROVALS"),
         "MPESA_CONSUMER_KEY": required_when_live("MPESA_CONSUMER_KEY", SIMULATOR_CONSUMER_KEY),
         "MPESA_CONSUMER_SECRET": required_when_live(
             "MPESA_CONSUMER_SECRET", SIMULATOR_CONSUMER_SECRET
@@ -395,42 +376,50 @@ def load_config(env=None) -> dict:
         "MPESA_PASSKEY": required_when_live("MPESA_PASSKEY", SANDBOX_PASSKEY),
         "MPESA_TRANSACTION_TYPE": transaction_type,
         "MPESA_PARTY_B": party_b or shortcode,
-        "MPESA_SIMULATOR_AUTO": env.get("MPESA_SIMULATOR_AUTO") or "",
-        "MPESA_SIMULATOR_AUTO_DELAY_S": float(env.get("MPESA_SIMULATOR_AUTO_DELAY_S") or 3),
+        "MPESA_SIMULATOR_AUTO": "" if simulator_auto == "off" else simulator_auto,
+        "MPESA_SIMULATOR_AUTO_DELAY_S": seconds(env, "MPESA_SIMULATOR_AUTO_DELAY_S", 3),
         "PUBLIC_BASE_URL": public_base_url,
         "MPESA_CALLBACK_TOKEN": callback_tokens[0],
         "MPESA_CALLBACK_TOKENS": callback_tokens,
         "MPESA_CALLBACK_ALLOWED_IPS": callback_ips,
-        "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
+        "TRUSTED_PROXY_HOPS": whole_number(env, "TRUSTED_PROXY_HOPS", 0),
         "METRICS_TOKEN": metrics_token,
         "METRICS_ALLOWED_IPS": parse_allowed_ips(
             env.get("METRICS_ALLOWED_IPS"), "METRICS_ALLOWED_IPS", safaricom=False
         ),
         "FAULTS": faults,
         "DEMO_SHOP": demo_shop,
-        "ORDER_EXPIRE_AFTER_S": _int(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),
+        "ORDER_EXPIRE_AFTER_S": whole_number(env, "ORDER_EXPIRE_AFTER_S", 24 * 3600, minimum=60),
         "MPESA_C2B_SHORTCODE": env.get("MPESA_C2B_SHORTCODE") or shortcode,
         **initiator,
-        "MPESA_C2B_VALIDATION": _flag(env, "MPESA_C2B_VALIDATION"),
-        "MPESA_C2B_MIN_AMOUNT": _int(env, "MPESA_C2B_MIN_AMOUNT", 1, minimum=1),
+        "MPESA_C2B_VALIDATION": flag(env, "MPESA_C2B_VALIDATION"),
+        "MPESA_C2B_MIN_AMOUNT": whole_number(env, "MPESA_C2B_MIN_AMOUNT", 1, minimum=1),
         # Pull Transactions in the reconciler's pass, every so many seconds (0: off)
-        "MPESA_PULL_INTERVAL_S": _int(env, "MPESA_PULL_INTERVAL_S", 0),
-        "WEBHOOK_ALLOW_PRIVATE": _flag(env, "WEBHOOK_ALLOW_PRIVATE"),
-        "WEBHOOKS_IN_PROCESS": _flag(env, "WEBHOOKS_IN_PROCESS"),
+        "MPESA_PULL_INTERVAL_S": whole_number(env, "MPESA_PULL_INTERVAL_S", 0),
+        # Pay by QR (docs/dialog.md): a Dynamic QR of the amount due beside the phone form
+        "MPESA_QR": on_off(env, "MPESA_QR"),
+        "MPESA_QR_MERCHANT_NAME": (env.get("MPESA_QR_MERCHANT_NAME") or "M-Pesa checkout")[:64],
+        "MPESA_QR_SIZE": _qr_size(env),
+        "QR_RATE_LIMIT": _rate_limit(env, "QR_RATE_LIMIT", "30 per minute"),
+        "WEBHOOK_ALLOW_PRIVATE": flag(env, "WEBHOOK_ALLOW_PRIVATE"),
+        "WEBHOOKS_IN_PROCESS": flag(env, "WEBHOOKS_IN_PROCESS"),
         "HOME_URL": home_url,
         "FAULT_DIR": env.get("PAYMENTAPP_FAULT_DIR") or None,
         "CORS_ALLOWED_ORIGINS": cors,
         "PAYMENT_QUERY_AFTER_S": query_after,
-        "CALLBACK_RETRY_AFTER_S": _int(env, "CALLBACK_RETRY_AFTER_S", 30, minimum=1),
+        "CALLBACK_RETRY_AFTER_S": whole_number(env, "CALLBACK_RETRY_AFTER_S", 30, minimum=1),
         "PAYMENT_EXPIRE_AFTER_S": expire_after,
-        "CLIENT_TOKEN_MAX_AGE_S": _int(env, "CLIENT_TOKEN_MAX_AGE_S", 24 * 3600, minimum=60),
-        "RECONCILER_IN_PROCESS": env.get("RECONCILER_IN_PROCESS", "") in ("1", "true", "yes"),
+        "CLIENT_TOKEN_MAX_AGE_S": whole_number(
+            env, "CLIENT_TOKEN_MAX_AGE_S", 24 * 3600, minimum=60
+        ),
+        "RECONCILER_IN_PROCESS": flag(env, "RECONCILER_IN_PROCESS"),
+        "LOG_LEVEL": log_level(env),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": live,
         # Admin dashboard (paymentapp/admin): sessions, lockout, login rate limit.
-        "ADMIN_IDLE_TIMEOUT_S": _int(env, "ADMIN_IDLE_TIMEOUT_S", 30 * 60, minimum=60),
+        "ADMIN_IDLE_TIMEOUT_S": whole_number(env, "ADMIN_IDLE_TIMEOUT_S", 30 * 60, minimum=60),
         "ADMIN_SESSION_MAX_AGE_S": admin_max_age,
         "PERMANENT_SESSION_LIFETIME": admin_max_age,
         "ADMIN_TIMEZONE": admin_timezone,

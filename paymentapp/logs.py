@@ -14,7 +14,6 @@ secret redaction.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 
@@ -104,8 +103,9 @@ def install_redaction(*logger_names: str) -> None:
                 handler.addFilter(RedactSecrets())
 
 
-def configure_logging(level: str | None = None) -> None:
-    """One line per record on stderr, UTC timestamps; idempotent."""
+def configure_logging(level: str = "info") -> None:
+    """One line per record on stderr, UTC timestamps, at `level` (config's LOG_LEVEL, any
+    case: checked by `environment.log_level`); idempotent."""
     root = logging.getLogger()
     if getattr(root, "_paymentapp_configured", False):
         return
@@ -118,5 +118,5 @@ def configure_logging(level: str | None = None) -> None:
     handler.setFormatter(formatter)
     handler.addFilter(RedactSecrets())
     root.addHandler(handler)
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    root.setLevel(level.upper())  # logging knows only the upper-case names
     root._paymentapp_configured = True

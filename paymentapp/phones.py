@@ -7,7 +7,7 @@ import re
 # Any Kenyan mobile number (07…, 010…/011…): Safaricom's, Airtel's and Telkom's ranges
 # alike, because numbers are ported between networks and a ported number keeps its
 # prefix. `network_of` says whose range a number is in, for a hint only. The browser
-# twin is paymentapp/static/js/paymentapp-client.js (KENYAN_MOBILE, networkOf); the
+# twin is clients/js/packages/client/src/phones.ts (KENYAN_MOBILE, networkOf); the
 # parity tests keep the two in step.
 _MOBILE = r"254(7\d{8}|1[01]\d{7})"
 KENYAN_MOBILE = re.compile(rf"^{_MOBILE}$")
@@ -81,18 +81,19 @@ def mask_phone(phone: str | None) -> str | None:
 def masked_payload(order: dict) -> dict:
     """An order's JSON (`orders/schemas.py` `order_json`, with or without payments) with
     every phone number masked: what admin browsers and webhook receivers are sent. The one
-    list of phone fields: the order's `customer_phone`, each payment's `phone` and
-    `paid_phone` (always written, None when the payment has none)."""
+    list of phone fields: the order's `customer_phone`, each payment's `phone` and, when
+    the payment's JSON has it, `paid_phone` (never added: a webhook's order has the shape
+    of `GET /api/orders/<id>`, the OpenAPI document's `OrderWithPayments`)."""
     masked = {**order, "customer_phone": mask_phone(order["customer_phone"])}
     if "payments" in order:
-        masked["payments"] = [
-            {
-                **payment,
-                "phone": mask_phone(payment["phone"]),
-                "paid_phone": mask_phone(payment.get("paid_phone")),
-            }
-            for payment in order["payments"]
-        ]
+        masked["payments"] = [_masked_payment(payment) for payment in order["payments"]]
+    return masked
+
+
+def _masked_payment(payment: dict) -> dict:
+    masked = {**payment, "phone": mask_phone(payment["phone"])}
+    if "paid_phone" in payment:
+        masked["paid_phone"] = mask_phone(payment["paid_phone"])
     return masked
 
 

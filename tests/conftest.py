@@ -15,9 +15,14 @@ from sqlalchemy import delete, exists, select, text
 
 from paymentapp import create_app
 from paymentapp.extensions import db as _db
-from paymentapp.models import AuditEvent, OrderNumberCounter
+from paymentapp.models import AuditEvent, OrderNumberCounter, WebhookEvent
 from tests import services
 from tests.helpers import Simulator, base_env
+from tests.openapi_check import CheckedClient, check_events
+
+# This process and every process a test starts read no `.env`: a developer's own settings
+# never reach a test (tests/services.py NO_DOTENV; paymentapp/environment.py).
+os.environ.update(services.NO_DOTENV)
 
 # Hypothesis profiles: `ci` (the default) is reproducible and quick; `long` explores far more
 # cases for local runs: `pytest tests/test_properties*.py --hypothesis-profile=long --timeout=0`.
@@ -39,6 +44,40 @@ settings.register_profile(
 )
 # hypothesis' pytest plugin loads `--hypothesis-profile=NAME` after this runs
 settings.load_profile("ci")
+
+# The summary's last line: the commands that would run what was skipped.
+_SKIP_FIX = pytest.StashKey[str | None]()
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist's `--dist loadgroup` (`make test`), the end-to-end and browser
+    tests run in one group, one after another on one worker (they start servers and
+    browsers of their own per module), while the unit tests spread over the others."""
+    for item in items:
+        if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("services"))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What was skipped and why, in one block, grouped by reason (services.skip_summary)."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller reports
+        return
+    lines, config.stash[_SKIP_FIX] = services.skip_summary(
+        terminalreporter.stats.get("skipped", [])
+    )
+    if lines:
+        terminalreporter.write_sep("=", "skipped, and why", yellow=True)
+        for line in lines:
+            terminalreporter.write_line(line, yellow=True)
+
+
+def pytest_unconfigure(config):
+    """After pytest's own last line (the counts), name the commands that would run what
+    was skipped: `make test` ends with them."""
+    last = config.stash.get(_SKIP_FIX, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if last and reporter is not None:
+        reporter.write_line(last, yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +114,13 @@ def app(_schema, app_env, app_config):
     app = create_app(
         {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading", **app_config}, env=app_env
     )
+    # every /api/ answer a test gets is checked against the OpenAPI document
+    app.test_client_class = CheckedClient
     with app.app_context():
         yield app
         _db.session.remove()
+        # and so is every webhook event the test's changes wrote (checked once cleaned up)
+        events = list(_db.session.scalars(select(WebhookEvent.payload)))
         for table in reversed(_db.metadata.sorted_tables):
             if table is AuditEvent.__table__:
                 clear_audit_log()
@@ -86,6 +129,7 @@ def app(_schema, app_env, app_config):
         _db.session.commit()
         _db.session.remove()
         _db.engine.dispose()
+    check_events(events)
 
 
 def clear_audit_log() -> None:
@@ -218,7 +262,7 @@ def browser():
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
-        services.unavailable("playwright is not installed")
+        services.unavailable("playwright is not installed", "make install")
     services.require_chromium()
     with sync_playwright() as playwright:
         try:
@@ -307,6 +351,7 @@ def make_app(_schema, database_url):
             {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
             env={**base_env(database_url), **env},
         )
+        other.test_client_class = CheckedClient
         made.append(other)
         return other
 

@@ -7,13 +7,19 @@ the end-to-end stack in `tests/e2e.py`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import g
+from sqlalchemy import select
 
-from tests.services import wait_for
+from paymentapp.extensions import db as _db
+from paymentapp.models import CallbackRecord
+from tests.services import NO_DOTENV, wait_for
 
 TEST_SECRET = "test-secret-key"
 TEST_CALLBACK_TOKEN = "cbtoken-test-0123456789"
@@ -50,6 +56,7 @@ def base_env(database_url: str, **extra) -> dict:
         # Redis channels and rate-limit keys of this test process only: runs side by side
         # (the PostgreSQL pass on every core) never hear each other
         "SOCKETIO_CHANNEL": f"paymentapp-test-{os.getpid()}",
+        **NO_DOTENV,
         **extra,
     }
 
@@ -305,3 +312,147 @@ def samples(text: str) -> dict[tuple, float]:
 
 def value(scraped: dict, name: str, **labels) -> float:
     return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+# -- shared by several test modules -----------------------------------------------------------
+
+
+def fresh_session() -> None:
+    """Forget what the test's session read: the test client's requests share it (the
+    fixture's app context is theirs too), and a result applied meanwhile by the server's
+    thread would otherwise be hidden behind rows read before."""
+    _db.session.commit()
+
+
+class Merchant:
+    """The merchant's side of the API, with its key."""
+
+    def __init__(self, client, auth):
+        self.client, self.auth = client, auth
+
+    def order(self, order) -> dict:
+        fresh_session()
+        return self.client.get(f"/api/orders/{order['id']}", headers=self.auth).get_json()
+
+    def refunds(self, order) -> list[dict]:
+        fresh_session()
+        answer = self.client.get(f"/api/orders/{order['id']}/refunds", headers=self.auth)
+        assert answer.status_code == 200
+        return answer.get_json()["refunds"]
+
+    def refund(self, order, idempotency_key=None, **body):
+        headers = dict(self.auth)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=headers)
+
+    def settled(self, order) -> dict:
+        """The order's one refund, once M-Pesa's result has settled it."""
+        return wait_for(
+            lambda: (r := self.refunds(order)[0])["status"] in ("succeeded", "failed") and r,
+            "the refund's result",
+        )
+
+
+def paid_order(api, live_server, make_order, amount=300) -> dict:
+    """An order paid on the simulated phone (as `make_order` made it)."""
+    order = make_order(amount)
+    assert pay(api.client, order).status_code == 202
+    prompt = live_server.open_prompt(order["number"])
+    live_server.press(prompt["checkout_request_id"], "accept")
+    wait_for(lambda: api.order(order)["status"] == "paid", "the order paid")
+    return order
+
+
+def paid(client, auth, live_server, make_order, amount) -> dict:
+    """An order paid on the simulated phone; the merchant API's view of it."""
+    order = make_order(amount)
+    assert pay(client, order).status_code == 202
+    live_server.press(live_server.open_prompt(order["number"])["checkout_request_id"], "accept")
+    wait_for(
+        lambda: (
+            fresh_session()
+            or client.get(f"/api/orders/{order['id']}", headers=auth).get_json()["status"] == "paid"
+        ),
+        "the order paid",
+    )
+    return client.get(f"/api/orders/{order['id']}", headers=auth).get_json()
+
+
+def pay_by_paybill(client, account: str, amount, trans_id: str | None = None) -> dict:
+    """A Daraja C2B confirmation posted to the app (through the test client); its body."""
+    body = c2b_confirmation(account, str(amount), trans_id)
+    response = client.post(
+        f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}",
+        data=json.dumps(body),
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return body
+
+
+def unmatched_record(db) -> CallbackRecord:
+    """The first Paybill confirmation stored (fresh from the database)."""
+    db.session.expire_all()
+    return db.session.scalar(
+        select(CallbackRecord).where(CallbackRecord.kind == "c2b").order_by(CallbackRecord.id)
+    )
+
+
+def html_of(admin_client, path: str) -> str:
+    """A dashboard page's HTML (it must answer 200)."""
+    response = admin_client.get(path)
+    assert response.status_code == 200, path
+    return response.get_data(as_text=True)
+
+
+def post_form(admin_client, path: str, data: dict, page: str, **kwargs):
+    """Post a dashboard form with the CSRF token `page` hands out."""
+    token = csrf_from(admin_client, page)
+    return admin_client.post(path, data={"csrf_token": token, **data}, **kwargs)
+
+
+def lost_paybill_payment(live_server, order: dict, amount: int, copies: int = 0) -> str:
+    """A Paybill payment to the order whose confirmation is lost (copies=0); its receipt."""
+    answer = live_server.http.post(
+        f"{live_server.url}/_simulator/api/c2b/pay",
+        json={"account": order["number"], "amount": amount, "copies": copies},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    trans_id = answer.json()["payment"]["trans_id"]
+    wait_for(
+        lambda: live_server.http.get(
+            f"{live_server.url}/_simulator/api/c2b", params={"trans_id": trans_id}, timeout=10
+        ).json()["payments"][0]["confirmation_status"],
+        "the simulator to finish the payment",
+    )
+    return trans_id
+
+
+def key_pair():
+    """A fresh RSA key and its public key in PEM (an initiator certificate's stand-in)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return key, public_pem
+
+
+def register_endpoint(client, auth, url, **fields) -> dict:
+    """A webhook endpoint registered through the merchant API; its JSON (with the secret)."""
+    response = client.post("/api/webhook-endpoints", json={"url": url, **fields}, headers=auth)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def decode_qr(png: bytes) -> str:
+    """The text a QR code image holds, read as a phone's camera would (zxing-cpp)."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)).convert("L"))
+    assert len(found) == 1, f"{len(found)} codes in the image"
+    return found[0].text

@@ -2,13 +2,16 @@
 the one bounded polling loop of the suite.
 
 With PAYMENTAPP_REQUIRE_SERVICES=1 (CI) a missing service fails the test instead of
-skipping it, so a green run always means the real thing was exercised.
+skipping it, so a green run always means the real thing was exercised. Otherwise the run
+ends with what it skipped, grouped by reason, and the command that would run it
+(`skip_summary`, printed by tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,14 +31,53 @@ PG_SERVER_URL = os.environ.get(
     "PAYMENTAPP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("PAYMENTAPP_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every process the suite starts reads no `.env` (a developer's own settings must not leak
+# into a test): not paymentapp's loader (paymentapp/environment.py), and not the `flask`
+# command's own reading of one; a test of `.env` itself names its file instead.
+NO_DOTENV = {"PAYMENTAPP_DOTENV": "0", "FLASK_SKIP_DOTENV": "1"}
 T = TypeVar("T")
 
 
-def unavailable(reason: str):
-    """Skip, or fail when the run requires every service."""
+def unavailable(reason: str, fix: str | None = None):
+    """Skip, or fail when the run requires every service; `fix` is the command that
+    provides it (`make services`), which the run's summary names."""
+    if fix:
+        reason = f"{reason}; run `{fix}`"
     if REQUIRE:
         pytest.fail(f"required service unavailable: {reason}")
     pytest.skip(reason)  # never under PAYMENTAPP_REQUIRE_SERVICES=1 (CI): failed above
+
+
+# A skip reason's command, however the reason is worded ("…; run `make services`").
+_FIX = re.compile(r"\brun `([^`]+)`")
+
+
+def skip_summary(skipped: list) -> tuple[list[str], str | None]:
+    """The skipped reports of a run as one line per reason ("23 tests skipped: PostgreSQL
+    not reachable at …; run `make services`"), most first, and a last line naming the
+    commands that would run them (None when no reason names one)."""
+    counts: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ").strip()
+        if reason in ("", "Skipped"):
+            reason = "no reason given"
+        counts[reason] = counts.get(reason, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    # a reason may carry a whole error message: its first line says it
+    lines = [f"{_tests(count)} skipped: {reason.splitlines()[0]}" for reason, count in ranked]
+    fixes = {fix: None for reason, _ in ranked for fix in _FIX.findall(reason)}
+    fixable = sum(count for reason, count in ranked if _FIX.search(reason))
+    if not fixes:
+        return lines, None
+    commands = " && ".join(fixes)
+    tests = "test" if fixable == 1 else "tests"
+    return lines, f"To run the {fixable} skipped {tests}: `{commands}`, then `make test`"
+
+
+def _tests(count: int) -> str:
+    return f"{count} test{'' if count == 1 else 's'}"
 
 
 def _psycopg_url(url: str) -> str:
@@ -58,7 +100,10 @@ def create_pg_database(server_url: str = PG_SERVER_URL) -> str:
     from sqlalchemy.engine import make_url
 
     if not postgres_available(server_url):
-        unavailable(f"PostgreSQL at {make_url(server_url).render_as_string()}")
+        unavailable(
+            f"PostgreSQL not reachable at {make_url(server_url).render_as_string()}",
+            "make services",
+        )
     name = f"pa_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_psycopg_url(server_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -86,7 +131,7 @@ def redis_available(url: str = REDIS_URL) -> bool:
 
 def require_redis(url: str = REDIS_URL) -> str:
     if not redis_available(url):
-        unavailable(f"Redis at {url}")
+        unavailable(f"Redis not reachable at {url}", "make services")
     return url
 
 
@@ -134,20 +179,31 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     wait_for(answers, f"{url} to answer", timeout, interval=0.1)
 
 
+def process_env(env: dict) -> dict:
+    """A child process's environment: this one's, no `.env`, then `env` (None unsets)."""
+    merged = {**os.environ, **NO_DOTENV, **env}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
 class Gunicorn:
-    """A real `gunicorn -c gunicorn.conf.py wsgi:app` on a free loopback port."""
+    """A real `gunicorn -c gunicorn.conf.py wsgi:app` on a free loopback port (`env` may
+    unset PORT, HOST, ... with None, to have them from a `.env` file instead)."""
 
     def __init__(self, env: dict, workers: int = 1, port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": str(workers),
-            "PUBLIC_BASE_URL": self.url,
-            **env,
-        }
+        self.env = process_env(
+            {
+                "PORT": str(self.port),
+                "HOST": "127.0.0.1",
+                "WEB_CONCURRENCY": str(workers),
+                "PUBLIC_BASE_URL": self.url,
+                **env,
+            }
+        )
         self.proc: subprocess.Popen | None = None
         self.log_path = ROOT / "test-artifacts" / f"gunicorn-{self.port}.log"
 
@@ -155,7 +211,7 @@ class Gunicorn:
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                GUNICORN,
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -200,7 +256,7 @@ class RedisServer:
 
         binary = shutil.which("redis-server")
         if binary is None:
-            unavailable("redis-server is not installed")
+            unavailable("redis-server is not installed", "make services")
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -246,19 +302,33 @@ class RedisServer:
         self.stop()
 
 
-def flask_cli(env: dict, *args: str, input: str | None = None, timeout: float = 120) -> str:
-    """Run `flask --app wsgi ...` as its own process (as a user would); returns stdout."""
-    result = subprocess.run(
+def flask_run(
+    env: dict, *args: str, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run `flask --app wsgi ...` as its own process (as a user would), whatever it answers."""
+    return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env=process_env(env),
         input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def flask_cli(env: dict, *args: str, input: str | None = None, timeout: float = 120) -> str:
+    """Run `flask --app wsgi ...`, which must succeed; returns stdout."""
+    result = flask_run(env, *args, input=input, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def gunicorn_run(env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Start gunicorn and wait for it to stop by itself (a start refused by a setting)."""
+    return subprocess.run(
+        GUNICORN, cwd=ROOT, env=process_env(env), capture_output=True, text=True, timeout=timeout
+    )
 
 
 CHROMIUM = os.environ.get("PAYMENTAPP_CHROMIUM", "/usr/bin/chromium")
@@ -276,5 +346,5 @@ def require_chromium() -> str:
     import shutil
 
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        unavailable(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+        unavailable(f"Chromium not found at {CHROMIUM}", "make browsers")
     return CHROMIUM

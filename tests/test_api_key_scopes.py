@@ -1,4 +1,4 @@
-"""Scoped API keys (issue 22): a key does only what its scopes allow (403
+"""Scoped API keys: a key does only what its scopes allow (403
 `insufficient_scope` naming the scope, and nothing changes), a key made without scopes
 keeps full access, and one made with --own-orders sees and changes only its own
 orders (any other is a 404, as if it did not exist)."""

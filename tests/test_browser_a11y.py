@@ -1,6 +1,6 @@
 """The payment dialog and the demo shop scanned by axe-core (WCAG 2.1 A and AA) in real
 Chromium, in every state the customer sees, on a phone and on a desktop: no serious or
-critical violation (issue 11, item 11). axe walks into the dialog's open shadow root;
+critical violation. axe walks into the dialog's open shadow root;
 the first test proves it does."""
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def test_a_refund_through_mpesa_shows_on_the_open_dialog(app_server, page):
 
 
 def test_a_lost_update_on_a_live_socket_is_caught_by_the_periodic_re_check(app_server, page):
-    """Issue 9 item 4: the socket stays up but the `payment_update` never arrives (a worker
+    """The socket stays up but the `payment_update` never arrives (a worker
     died between commit and emit); the pending dialog re-checks over HTTP and turns paid."""
     from playwright.sync_api import expect
 

@@ -1,4 +1,4 @@
-"""The simulated phone's Pay Bill screen in real Chromium (issue 13): a customer pays an
+"""The simulated phone's Pay Bill screen in real Chromium: a customer pays an
 order by hand with its number typed loosely, and the open payment dialog flips to paid
 without a reload; a rejection shows Daraja's code; the screen passes axe (WCAG 2.1 AA,
 no serious or critical violation). Validation is on here, so both of the simulator's

@@ -1,4 +1,4 @@
-"""The browser's phone rules against paymentapp/phones.py (issue 11, item 10): the same
+"""The browser's phone rules against paymentapp/phones.py: the same
 numbers accepted, the same network for each (`networkOf` and `network_of` agree on the
 Communications Authority's table), and the dialog's gentle hint for Airtel and Telkom
 prefixes, which never stops Pay."""

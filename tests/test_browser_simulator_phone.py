@@ -1,4 +1,4 @@
-"""The simulated phone page (`/_simulator/phone`) in real Chromium (issue 11, item 9):
+"""The simulated phone page (`/_simulator/phone`) in real Chromium:
 amounts read like the dialog's ("KES 1,450"), it polls quietly (backing off while
 nothing changes, at once again when something does), and no page of the shop, the
 dialog or the phone logs a 404 (the favicon)."""

@@ -1,4 +1,4 @@
-"""The dialog's words and toasts in real Chromium (issue 11, item 8): only M-Pesa's own
+"""The dialog's words and toasts in real Chromium: only M-Pesa's own
 ResultDesc is quoted as "M-Pesa said", with no doubled punctuation; a wait shows one
 countdown, on the button; *Try again* right after a cancel never runs into the per-phone
 cooldown's 429; toasts never cover the card's footer."""

@@ -80,8 +80,8 @@ def test_result_code_as_string_is_accepted(client, make_order, make_payment, db)
     assert db.session.get(Payment, payment.id).status == "completed"
 
 
-# A success that does not say how much was paid completes nothing (issue 9: each of
-# these once marked the order paid with an amount the callback never said).
+# A success that does not say how much was paid completes nothing (each of these once
+# marked the order paid with an amount the callback never said).
 UNUSABLE_AMOUNTS = [
     -1,
     0,
@@ -423,7 +423,7 @@ def test_nul_characters_in_a_callback_never_cause_a_500(client, make_order, make
 def test_a_duplicate_callback_re_sends_the_current_snapshot(
     client, make_order, make_payment, db, socket_client
 ):
-    """Issue 4: the worker that applied the first copy may have died before its emit."""
+    """The worker that applied the first copy may have died before its emit."""
     order = make_order(100)
     payment = make_payment(order)
     sock = socket_client()

@@ -1,6 +1,6 @@
-"""Two things happening to one order at once (issue 19), checked from outside: real
-gunicorn (2 gevent workers) on PostgreSQL and Redis, Socket.IO watchers on both workers,
-and a real webhook receiver registered for every event.
+"""Two things happening to one order at once (docs/payments.md, "Locking and versions"),
+checked from outside: real gunicorn (2 gevent workers) on PostgreSQL and Redis, Socket.IO
+watchers on both workers, and a real webhook receiver registered for every event.
 
 Each test sends conflicting requests for one order while a gate holds the order's lock
 (`tests/e2e.py`, `OrderGate` and `race`): they queue in the order they were sent, and
@@ -492,7 +492,7 @@ def test_a_refund_and_a_new_payment_at_once(case, refund_first):
         assert final["status"] == "paid" and final["amount_paid"] == AMOUNT
 
 
-# -- refunds through M-Pesa (issue 21) ----------------------------------------------------
+# -- refunds through M-Pesa (docs/refunds.md) ---------------------------------------------
 
 
 def test_two_reversals_of_one_paid_order_at_once_give_back_once(case):

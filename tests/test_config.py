@@ -5,9 +5,11 @@ import sys
 
 import pytest
 
-from paymentapp.config import ConfigError, load_config
-from tests.helpers import LIVE
-from tests.services import ROOT
+from paymentapp.config import SIMULATOR_AUTO, ConfigError, load_config
+from paymentapp.simulator.callbacks import ACTIONS
+from tests import services
+from tests.helpers import LIVE, base_env
+from tests.services import NO_DOTENV, ROOT
 
 
 def test_development_defaults(tmp_path, monkeypatch):
@@ -16,7 +18,7 @@ def test_development_defaults(tmp_path, monkeypatch):
     assert config["MPESA_ENV"] == "simulator"
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'paymentapp.db'}"
     assert config["PUBLIC_BASE_URL"] == "http://127.0.0.1:5000"
-    assert config["CORS_ALLOWED_ORIGINS"] == ["http://127.0.0.1:5000"]
+    assert config["CORS_ALLOWED_ORIGINS"] == ["http://127.0.0.1:5000", "http://localhost:5000"]
     assert config["PAYMENT_QUERY_AFTER_S"] == 30 and config["PAYMENT_EXPIRE_AFTER_S"] == 180
     assert config["REDIS_URL"] is None
     # the random dev secrets are kept, so a restart keeps sessions and callback URLs
@@ -81,7 +83,7 @@ def test_safaricom_ip_preset_expands():
 
 
 def test_start_up_stops_with_one_clear_line(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "MPESA_ENV": "production", "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "MPESA_ENV": "production", "HOME": str(tmp_path), **NO_DOTENV}
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi"],
         cwd=ROOT,
@@ -95,3 +97,116 @@ def test_start_up_stops_with_one_clear_line(tmp_path):
     assert lines == [
         "paymentapp: configuration error: SECRET_KEY is required when MPESA_ENV=production"
     ]
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    """Development secrets in a temporary folder, not the project's `instance/`."""
+    monkeypatch.setenv("PAYMENTAPP_INSTANCE_PATH", str(tmp_path))
+
+
+@pytest.mark.parametrize("spelling", ["info", "INFO", "Info", " warning "])
+def test_log_level_is_any_case(spelling, instance):
+    assert load_config({"LOG_LEVEL": spelling})["LOG_LEVEL"] == spelling.strip().lower()
+    assert load_config({})["LOG_LEVEL"] == "info"
+
+
+def test_simulator_mode_allows_both_local_addresses_at_the_port_it_listens_on(instance):
+    """A new user opens http://localhost:PORT as often as http://127.0.0.1:PORT."""
+    env = {"PORT": "5077"}
+    assert load_config(env)["CORS_ALLOWED_ORIGINS"] == [
+        "http://127.0.0.1:5077",
+        "http://localhost:5077",
+    ]
+    # a merchant's own list keeps them (the app's own pages are on those origins)...
+    shop = load_config({**env, "CORS_ALLOWED_ORIGINS": "https://shop.example"})
+    assert shop["CORS_ALLOWED_ORIGINS"] == [
+        "https://shop.example",
+        "http://127.0.0.1:5077",
+        "http://localhost:5077",
+    ]
+    # ... and outside simulator mode only what is configured is allowed
+    live = load_config({**LIVE, "PORT": "5077"})
+    assert live["CORS_ALLOWED_ORIGINS"] == ["https://pay.example.com"]
+
+
+def test_the_simulator_auto_answers_are_the_phone_buttons(instance):
+    assert set(SIMULATOR_AUTO) == set(ACTIONS)
+    assert load_config({"MPESA_SIMULATOR_AUTO": "Accept"})["MPESA_SIMULATOR_AUTO"] == "accept"
+    assert load_config({"MPESA_SIMULATOR_AUTO": "off"})["MPESA_SIMULATOR_AUTO"] == ""
+    assert (
+        load_config({"MPESA_SIMULATOR_AUTO_DELAY_S": "0.5"})["MPESA_SIMULATOR_AUTO_DELAY_S"] == 0.5
+    )
+
+
+# A bad value of each kind, and the one line that must name the variable and what is allowed.
+BAD_SETTINGS = [
+    (
+        {"LOG_LEVEL": "verbose"},
+        "LOG_LEVEL must be one of debug, info, warning, error, critical, got 'verbose'",
+    ),
+    (
+        {"MPESA_SIMULATOR_AUTO": "yes"},
+        "MPESA_SIMULATOR_AUTO must be one of off, accept, cancel, insufficient, wrong_pin, "
+        "lose_callback, expire, got 'yes'",
+    ),
+    (
+        {"MPESA_SIMULATOR_PROMPT_TTL_S": "1m"},
+        "MPESA_SIMULATOR_PROMPT_TTL_S must be a number of seconds (such as 3 or 0.5), got '1m'",
+    ),
+    (
+        {"MPESA_SIMULATOR_AUTO_DELAY_S": "nan"},
+        "MPESA_SIMULATOR_AUTO_DELAY_S must be a number of seconds (such as 3 or 0.5), got 'nan'",
+    ),
+    ({"PORT": "http"}, "PORT must be a whole number, got 'http'"),
+    (
+        {"DEMO_SHOP": "maybe"},
+        "DEMO_SHOP must be 1 or 0 (or true/false, yes/no, on/off), got 'maybe'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_SETTINGS)
+def test_a_bad_value_is_one_config_error_naming_the_variable(change, message, instance):
+    with pytest.raises(ConfigError) as error:
+        load_config(change)
+    assert str(error.value) == message
+
+
+def _the_one_line(stderr: str) -> list[str]:
+    """The lines of stderr that are not gunicorn's own (it has its say around ours)."""
+    return [line for line in stderr.splitlines() if line.startswith("paymentapp:")]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_SETTINGS)
+def test_the_cli_stops_with_the_one_line(change, message, tmp_path):
+    env = {**base_env(f"sqlite:///{tmp_path}/app.db"), "PAYMENTAPP_INSTANCE_PATH": str(tmp_path)}
+    result = services.flask_run({**env, **change}, "routes")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"paymentapp: configuration error: {message}"]
+
+
+def test_the_documented_log_level_spelling_starts_the_cli(tmp_path):
+    """`LOG_LEVEL=info`, as docs/configuration.md spells the default, once crashed start-up."""
+    env = {**base_env(f"sqlite:///{tmp_path}/app.db"), "PAYMENTAPP_INSTANCE_PATH": str(tmp_path)}
+    result = services.flask_run({**env, "LOG_LEVEL": "info"}, "routes")
+    assert result.returncode == 0, result.stderr
+    assert "/realtime/origin" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("change", "message"), BAD_SETTINGS)
+def test_gunicorn_stops_with_the_one_line_and_no_traceback(change, message, tmp_path):
+    """Settings gunicorn.conf.py reads stop the master; the app's stop the first worker,
+    and gunicorn with it (not a worker failing again and again)."""
+    env = {
+        **base_env(f"sqlite:///{tmp_path}/app.db"),
+        "PAYMENTAPP_INSTANCE_PATH": str(tmp_path),
+        "PORT": str(services.free_port()),
+        **change,
+    }
+    result = services.gunicorn_run(env)
+    assert result.returncode != 0
+    assert _the_one_line(result.stderr) == [f"paymentapp: configuration error: {message}"]
+    assert "Traceback" not in result.stderr

@@ -112,7 +112,7 @@ def test_unreachable_daraja_is_unavailable_not_sent(app, log_output):
     with pytest.raises(daraja.DarajaUnavailable) as info:
         daraja.DarajaClient(config).access_token()
     assert info.value.maybe_sent is False
-    # issue 11: the log says why, without secrets
+    # the log says why, without secrets
     line = next(li for li in log_output.getvalue().splitlines() if "daraja.unreachable" in li)
     assert "ConnectionError" in line and f"host=127.0.0.1:{port}" in line
     assert "refused" in line.lower() and "connect_timeout_s=" in line

@@ -85,7 +85,7 @@ def money_rows(stack, order_id: str) -> tuple[str, list[str], int]:
 
 
 def test_worker_killed_between_commit_and_emit_leaves_no_dialog_pending(tmp_path):
-    """Issue 9 item 4: Daraja's retry is a duplicate, and a duplicate re-sends the snapshot."""
+    """Daraja's retry is a duplicate, and a duplicate re-sends the snapshot."""
     fault_dir = tmp_path / "faults"
     fault_dir.mkdir()
     with running_stack(
@@ -127,7 +127,7 @@ def test_worker_killed_between_commit_and_emit_leaves_no_dialog_pending(tmp_path
 
 
 def test_worker_killed_after_storing_a_callback_and_a_bad_record_are_both_handled(tmp_path):
-    """Issue 9 item 3: the stored callback is applied by `flask mpesa reconcile` even
+    """The stored callback is applied by `flask mpesa reconcile` even
     though another stored record fails every time it is applied."""
     fault_dir = tmp_path / "faults"
     fault_dir.mkdir()

@@ -1,4 +1,4 @@
-"""Issue 9 in CI: a short fuzz of the real stack gives no 5xx, no bypass and no leak.
+"""The fuzz harness in CI: a short fuzz of the real stack gives no 5xx, no bypass and no leak.
 
 `bench/fuzz.py` does the work (gunicorn with 2 workers, a fresh PostgreSQL database,
 Redis, the simulator as Daraja); this runs it small with a fixed seed. For the full
@@ -25,7 +25,9 @@ def summary(tmp_path_factory):
     """One fuzz run shared by the assertions below (it is the slow part)."""
     services.require_redis()
     if not services.postgres_available():
-        services.unavailable(f"PostgreSQL at {services.PG_SERVER_URL}")
+        services.unavailable(
+            f"PostgreSQL not reachable at {services.PG_SERVER_URL}", "make services"
+        )
     out = tmp_path_factory.mktemp("fuzz")
     lines: list[str] = []
     result = fuzz.run(

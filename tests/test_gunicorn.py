@@ -18,7 +18,7 @@ def test_gunicorn_serves_with_two_gevent_workers(tmp_path):
         services.flask_cli(env, "db", "upgrade")
         with services.Gunicorn(env, workers=2) as server:
             health = requests.get(server.url + "/healthz", timeout=5)
-            assert health.json() == {"status": "ok", "db": "ok", "redis": "ok"}
+            assert health.json() == {"status": "ok", "db": "ok", "redis": "ok", "assets": "ok"}
             token_url = f"{server.url}/api/orders/ord_x/status?token=secret-client-token"
             assert requests.get(token_url, timeout=5).status_code == 403
             requests.post(f"{server.url}/callbacks/stk/{env['MPESA_CALLBACK_TOKEN']}", timeout=5)
@@ -70,3 +70,69 @@ def test_workers_may_open_a_file_per_connection(tmp_path):
                 assert _open_files_limit(int(pid)) == expected
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.e2e
+def test_gunicorn_listens_where_dotenv_says_and_the_environment_wins(tmp_path):
+    """PORT, HOST, WEB_CONCURRENCY and LOG_LEVEL from a `.env` (here a temporary
+    project's, named by PAYMENTAPP_DOTENV) reach gunicorn.conf.py as they reach the app;
+    what the real environment sets wins."""
+    port = services.free_port()
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        f"PORT={port}\nHOST=127.0.0.1\nWEB_CONCURRENCY=3\nLOG_LEVEL=Info\n"
+        f"PAYMENTAPP_INSTANCE_PATH={tmp_path}\nDATABASE_URL=sqlite:///{tmp_path}/app.db\n"
+    )
+    env = {
+        **base_env(f"sqlite:///{tmp_path}/app.db"),
+        "PAYMENTAPP_DOTENV": str(dotenv),
+        # from `.env`, not from the environment (None unsets what Gunicorn would set)
+        "PORT": None,
+        "HOST": None,
+        "PUBLIC_BASE_URL": None,
+        "DATABASE_URL": None,
+        "PAYMENTAPP_INSTANCE_PATH": None,
+        "WEB_CONCURRENCY": "2",  # the environment wins over `.env`'s 3
+    }
+    services.flask_cli(env, "db", "upgrade")
+    assert (tmp_path / "app.db").exists()  # the CLI read `.env` too
+    with services.Gunicorn(env, port=port) as server:
+        assert requests.get(server.url + "/healthz", timeout=5).json()["db"] == "ok"
+        # the app took `.env`'s PORT too: its own address is an allowed origin
+        assert requests.get(server.url + "/realtime/origin", timeout=5).json()["allowed"]
+    log = server.log()
+    assert f"Listening at: http://127.0.0.1:{port}" in log
+    assert len(re.findall(r"Booting worker with pid", log)) == 2
+    assert "Traceback" not in log
+
+
+@pytest.mark.e2e
+def test_python_wsgi_py_serves_at_host_and_port(tmp_path):
+    """`python wsgi.py` (one process, no gunicorn) once always took 127.0.0.1:5000."""
+    import subprocess
+    import sys
+
+    port = services.free_port()
+    env = {
+        **base_env(f"sqlite:///{tmp_path}/app.db"),
+        "PAYMENTAPP_INSTANCE_PATH": str(tmp_path),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    services.flask_cli(env, "db", "upgrade")
+    log = tmp_path / "wsgi.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "wsgi.py"],
+            cwd=services.ROOT,
+            env=services.process_env(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        services.wait_http(f"http://127.0.0.1:{port}/healthz")
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.json()["db"] == "ok", log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(15)

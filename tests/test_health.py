@@ -1,4 +1,5 @@
-"""`/healthz` reports the database and Redis, and answers 503 when one is down."""
+"""`/healthz` reports the database, Redis and the browser files, and answers 503 when one
+is down (missing browser files: tests/test_assets.py)."""
 
 import pytest
 
@@ -8,7 +9,12 @@ from tests import services
 def test_healthz_ok_without_redis(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "db": "ok", "redis": "disabled"}
+    assert response.get_json() == {
+        "status": "ok",
+        "db": "ok",
+        "redis": "disabled",
+        "assets": "ok",
+    }
 
 
 @pytest.fixture
@@ -19,7 +25,12 @@ def redis_url():
 def test_healthz_checks_real_redis(app_env, redis_url, request):
     app_env["REDIS_URL"] = redis_url
     client = request.getfixturevalue("client")
-    assert client.get("/healthz").get_json() == {"status": "ok", "db": "ok", "redis": "ok"}
+    assert client.get("/healthz").get_json() == {
+        "status": "ok",
+        "db": "ok",
+        "redis": "ok",
+        "assets": "ok",
+    }
 
 
 def test_healthz_503_when_redis_is_down(app_env, request):
@@ -27,7 +38,12 @@ def test_healthz_503_when_redis_is_down(app_env, request):
     client = request.getfixturevalue("client")
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "error", "db": "ok", "redis": "error"}
+    assert response.get_json() == {
+        "status": "error",
+        "db": "ok",
+        "redis": "error",
+        "assets": "ok",
+    }
 
 
 def test_healthz_503_when_database_is_down(app, database_url):

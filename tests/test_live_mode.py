@@ -33,12 +33,12 @@ def test_the_requirement_is_checked_where_env_files_count(tmp_path):
 
 
 def test_simulator_mode_derives_its_public_url_from_host_and_port():
-    """Issue 11: `PORT=5077 make run` kept :5000 in PUBLIC_BASE_URL (socket origin 403)."""
+    """`PORT=5077 make run` once kept :5000 in PUBLIC_BASE_URL (socket origin 403)."""
     config = load_config(
         {"SECRET_KEY": "s", "MPESA_CALLBACK_TOKEN": "cbtoken-0123456789abc", "PORT": "5077"}
     )
     assert config["PUBLIC_BASE_URL"] == "http://127.0.0.1:5077"
-    assert config["CORS_ALLOWED_ORIGINS"] == ["http://127.0.0.1:5077"]
+    assert config["CORS_ALLOWED_ORIGINS"] == ["http://127.0.0.1:5077", "http://localhost:5077"]
     wide = load_config(
         {
             "SECRET_KEY": "s",

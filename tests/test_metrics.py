@@ -12,13 +12,15 @@ from paymentapp import metrics
 from paymentapp.config import ConfigError, load_config
 from paymentapp.models import (
     CallbackRecord,
+    Order,
     Payment,
     WebhookDelivery,
     WebhookEndpoint,
-    WebhookEvent,
     utcnow,
 )
 from paymentapp.mpesa import client as daraja
+from paymentapp.outbox.events import order_snapshot
+from paymentapp.webhooks.events import new_event
 from tests import services
 from tests.helpers import (
     LIVE,
@@ -177,7 +179,9 @@ def test_payments_orders_and_backlogs_come_from_the_database(client, db, make_or
         ]
     )
     endpoint = WebhookEndpoint(url="https://shop.example.com/hook", secret="s")
-    event = WebhookEvent(type="order.paid", order_id=paid["id"], version=2, payload="{}")
+    order = db.session.get(Order, paid["id"])
+    body = {"order": order_snapshot(order), "payment_id": done.id}
+    event = new_event("order.paid", body, utcnow(), order)
     db.session.add_all([endpoint, event])
     db.session.flush()
     for next_attempt_at, status in [

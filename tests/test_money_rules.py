@@ -1,4 +1,4 @@
-"""The money rules of issue 19, one path at a time: the same money counts once, refunds
+"""The money rules (docs/payments.md), one path at a time: the same money counts once, refunds
 have amounts and count net, the version is the database's, expiry, retries in place.
 (The same cases at once, across workers: tests/test_concurrency_e2e.py.)"""
 

@@ -1,4 +1,4 @@
-"""The money rules as a state machine (issue 19): any interleaving of STK results, STK
+"""The money rules as a state machine: any interleaving of STK results, STK
 Query answers, Paybill confirmations, hand entries, cancels, expiry, reviews and refunds
 leaves every order paid exactly when the money that counts covers it.
 

@@ -196,7 +196,7 @@ def test_nul_characters_never_reach_the_database(client, auth, make_order, db):
 
 
 def test_deeply_nested_bodies_are_refused_without_recursing(client, auth, db):
-    """Issue 9: a description nested 400 levels deep was a RecursionError (500)."""
+    """A description nested 400 levels deep was once a RecursionError (500)."""
     nested = "[" * 400 + "]" * 400
     response = client.post(
         "/api/orders",
@@ -215,7 +215,7 @@ def test_deeply_nested_bodies_are_refused_without_recursing(client, auth, db):
 
 @pytest.mark.parametrize("field", ["description", "reference"])
 def test_lone_surrogates_are_refused(client, auth, db, field):
-    """Issue 9: "\\ud800" in a text field was a UnicodeEncodeError (500) on PostgreSQL."""
+    """A lone "\\ud800" in a text field was once a UnicodeEncodeError (500) on PostgreSQL."""
     body = '{"amount": 5, "' + field + '": "tea \\ud800"}'
     response = client.post("/api/orders", data=body, content_type="application/json", headers=auth)
     assert_error(response, 422, "invalid_characters")
@@ -241,7 +241,7 @@ def test_forged_cursors_are_422(client, auth, cursor):
     "path", ["/api/orders/%C3%A9/status", "/api/orders/%C3%A9/payments", "/pay/%C3%A9"]
 )
 def test_non_ascii_order_id_with_a_real_token_is_refused(client, make_order, path):
-    """Issue 9: compare_digest on non-ASCII text raised TypeError (500)."""
+    """compare_digest on non-ASCII text once raised TypeError (500)."""
     token = make_order()["client_token"]
     if path.endswith("/payments"):
         response = client.post(path, json={"phone": "0712345678"}, headers={"X-Order-Token": token})

@@ -60,7 +60,10 @@ def test_masked_payload_masks_every_phone_of_an_order_and_its_payments():
     masked = masked_payload(order)
     assert masked["customer_phone"] == "2547•••••678"
     assert masked["payments"] == [
-        {"id": "pay_1", "phone": "2547•••••111", "phone_masked": "2547•••••111", "paid_phone": None}
+        {"id": "pay_1", "phone": "2547•••••111", "phone_masked": "2547•••••111"}
     ]
+    # `paid_phone` is masked when a payment's JSON has it, and never added when it has not
+    paid = masked_payload({**order, "payments": [{"phone": None, "paid_phone": "254722000111"}]})
+    assert paid["payments"] == [{"phone": None, "paid_phone": "2547•••••111"}]
     assert order["customer_phone"] == "254712345678"  # the caller's dict is left alone
     assert masked_payload({"customer_phone": None}) == {"customer_phone": None}

@@ -1,4 +1,4 @@
-"""Prompt limits (issue 22): one payment link cannot keep strangers' phones busy. At most
+"""Prompt limits: one payment link cannot keep strangers' phones busy. At most
 PAYMENT_PROMPTS_PER_ORDER prompts that reached a phone per order in the window (then
 429 too_many_prompts with Retry-After), and PAYMENT_ADDRESS_RATE_LIMIT prompts started
 per client address; refused requests do not count."""

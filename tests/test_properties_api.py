@@ -1,4 +1,4 @@
-"""API and socket properties (issue 9): a client gets the contract's errors, never a 5xx."""
+"""API and socket properties: a client gets the contract's errors, never a 5xx."""
 
 # Whatever a client sends, the answer is a success or a 4xx in the error shape, and a client
 # token opens exactly its own order. Examples share one app and database (`app` is
@@ -150,7 +150,7 @@ def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-# from the issue: a naive date, and datetimes whose UTC value is out of range
+# cursors that once failed: a naive date, and datetimes whose UTC value is out of range
 ODD_CURSORS = [
     ("2024-01-01", "ord_x"), ("0001-01-01T00:00:00+14:00", "x"), ("9999-12-31T23:59:59-14:00", "x"),
     ("2024-01-01T00:00:00Z", "ord_\ud800"), ("2024-01-01T00:00:00+00:00", "ord_\x00"),

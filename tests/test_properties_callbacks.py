@@ -1,4 +1,4 @@
-"""Callback properties (issue 9): Daraja retries any 5xx, and no callback may invent money."""
+"""Callback properties: Daraja retries any 5xx, and no callback may invent money."""
 
 # Any body gets Daraja's Accepted or a 4xx in the contract's error shape and is stored; a
 # payment completes only on an exact success carrying the right amount. Examples share one

@@ -61,7 +61,7 @@ def login_attempt(proxy, address: str, extra_headers: dict | None = None) -> int
 
 
 def test_login_limit_counts_each_client_not_the_proxy(behind_proxy):
-    """Issue 11: 12 clients behind one proxy all got 429 after the 10th attempt."""
+    """12 clients behind one proxy once all got 429 after the 10th attempt."""
     proxy, _ = behind_proxy
     many = [login_attempt(proxy, f"127.0.0.{n}") for n in range(20, 32)]
     assert 429 not in many, many

@@ -12,25 +12,7 @@ from sqlalchemy import select
 from paymentapp.callbacks.pull import pull_missed
 from paymentapp.models import CallbackRecord, Order
 from paymentapp.mpesa.client import get_client
-from tests.services import wait_for
-
-
-def lost_paybill_payment(live_server, order: dict, amount: int, copies: int = 0) -> str:
-    """A Paybill payment to the order whose confirmation is lost (copies=0); its receipt."""
-    answer = live_server.http.post(
-        f"{live_server.url}/_simulator/api/c2b/pay",
-        json={"account": order["number"], "amount": amount, "copies": copies},
-        timeout=10,
-    )
-    assert answer.status_code == 202, answer.text
-    trans_id = answer.json()["payment"]["trans_id"]
-    wait_for(
-        lambda: live_server.http.get(
-            f"{live_server.url}/_simulator/api/c2b", params={"trans_id": trans_id}, timeout=10
-        ).json()["payments"][0]["confirmation_status"],
-        "the simulator to finish the payment",
-    )
-    return trans_id
+from tests.helpers import lost_paybill_payment
 
 
 def register(app):

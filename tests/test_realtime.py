@@ -322,7 +322,7 @@ def test_first_subscribe_waits_until_the_worker_listens_to_redis(
 
 
 def test_subscribe_with_a_non_ascii_id_and_a_real_token_is_refused(make_order, socket_client):
-    """Issue 9: this was an `internal_error` ack (compare_digest on non-ASCII text)."""
+    """This was once an `internal_error` ack (compare_digest on non-ASCII text)."""
     order = make_order()
     sock = socket_client()
     ack = sock.emit("subscribe", {"order_id": "é", "token": order["client_token"]}, callback=True)
@@ -339,3 +339,29 @@ def test_extra_event_arguments_are_ignored_not_an_internal_error(make_order, soc
     ack = sock.emit("subscribe", payload, "x", callback=True)
     assert ack["ok"] is True
     assert sock.emit("unsubscribe", payload, 1, 2, callback=True) == {"ok": True}
+
+
+def test_a_page_can_ask_whether_its_origin_may_open_the_socket(client, app):
+    """`GET /realtime/origin`, which the JS client asks when its socket cannot connect."""
+    for origin, allowed in (
+        ("http://127.0.0.1:5000", True),  # simulator mode: both local addresses
+        ("http://localhost:5000", True),
+        ("https://shop.example", False),
+    ):
+        response = client.get("/realtime/origin", headers={"Origin": origin})
+        assert response.get_json() == {
+            "origin": origin,
+            "allowed": allowed,
+            "setting": "CORS_ALLOWED_ORIGINS",
+        }
+        assert response.headers["Access-Control-Allow-Origin"] == "*"  # any page may ask
+        assert response.headers["Cache-Control"] == "no-store"
+    # a same-origin GET carries no Origin header: the address the page was opened at
+    same_origin = client.get("/realtime/origin", base_url="http://localhost:5000")
+    assert same_origin.get_json()["origin"] == "http://localhost:5000"
+    assert same_origin.get_json()["allowed"] is True
+    assert client.get("/realtime/origin", base_url="http://box.lan:5000").get_json() == {
+        "origin": "http://box.lan:5000",
+        "allowed": False,
+        "setting": "CORS_ALLOWED_ORIGINS",
+    }

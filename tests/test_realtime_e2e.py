@@ -147,10 +147,17 @@ def test_only_websocket_from_allowed_origins(stack):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(ws_url, origin="https://evil.example", timeout=10)
     assert refused.value.status_code == 403
-    # issue 11: the refusal names the origin and what is allowed
-    assert f"websocket refused for origin https://evil.example (allowed: {stack.url}" in (
-        stack.server.log()
-    )
+    # the refusal names the origin, what is allowed and the setting, on one structured line
+    refusals = [
+        line
+        for line in stack.server.log().splitlines()
+        if "websocket refused for origin https://evil.example" in line
+    ]
+    assert len(refusals) == 1, refusals
+    assert " WARNING " in refusals[0]
+    assert f"(allowed: {stack.url}, {stack.url.replace('127.0.0.1', 'localhost')})" in refusals[0]
+    assert "add it to CORS_ALLOWED_ORIGINS" in refusals[0]
+    assert refusals[0].endswith("| event=socket.origin_refused origin=https://evil.example")
     allowed = websocket.create_connection(ws_url, origin=stack.url, timeout=10)
     try:
         assert allowed.recv().startswith("0{")  # engine.io "open" packet
@@ -165,6 +172,18 @@ def test_only_websocket_from_allowed_origins(stack):
     sio = socketio.Client(reconnection=False, http_session=stack.http)
     with pytest.raises(socketio.exceptions.ConnectionError):
         sio.connect(stack.url, transports=["polling"], wait_timeout=5)
+
+
+def test_localhost_and_127_0_0_1_both_open_the_socket_in_simulator_mode(stack):
+    """A new user opens either address; both are the app's own pages."""
+    ws_url = stack.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    for origin in (stack.url, stack.url.replace("127.0.0.1", "localhost")):
+        opened = websocket.create_connection(ws_url, origin=origin, timeout=10)
+        try:
+            assert opened.recv().startswith("0{")
+        finally:
+            opened.close()
+    assert "websocket refused for origin http://localhost" not in stack.server.log()
 
 
 def test_redis_outage_keeps_the_app_working_and_clients_resync(stack, watchers):

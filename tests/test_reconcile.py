@@ -193,7 +193,7 @@ def stored(body, minutes_ago: int = 2) -> CallbackRecord:
 def test_one_bad_stored_callback_never_blocks_the_rest(
     make_order, make_payment, db, app_config, log_output
 ):
-    """Issue 9: a record that crashed on every retry made each pass fail, forever."""
+    """A record that crashed on every retry once made each pass fail, forever."""
     good = [make_payment(make_order(10 + i)) for i in range(2)]
     make_payment(make_order(30), checkout_id="ws_CO_bad")
     db.session.add(stored(stk_callback("ws_CO_bad", amount=30), minutes_ago=3))

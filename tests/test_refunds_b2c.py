@@ -14,10 +14,8 @@ from paymentapp.mpesa.initiator import encrypt_credential
 from paymentapp.payments.b2c_refunds import settle_unsent
 from paymentapp.payments.refund_outcomes import check_pending
 from paymentapp.simulator.models import sim_b2c_payments
-from tests.helpers import TEST_CALLBACK_TOKEN, assert_error
+from tests.helpers import TEST_CALLBACK_TOKEN, Merchant, assert_error, key_pair, paid_order
 from tests.services import wait_for
-from tests.test_refunds_reversal import Merchant, paid_order
-from tests.test_reversal_client import _key_pair
 
 RESULT = f"/callbacks/b2c/result/{TEST_CALLBACK_TOKEN}"
 SETTINGS = "/_simulator/api/c2b/settings"
@@ -155,7 +153,7 @@ def test_a_failed_b2c_leaves_the_money_counting(app, api, live_server, make_orde
     if setup == "funds":
         assert live_server.http.post(settings, json={"b2c_funds": "insufficient"}).ok
     elif setup == "credential":
-        _, other_certificate = _key_pair()  # encrypted for another key: cannot be read
+        _, other_certificate = key_pair()  # encrypted for another key: cannot be read
         credential = encrypt_credential("Simulator#2026", other_certificate)
         app.config["MPESA_SECURITY_CREDENTIAL"] = credential
     else:  # the initiator lacks the B2C role, or its credential is locked

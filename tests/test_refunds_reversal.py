@@ -10,64 +10,17 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from paymentapp.extensions import db as _db
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Refund
-from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, pay
+from tests.helpers import TEST_CALLBACK_TOKEN, Merchant, assert_error, paid_order
 from tests.services import wait_for
 
 RESULT = f"/callbacks/reversal/result/{TEST_CALLBACK_TOKEN}"
 TIMEOUT = f"/callbacks/reversal/timeout/{TEST_CALLBACK_TOKEN}"
 
 
-def fresh_session() -> None:
-    """Forget what the test's session read: the test client's requests share it (the
-    fixture's app context is theirs too), and a result applied meanwhile by the server's
-    thread would otherwise be hidden behind rows read before."""
-    _db.session.commit()
-
-
-class Merchant:
-    """The merchant's side of the API, with its key."""
-
-    def __init__(self, client, auth):
-        self.client, self.auth = client, auth
-
-    def order(self, order) -> dict:
-        fresh_session()
-        return self.client.get(f"/api/orders/{order['id']}", headers=self.auth).get_json()
-
-    def refunds(self, order) -> list[dict]:
-        fresh_session()
-        answer = self.client.get(f"/api/orders/{order['id']}/refunds", headers=self.auth)
-        assert answer.status_code == 200
-        return answer.get_json()["refunds"]
-
-    def refund(self, order, idempotency_key=None, **body):
-        headers = dict(self.auth)
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        return self.client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=headers)
-
-    def settled(self, order) -> dict:
-        """The order's one refund, once M-Pesa's result has settled it."""
-        return wait_for(
-            lambda: (r := self.refunds(order)[0])["status"] in ("succeeded", "failed") and r,
-            "the refund's result",
-        )
-
-
 @pytest.fixture
 def api(client, auth):
     return Merchant(client, auth)
-
-
-def paid_order(api, live_server, make_order, amount=300) -> dict:
-    order = make_order(amount)
-    assert pay(api.client, order).status_code == 202
-    prompt = live_server.open_prompt(order["number"])
-    live_server.press(prompt["checkout_request_id"], "accept")
-    wait_for(lambda: api.order(order)["status"] == "paid", "the order paid")
-    return order
 
 
 def test_a_reversal_refunds_the_whole_payment_once_the_result_says_so(

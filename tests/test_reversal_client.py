@@ -9,27 +9,18 @@ import json
 import pathlib
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from paymentapp.config import ConfigError, load_config
 from paymentapp.mpesa import client as daraja
 from paymentapp.mpesa.initiator import encrypt_credential, security_credential
-from tests.helpers import LIVE, base_env, pay
+from tests.helpers import LIVE, base_env, key_pair, pay
 from tests.receiver import Receiver
 from tests.services import wait_for
 
 
-def _key_pair():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return key, public_pem
-
-
 def test_the_credential_is_the_password_rsa_encrypted_pkcs1v15_in_base64():
-    key, public_pem = _key_pair()
+    key, public_pem = key_pair()
     first = encrypt_credential("Safaricom#999", public_pem)
     second = encrypt_credential("Safaricom#999", public_pem)
     assert first != second  # PKCS#1 v1.5 is randomised
@@ -45,7 +36,7 @@ def test_a_portal_credential_is_sent_as_it_is():
 
 
 def test_the_password_is_encrypted_with_the_certificate_file(tmp_path):
-    key, public_pem = _key_pair()
+    key, public_pem = key_pair()
     cert = tmp_path / "production.cer"
     cert.write_bytes(public_pem)
     config = load_config(
@@ -161,7 +152,7 @@ def test_an_unknown_transaction_and_a_wrong_password_fail_in_the_result(
         unknown = _reverse(app, receiver, "SXXXXXXXX1", amount)
         assert _result(receiver, unknown.conversation_id)["ResultCode"] == "R000002"
 
-        _, other_certificate = _key_pair()  # encrypted for another key: cannot be read
+        _, other_certificate = key_pair()  # encrypted for another key: cannot be read
         wrong = {
             **app.config,
             "MPESA_SECURITY_CREDENTIAL": encrypt_credential("Simulator#2026", other_certificate),

@@ -1,4 +1,4 @@
-"""Secrets at rest (issue 22): webhook signing secrets are stored encrypted with
+"""Secrets at rest: webhook signing secrets are stored encrypted with
 ENCRYPTION_KEYS, read back to sign, survive a key rotation (`flask secrets rotate`), and a
 live mode refuses to start without a key."""
 

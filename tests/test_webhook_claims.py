@@ -25,8 +25,8 @@ from paymentapp.webhooks.delivery import (
     lease_s,
 )
 from paymentapp.webhooks.endpoints import resolve
+from tests.helpers import register_endpoint
 from tests.receiver import Receiver
-from tests.test_webhooks import register
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_two_delivery_loops_send_each_delivery_once_per_attempt(
     of sending what the first has listed but not sent yet. With 500s every delivery is
     retried a minute later, so each is still attempted exactly once here."""
     app.config.update(WEBHOOK_TIMEOUT_S=0.5, WEBHOOK_CLAIM_LEASE_S=1.5)
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     for _ in range(40):
         make_order()
     receiver.delay_s, receiver.status = 0.1, status
@@ -97,7 +97,7 @@ def test_a_result_is_not_recorded_once_the_claim_is_lost(
 ):
     """A worker that stalled past its lease (its claim expired and another worker took
     the delivery) still sends, at least once, but records nothing; the holder does."""
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     delivery_id = db.session.scalar(select(WebhookDelivery.id))
     now = utcnow()
@@ -129,7 +129,7 @@ def test_a_hung_dns_lookup_is_an_attempt_that_timed_out(app, client, auth, db, m
         return resolve(url)
 
     with Receiver() as never:
-        register(client, auth, never.url, events=["order.created"])
+        register_endpoint(client, auth, never.url, events=["order.created"])
         make_order()
         started = time.monotonic()
         try:
@@ -153,7 +153,7 @@ def test_dns_time_counts_against_the_attempts_time_limit(
         time.sleep(0.4)
         return resolve(url)
 
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     assert deliver_due(resolver=slow).retrying == 1
     assert "Timeout" in db.session.scalar(select(WebhookAttempt.error))
@@ -162,7 +162,7 @@ def test_dns_time_counts_against_the_attempts_time_limit(
 def test_two_workers_at_once_never_send_one_delivery_twice(app, client, auth, db, make_order):
     with Receiver() as slow:
         slow.delay_s = 0.3
-        register(client, auth, slow.url, events=["order.created"])
+        register_endpoint(client, auth, slow.url, events=["order.created"])
         for _ in range(6):
             make_order()
         reports, barrier = [], threading.Barrier(2)
@@ -186,7 +186,7 @@ def test_two_workers_at_once_never_send_one_delivery_twice(app, client, auth, db
 def test_a_claim_left_by_a_dead_worker_expires_and_is_redelivered(
     client, auth, db, receiver, make_order
 ):
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     now = utcnow()
     assert claim(db.session.scalar(select(WebhookDelivery.id)), now)  # then the worker died

@@ -25,7 +25,7 @@ from paymentapp.models import (
 from paymentapp.payments.states import Kind, transition
 from paymentapp.webhooks import signing
 from paymentapp.webhooks.delivery import deliver_due, resend
-from tests.helpers import LIVE, assert_error, base_env, stk_callback
+from tests.helpers import LIVE, assert_error, base_env, register_endpoint, stk_callback
 from tests.receiver import Receiver
 
 URL = "/api/webhook-endpoints"
@@ -36,12 +36,6 @@ CALLBACK = f"/callbacks/stk/{base_env('x')['MPESA_CALLBACK_TOKEN']}"
 def receiver():
     with Receiver() as running:
         yield running
-
-
-def register(client, auth, url, **fields) -> dict:
-    response = client.post(URL, json={"url": url, **fields}, headers=auth)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def assert_money_invariant(db) -> None:
@@ -67,7 +61,7 @@ def pay_by_callback(client, make_payment, order, amount=None):
 
 
 def test_register_list_and_delete_an_endpoint(client, auth, db, receiver):
-    created = register(client, auth, receiver.url, events=["order.paid", "payment.failed"])
+    created = register_endpoint(client, auth, receiver.url, events=["order.paid", "payment.failed"])
     assert created["secret"].startswith("whsec_") and created["id"].startswith("we_")
     assert created["events"] == ["order.paid", "payment.failed"]
     listed = client.get(URL, headers=auth).get_json()["endpoints"]
@@ -88,6 +82,8 @@ def test_register_list_and_delete_an_endpoint(client, auth, db, receiver):
         ({"url": "http://user:pw@127.0.0.1/x"}, "url"),
         ({"url": ""}, "url"),
         ({}, "url"),
+        # a misspelt field is refused, not ignored (which would subscribe to every event)
+        ({"url": "http://127.0.0.1:9/x", "event": ["order.paid"]}, "event"),
     ],
 )
 def test_invalid_endpoints_are_422(client, auth, db, body, field):
@@ -99,7 +95,7 @@ def test_invalid_endpoints_are_422(client, auth, db, body, field):
 def test_paid_order_is_delivered_signed_with_its_version(
     client, auth, db, receiver, make_order, make_payment
 ):
-    endpoint = register(client, auth, receiver.url)
+    endpoint = register_endpoint(client, auth, receiver.url)
     order = make_order(150)
     pay_by_callback(client, make_payment, order)
     report = deliver_due()
@@ -121,7 +117,7 @@ def test_paid_order_is_delivered_signed_with_its_version(
 
 
 def test_the_event_row_shares_the_transaction_of_the_change(client, auth, db, make_order, receiver):
-    register(client, auth, receiver.url)
+    register_endpoint(client, auth, receiver.url)
     order = make_order()
     stored = db.session.get(Order, order["id"])
     transition(stored, Kind.ORDER_CANCELLED, "cancelled by test")
@@ -140,7 +136,7 @@ def test_the_event_row_shares_the_transaction_of_the_change(client, auth, db, ma
 def test_failed_payment_event_carries_reason_and_result_code(
     client, auth, db, receiver, make_order, make_payment
 ):
-    register(client, auth, receiver.url, events=["payment.failed"])
+    register_endpoint(client, auth, receiver.url, events=["payment.failed"])
     payment = make_payment(make_order())
     body = stk_callback(payment.checkout_request_id, 1032, desc="Request cancelled by user")
     client.post(CALLBACK, json=body)
@@ -156,7 +152,7 @@ def test_receiver_down_is_retried_until_it_comes_back_then_delivered_once(
 ):
     with Receiver() as probe:
         url = probe.url  # a port that will be closed
-    register(client, auth, url, events=["order.created"])
+    register_endpoint(client, auth, url, events=["order.created"])
     make_order()
     now = utcnow()
     assert deliver_due(now=now, rng=random.Random(1)).retrying == 1
@@ -180,7 +176,7 @@ def test_receiver_down_is_retried_until_it_comes_back_then_delivered_once(
 
 @pytest.mark.parametrize("answer", ["500", "redirect", "slow", "huge"])
 def test_bad_answers_are_retried_and_recorded(client, auth, db, receiver, make_order, app, answer):
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     if answer == "500":
         receiver.status = 500
     elif answer == "redirect":
@@ -208,7 +204,7 @@ def test_bad_answers_are_retried_and_recorded(client, auth, db, receiver, make_o
 def test_after_three_days_a_delivery_fails_and_the_endpoint_is_disabled(
     client, auth, db, receiver, make_order
 ):
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     receiver.status = 500
     make_order()
     now = utcnow()
@@ -227,7 +223,7 @@ def test_after_three_days_a_delivery_fails_and_the_endpoint_is_disabled(
 def test_rotated_secret_both_signatures_valid_in_the_grace_period(
     client, auth, db, receiver, make_order
 ):
-    old = register(client, auth, receiver.url, events=["order.created"])
+    old = register_endpoint(client, auth, receiver.url, events=["order.created"])
     new = client.post(f"{URL}/{old['id']}/rotate-secret", headers=auth).get_json()
     assert new["secret"] != old["secret"] and new["previous_secret_valid_until"]
     make_order()
@@ -256,7 +252,7 @@ def test_signatures_outside_the_tolerance_are_rejected():
 
 
 def test_deleting_an_endpoint_stops_its_pending_deliveries(client, auth, db, receiver, make_order):
-    endpoint = register(client, auth, receiver.url, events=["order.created"])
+    endpoint = register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     client.delete(f"{URL}/{endpoint['id']}", headers=auth)
     assert deliver_due().sent == 0 and receiver.received == []
@@ -264,7 +260,7 @@ def test_deleting_an_endpoint_stops_its_pending_deliveries(client, auth, db, rec
 
 
 def test_resend_delivers_an_event_again(client, auth, db, receiver, make_order):
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     deliver_due()
     event_id = receiver.event_ids()[0]
@@ -345,7 +341,7 @@ def test_an_address_that_turns_private_after_registration_is_refused_at_delivery
 ):
     """The check runs again at delivery (DNS can change), and the delivery connects to
     the address it checked."""
-    register(client, auth, receiver.url, events=["order.created"])
+    register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     app.config["MPESA_ENV"] = "sandbox"  # now 127.0.0.1 is refused
     try:
@@ -359,7 +355,7 @@ def test_an_address_that_turns_private_after_registration_is_refused_at_delivery
 def test_payment_flows_keep_the_money_invariant(
     client, auth, db, receiver, make_order, make_payment
 ):
-    register(client, auth, receiver.url)
+    register_endpoint(client, auth, receiver.url)
     paid = make_order(100)
     pay_by_callback(client, make_payment, paid)
     wrong = make_order(100)
@@ -372,7 +368,7 @@ def test_payment_flows_keep_the_money_invariant(
 
 
 def test_a_test_event_reaches_one_endpoint(client, auth, db, receiver):
-    endpoint = register(client, auth, receiver.url, events=["order.paid"])
+    endpoint = register_endpoint(client, auth, receiver.url, events=["order.paid"])
     queued = client.post(f"{URL}/{endpoint['id']}/test", headers=auth)
     assert queued.status_code == 202
     deliver_due()
@@ -396,7 +392,7 @@ def test_the_documented_recipes_verify_a_real_delivery(client, auth, db, receive
     import shutil
     import subprocess
 
-    endpoint = register(client, auth, receiver.url, events=["order.created"])
+    endpoint = register_endpoint(client, auth, receiver.url, events=["order.created"])
     make_order()
     deliver_due()
     [got] = receiver.received

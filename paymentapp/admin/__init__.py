@@ -14,11 +14,13 @@ Pages: `routes/`, one module per screen, all on `bp` (every endpoint is `admin.*
                 the answer (a flashed message, or the form refilled with its errors)
 Reads (nothing writes):
   queries.py           the orders pages: filters, totals, pages, CSV, an order's history
+  charts.py            the orders page's charts: one aggregate query each, by time bucket
   review_queries.py    the review queue and its count
   webhook_queries.py   webhook events with their deliveries and attempts
   lookups.py           the one row a URL or a form names (or a 404)
 How things are shown (no database):
   presenters.py          orders, payments and refunds; times, phones and bodies for all
+  chart_presenters.py    the charts' series (zeros filled), axes, words and tables
   review_presenters.py   Paybill payments that matched no order
   webhook_presenters.py  endpoints, events, deliveries and attempts
 Sessions:

@@ -2,8 +2,8 @@
 (how did a prompt end?). The result itself arrives as a callback: `callbacks/stk.py`.
 
 Quirks handled here (see docs/daraja.md):
-- STK Push is not idempotent: it is retried only when Daraja surely did not get it
-  (connection refused) or refused the token; a read timeout is reported as unknown.
+- STK Push is not idempotent: it is sent again only when Daraja refused the token
+  (`transport.py`); a refused connection fails at once, a read timeout is "maybe sent".
 - The Timestamp is East Africa Time and goes into the Password too (`formats.py`).
 - After a spike arrest or quota answer (500.003.0x) no process pushes for BUSY_PAUSE_S.
 - STK Query's "The transaction is being processed" means the prompt is still open;

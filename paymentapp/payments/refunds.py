@@ -33,7 +33,7 @@ def refund_amount(amount) -> int | None:
     return amount
 
 
-# the reason's name before `requested_by_customer` (issue 21), still taken
+# the reason's name before it was `requested_by_customer`, still taken
 REASON_ALIASES = {"customer_request": RefundReason.REQUESTED_BY_CUSTOMER}
 
 

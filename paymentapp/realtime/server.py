@@ -7,6 +7,7 @@ from functools import partial
 from flask import Flask
 from flask_socketio import SocketIO
 
+from ..cors import socket_origin_allowed
 from .emit import STATE_KEY, resend_local_snapshots
 from .events import register_handlers
 from .message_queue import BoundedRedisManager
@@ -21,7 +22,6 @@ PING_TIMEOUT_S = 20
 
 def init_socketio(app: Flask, socketio: SocketIO) -> None:
     """Bind Flask-SocketIO with settings from config (CORS never `*` outside simulator)."""
-    cors = app.config["CORS_ALLOWED_ORIGINS"]
     manager = IndexedManager()  # one process: in memory
     if app.config.get("REDIS_URL"):
         manager = BoundedRedisManager(
@@ -36,8 +36,8 @@ def init_socketio(app: Flask, socketio: SocketIO) -> None:
         # Always passed, because Flask-SocketIO keeps options from an earlier init_app
         # on the same SocketIO object.
         client_manager=manager,
-        # CORS_ALLOWED_ORIGINS=* (simulator mode only) is passed on as the string engine.io wants
-        cors_allowed_origins=cors[0] if cors == ["*"] else cors,
+        # CORS_ALLOWED_ORIGINS through the one rule (cors.py), which logs a refusal
+        cors_allowed_origins=partial(_origin_allowed, app),
         # Websocket only: no long-polling means no sticky sessions across workers.
         transports=["websocket"],
         max_http_buffer_size=MAX_MESSAGE_BYTES,
@@ -48,3 +48,8 @@ def init_socketio(app: Flask, socketio: SocketIO) -> None:
     )
     register_handlers(socketio)
     app.extensions[STATE_KEY] = {"write_only": False, "emitter": None}
+
+
+def _origin_allowed(app: Flask, origin: str | None, environ: dict | None = None) -> bool:
+    """engine.io's origin check (a request without an Origin header is not a page's)."""
+    return origin is None or socket_origin_allowed(app.config, origin)

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, jsonify
 
+from ..errors import ValidationError
 from ..extensions import db
 from ..orders.schemas import json_body
 from ..security import WEBHOOKS_MANAGE, authenticate_api_key
@@ -18,12 +19,18 @@ from .events import send_test_event
 
 bp = Blueprint("webhooks", __name__, url_prefix="/api/webhook-endpoints")
 
+ENDPOINT_FIELDS = {"url", "events", "description"}
+
 
 @bp.post("")
 def create():
     """Register an endpoint; the answer carries its signing secret, shown this once."""
     api_key = authenticate_api_key(WEBHOOKS_MANAGE)
     data = json_body()
+    # refused like every API body's: a misspelt `event` must not subscribe to everything
+    unknown = sorted(set(data) - ENDPOINT_FIELDS)
+    if unknown:
+        raise ValidationError("Unknown fields.", fields={k: "Unknown field." for k in unknown})
     endpoint = create_endpoint(
         data.get("url"), data.get("events"), data.get("description"), api_key_id=api_key.id
     )

@@ -1,4 +1,4 @@
-"""A second pair of eyes (issue 22): money recorded by hand, a flagged payment's money
+"""A second pair of eyes (docs/admin.md): money recorded by hand, a flagged payment's money
 accepted, a manual refund and a refund through M-Pesa are proposals until a different
 owner approves them; the proposer cannot; a rejected one moves nothing; a refund through
 M-Pesa waits `awaiting_approval` with its money held. APPROVALS=off (one owner) runs each
@@ -21,10 +21,8 @@ from paymentapp.models import (
     Refund,
 )
 from paymentapp.payments import approvals
-from tests.admin.test_refunds_admin import paid
-from tests.helpers import csrf_from, login
+from tests.helpers import csrf_from, fresh_session, login, paid
 from tests.services import wait_for
-from tests.test_refunds_reversal import fresh_session
 
 FLASH = re.compile(r'<p class="flash flash-(\w+)" role="\w+">([^<]*)</p>')
 

@@ -1,4 +1,4 @@
-"""The audit log (issue 22): every sign-in (and refused one) and sign-out, API key, webhook
+"""The audit log (docs/admin.md): every sign-in (and refused one) and sign-out, API key, webhook
 endpoint, money by hand, refund, cancel, review, Paybill assignment, untrusted callback,
 receipt check, secrets rotation and settings change is one row saying who (and their
 role), from where, what and to what; driven here the way people do it (the dashboard,

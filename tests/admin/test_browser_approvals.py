@@ -1,5 +1,5 @@
 """Approvals with two owners in real Chromium against real gunicorn, PostgreSQL and Redis
-(issue 22): alice records a payment by receipt, which waits; her page offers no Approve
+(docs/admin.md): alice records a payment by receipt, which waits; her page offers no Approve
 and says another owner approves it; bob, in his own browser, sees it waiting on the
 orders page and approves it; both pages then show the order paid, live. Then bob asks for
 a manual refund that alice rejects with a note: nothing is refunded."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from datetime import timedelta
 
@@ -16,7 +15,14 @@ from sqlalchemy import func, select
 
 from paymentapp.admin import presenters, queries
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, Refund, utcnow
-from tests.helpers import TEST_CALLBACK_TOKEN, c2b_confirmation, csrf_from, stk_callback
+from tests.helpers import (
+    TEST_CALLBACK_TOKEN,
+    html_of,
+    pay_by_paybill,
+    post_form,
+    stk_callback,
+    unmatched_record,
+)
 
 
 @pytest.fixture
@@ -27,13 +33,6 @@ def app_config():
 
 
 CONFIRM = f"/callbacks/c2b/confirmation/{TEST_CALLBACK_TOKEN}"
-
-
-def pay_by_paybill(client, account: str, amount, trans_id: str | None = None) -> dict:
-    body = c2b_confirmation(account, str(amount), trans_id)
-    response = client.post(CONFIRM, data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return body
 
 
 def pay_by_stk(client, make_payment, order: dict, receipt: str, amount=None) -> None:
@@ -50,24 +49,6 @@ def pay_by_stk(client, make_payment, order: dict, receipt: str, amount=None) -> 
 def fresh(db, order_id: str) -> Order:
     db.session.expire_all()
     return db.session.get(Order, order_id)
-
-
-def html_of(admin_client, path: str) -> str:
-    response = admin_client.get(path)
-    assert response.status_code == 200, path
-    return response.get_data(as_text=True)
-
-
-def post_form(admin_client, path: str, data: dict, page: str, **kwargs):
-    token = csrf_from(admin_client, page)
-    return admin_client.post(path, data={"csrf_token": token, **data}, **kwargs)
-
-
-def unmatched_record(db) -> CallbackRecord:
-    db.session.expire_all()
-    return db.session.scalar(
-        select(CallbackRecord).where(CallbackRecord.kind == "c2b").order_by(CallbackRecord.id)
-    )
 
 
 def field_errors(html: str) -> list[str]:

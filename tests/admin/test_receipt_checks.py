@@ -9,10 +9,8 @@ from sqlalchemy import func, select
 
 from paymentapp.models import CallbackRecord, Order, Payment, ReceiptCheck
 from paymentapp.payments.receipt_checks import ask_awaiting
-from tests.admin.test_paybill_admin import html_of, post_form
-from tests.helpers import TEST_CALLBACK_TOKEN
+from tests.helpers import TEST_CALLBACK_TOKEN, html_of, lost_paybill_payment, post_form
 from tests.services import wait_for
-from tests.test_pull_transactions import lost_paybill_payment
 
 RESULT = f"/callbacks/status/receipt/result/{TEST_CALLBACK_TOKEN}"
 

@@ -2,23 +2,8 @@
 (Daraja's Reversal of the whole payment), what it says while the result is on its way
 and once it came, and the timeline."""
 
-from tests.helpers import csrf_from, pay
+from tests.helpers import csrf_from, fresh_session, paid
 from tests.services import wait_for
-from tests.test_refunds_reversal import fresh_session
-
-
-def paid(client, auth, live_server, make_order, amount) -> dict:
-    order = make_order(amount)
-    assert pay(client, order).status_code == 202
-    live_server.press(live_server.open_prompt(order["number"])["checkout_request_id"], "accept")
-    wait_for(
-        lambda: (
-            fresh_session()
-            or client.get(f"/api/orders/{order['id']}", headers=auth).get_json()["status"] == "paid"
-        ),
-        "the order paid",
-    )
-    return client.get(f"/api/orders/{order['id']}", headers=auth).get_json()
 
 
 def test_an_admin_refunds_a_payment_through_mpesa(

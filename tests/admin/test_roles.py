@@ -1,4 +1,4 @@
-"""Admin roles (issue 22): every dashboard route, tried by every role. A role the route
+"""Admin roles: every dashboard route, tried by every role. A role the route
 allows gets its answer (and a change happens); a role below it gets a 403 that names the
 role it takes, and nothing in the database changes. The table must name every route the
 dashboard has, so a new one cannot slip in untested (and an unnamed one is owner-only
@@ -23,8 +23,14 @@ from paymentapp.models import (
     WebhookEndpoint,
 )
 from paymentapp.security import create_api_key
-from tests.admin.test_paybill_admin import pay_by_paybill, unmatched_record
-from tests.helpers import TEST_CALLBACK_TOKEN, csrf_from, login, stk_callback
+from tests.helpers import (
+    TEST_CALLBACK_TOKEN,
+    csrf_from,
+    login,
+    pay_by_paybill,
+    stk_callback,
+    unmatched_record,
+)
 
 PASSWORD = "a long enough password"
 VIEWER, OPERATOR, OWNER = Role.VIEWER, Role.OPERATOR, Role.OWNER

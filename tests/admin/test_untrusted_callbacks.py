@@ -1,4 +1,4 @@
-"""Callbacks from outside MPESA_CALLBACK_ALLOWED_IPS (issue 22): on by default in
+"""Callbacks from outside MPESA_CALLBACK_ALLOWED_IPS: on by default in
 production, stored as untrusted and never applied on their own, listed in the review
 queue, where an admin applies one (after checking with M-Pesa) or dismisses it."""
 
@@ -9,8 +9,7 @@ from sqlalchemy import select
 
 from paymentapp.config import SAFARICOM_CALLBACK_IPS, load_config, parse_allowed_ips
 from paymentapp.models import CallbackRecord, Order, Payment
-from tests.admin.test_paybill_admin import html_of, post_form
-from tests.helpers import LIVE, TEST_CALLBACK_TOKEN, stk_callback
+from tests.helpers import LIVE, TEST_CALLBACK_TOKEN, html_of, post_form, stk_callback
 
 URL = f"/callbacks/stk/{TEST_CALLBACK_TOKEN}"
 

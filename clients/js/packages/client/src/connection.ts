@@ -14,12 +14,49 @@ export type SocketConnectOptions = Partial<ManagerOptions & SocketOptions>;
  * sticky sessions) and quick reconnects.
  */
 export function openSocket(url: string, options: SocketConnectOptions = {}): Socket {
-  return io(url, {
+  const socket = io(url, {
     transports: ["websocket"],
     reconnectionDelay: 500,
     reconnectionDelayMax: 4000,
     timeout: 8000,
     ...options,
+  });
+  explainRefusal(socket, url);
+  return socket;
+}
+
+/** What `GET /realtime/origin` answers: may this page's origin open the socket? */
+interface OriginAnswer {
+  origin: string;
+  allowed: boolean;
+  setting: string;
+}
+
+/**
+ * A browser never says why a WebSocket handshake failed, and a refused origin only looks
+ * like a server that is down. So when the socket fails before it ever connected, ask the
+ * server once whether this page's origin may connect, and if not, say in the console
+ * which origin and which server setting (without a socket, clients poll meanwhile).
+ */
+function explainRefusal(socket: Socket, url: string): void {
+  if (typeof fetch !== "function" || typeof location === "undefined") return;
+  let asked = false;
+  socket.on("connect", () => (asked = true));
+  socket.on("connect_error", () => {
+    if (asked) return;
+    asked = true;
+    const server = new URL(url || "/", location.href).origin; // a namespace is a path
+    fetch(`${server}/realtime/origin`, { cache: "no-store", credentials: "omit" })
+      .then((response) => (response.ok ? (response.json() as Promise<OriginAnswer>) : null))
+      .then((answer) => {
+        if (answer?.allowed !== false) return;
+        console.warn(
+          `paymentapp: ${server} refused the live connection (Socket.IO) for this page's ` +
+            `origin ${answer.origin}: add it to ${answer.setting} on the server, or open ` +
+            `the page at an address it allows.`,
+        );
+      })
+      .catch(() => {}); // no answer: the server is down, not refusing
   });
 }
 

@@ -1,6 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { snapshot, sockets } from "../../../test/fake-socket";
-import { PaymentClient, PaymentConnection, type OrderListener } from "../src/index.js";
+import {
+  PaymentClient,
+  PaymentConnection,
+  openSocket,
+  type OrderListener,
+} from "../src/index.js";
 
 vi.mock("socket.io-client", () => import("../../../test/fake-socket"));
 
@@ -108,5 +113,55 @@ describe("PaymentConnection", () => {
     connection.watch("ord_1", "t1", late);
     expect(late.calls).toEqual(["live", "subscribe:ord_1:v2"]);
     expect(sockets[0].sent).toHaveLength(1);
+  });
+});
+
+describe("a socket refused for the page's origin", () => {
+  function answering(body: unknown) {
+    const fetch = vi.fn(async (_url: string) => new Response(JSON.stringify(body)));
+    vi.stubGlobal("fetch", fetch);
+    return fetch;
+  }
+  afterEach(() => vi.unstubAllGlobals());
+
+  it("asks the server once and says in the console which origin and setting", async () => {
+    const fetch = answering({
+      origin: "http://shop.localhost:5000",
+      allowed: false,
+      setting: "CORS_ALLOWED_ORIGINS",
+    });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    new PaymentConnection({ baseUrl: "https://pay.example.com" }).watch("ord_1", "t1", listener());
+    sockets[0].fire("connect_error", new Error("websocket error"));
+    sockets[0].fire("connect_error", new Error("websocket error")); // reconnects ask no more
+    await vi.waitFor(() => expect(warn).toHaveBeenCalledTimes(1));
+    expect(fetch.mock.calls.map(([url]) => url)).toEqual([
+      "https://pay.example.com/realtime/origin",
+    ]);
+    expect(warn.mock.calls[0][0]).toContain("origin http://shop.localhost:5000");
+    expect(warn.mock.calls[0][0]).toContain("add it to CORS_ALLOWED_ORIGINS");
+  });
+
+  it("stays quiet for an allowed origin, a server that is down, or a socket that connected", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const fetch = answering({ origin: "http://localhost", allowed: true, setting: "X" });
+    openSocket("/admin"); // the admin namespace, on this page's own server
+    sockets[0].fire("connect_error", new Error("websocket error"));
+    await vi.waitFor(() => expect(fetch).toHaveBeenCalledTimes(1));
+    // a namespace is a path of the socket's URL, not part of the server's address
+    expect(fetch.mock.calls[0][0]).toBe(`${location.origin}/realtime/origin`);
+
+    vi.stubGlobal("fetch", vi.fn(async () => Promise.reject(new TypeError("down"))));
+    new PaymentConnection({ baseUrl: "https://pay.example.com" }).watch("o", "t", listener());
+    sockets[1].fire("connect_error", new Error("websocket error"));
+
+    const after = answering({ origin: "x", allowed: false, setting: "X" });
+    new PaymentConnection({ baseUrl: "https://pay.example.com" }).watch("o", "t", listener());
+    sockets[2].open();
+    sockets[2].drop();
+    sockets[2].fire("connect_error", new Error("websocket error"));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(after).not.toHaveBeenCalled();
+    expect(warn).not.toHaveBeenCalled();
   });
 });
