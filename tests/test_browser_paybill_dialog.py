@@ -172,6 +172,7 @@ def test_paid_at_the_paybill_while_a_prompt_is_open_stops_the_prompts_countdown(
     assert status(app_server, order)["order_status"] == "paid"
 
 
+@pytest.mark.parametrize("context", [PHONE], indirect=True)
 def test_a_part_payment_shows_what_is_still_due_and_a_second_completes_it(
     app_server, context, page
 ):
