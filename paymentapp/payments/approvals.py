@@ -32,7 +32,7 @@ from . import refunds, reversals
 from . import services as payments
 from .refund_outcomes import landed
 from .services import review_note
-from .states import Kind, transition
+from .states import Kind, move_approval, transition
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _pending(approval_id: str) -> Approval:
 
 
 def _decide(approval: Approval, status: ApprovalStatus, actor: str, note: str | None) -> None:
-    approval.status = status
+    move_approval(approval, status)
     approval.decided_by, approval.decided_at, approval.decision_note = actor, utcnow(), note
 
 

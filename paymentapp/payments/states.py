@@ -25,6 +25,7 @@ from sqlalchemy import update
 from ..errors import IllegalTransition
 from ..extensions import db
 from ..models import (
+    ApprovalStatus,
     CheckStatus,
     DeliveryStatus,
     Order,
@@ -77,9 +78,14 @@ D = DeliveryStatus
 # a merchant webhook delivery: pending until a 2xx, given up, or cancelled
 DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     D.PENDING: frozenset({D.SUCCEEDED, D.FAILED, D.CANCELLED}),
-    D.SUCCEEDED: frozenset(),
-    D.FAILED: frozenset(),
-    D.CANCELLED: frozenset(),
+    **{final: frozenset() for final in (D.SUCCEEDED, D.FAILED, D.CANCELLED)},
+}
+
+AP = ApprovalStatus
+# money moved by hand, or sent back, until a second owner decides (`approvals.py`)
+APPROVAL_MOVES: dict[ApprovalStatus, frozenset[ApprovalStatus]] = {
+    AP.PENDING: frozenset({AP.APPROVED, AP.REJECTED, AP.WITHDRAWN}),
+    **{final: frozenset() for final in (AP.APPROVED, AP.REJECTED, AP.WITHDRAWN)},
 }
 
 # Daraja ResultCode → payment status (docs/payments.md); anything else is `failed`.
@@ -181,6 +187,10 @@ def move_delivery(delivery: WebhookDelivery, to: DeliveryStatus) -> None:
     _move(delivery, DELIVERY_MOVES, DeliveryStatus, to)
 
 
+def move_approval(approval, to: ApprovalStatus) -> None:
+    _move(approval, APPROVAL_MOVES, ApprovalStatus, to)  # a proposal decided (`approvals.py`)
+
+
 def move_check(check, to: CheckStatus) -> None:
     """A receipt check's move (`receipt_checks.py`), checked against its table."""
     _move(check, CHECK_MOVES, CheckStatus, to)
@@ -230,26 +240,13 @@ class NewPayment:
 
 
 # A new payment's columns before anything is said of it, as the model's defaults.
-_NEW_PAYMENT = {
-    "checkout_request_id": None,
-    "merchant_request_id": None,
-    "result_code": None,
-    "result_desc": None,
-    "receipt": None,
-    "account_reference": None,
-    "entered_by": None,
-    "refunded_amount": 0,
-    "held": False,
-    "paid_amount": None,
-    "amount_source": None,
-    "paid_phone": None,
-    "paid_at": None,
-    "needs_review": False,
-    "review_reason": None,
-    "review_note": None,
-    "reviewed_at": None,
-    "next_query_at": None,
-}
+_NEW_PAYMENT = dict.fromkeys(
+    (
+        "checkout_request_id merchant_request_id result_code result_desc receipt "
+        "account_reference entered_by paid_amount amount_source paid_phone paid_at "
+        "review_reason review_note reviewed_at next_query_at"
+    ).split()
+) | {"refunded_amount": 0, "held": False, "needs_review": False}
 
 
 class _View:
