@@ -115,6 +115,14 @@ class RedactingLogger(Logger):
             return
         super().access(resp, req, environ, request_time)
 
+    def reopen_files(self):
+        super().reopen_files()
+        # In a worker the app writes gunicorn's logs on its log thread, behind wrappers
+        # gunicorn does not recognise as files (paymentapp/logwriter.py): reopen those too.
+        writer = sys.modules.get("paymentapp.logwriter")
+        if writer is not None:
+            writer.reopen_files("gunicorn.error", "gunicorn.access")
+
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         for key in ("U", "r", "q"):

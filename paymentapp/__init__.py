@@ -22,12 +22,13 @@ from .database import ping_idle_connections
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
 from .logs import configure_logging, install_redaction, remember_secrets
+from .logwriter import thread_writes
 
 
 def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Flask:
     """Build the app from the environment (or `env`), with `config` overriding keys."""
     settings = load_config(env)
-    configure_logging(settings["LOG_LEVEL"])
+    configure_logging(settings["LOG_LEVEL"], settings["LOG_QUEUE_LINES"])
     app = Flask(__name__)
     # `/api/orders//status` is a 404 in the error shape, not a 308 with an HTML body to a
     # path that means something else (set before any route is added)
@@ -57,6 +58,7 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
         )
     # gunicorn's own error and access logs print request paths too
     install_redaction("gunicorn.error", "gunicorn.access")
+    thread_writes("gunicorn.error", "gunicorn.access")  # never block a worker either
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from limits import parse_many
 
 # ConfigError and PROJECT_ROOT are imported from here too (`from paymentapp.config import`)
+from .database import engine_options
 from .environment import (
     PROJECT_ROOT,
     ConfigError,
@@ -347,8 +348,8 @@ def load_config(env=None) -> dict:
         "SECRET_KEY": secret_key,
         "ENCRYPTION_KEYS": encryption_keys,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        # liveness is checked on checkout after idle time only (paymentapp/database.py)
-        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # a pool sized for gevent; liveness checked after idle time only (database.py)
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(env, database_url),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "paymentapp-socketio",
         # Per Socket.IO connection: orders watched at once, and the burst of events (a
@@ -414,6 +415,7 @@ def load_config(env=None) -> dict:
         ),
         "RECONCILER_IN_PROCESS": flag(env, "RECONCILER_IN_PROCESS"),
         "LOG_LEVEL": log_level(env),
+        "LOG_QUEUE_LINES": whole_number(env, "LOG_QUEUE_LINES", 10_000, minimum=100),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -1,4 +1,15 @@
-"""Database connections: checked for liveness only when they have been idle a while.
+"""Database connections: a pool sized for gevent, checked for liveness only when a
+connection has been idle a while.
+
+**Pool size.** A gevent worker runs thousands of greenlets on one thread, and each holds
+a connection only while it waits on PostgreSQL. SQLAlchemy's default pool (5 kept, 10
+more opened on demand and *closed* when returned) made a busy worker open and close
+connections all the time (a burst of dialogs connecting at once, a burst of callbacks):
+a new PostgreSQL connection costs a process fork and an authentication on the server,
+and milliseconds on the hot path. So a worker keeps `DB_POOL_SIZE` (20) connections,
+may open `DB_MAX_OVERFLOW` (10) more in a burst, and a greenlet waits at most
+`DB_POOL_TIMEOUT_S` (10) for one; docs/deployment.md says how they multiply across
+workers and hosts.
 
 SQLAlchemy's `pool_pre_ping` sends a `SELECT 1` on every checkout, and a callback
 checks a connection out twice (the raw body's transaction, then the apply's): two extra
@@ -16,8 +27,23 @@ import time
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
+from .environment import whole_number
+
 IDLE_PING_AFTER_S = 10.0
 _CHECKED_IN = "paymentapp.checked_in_at"
+POOL_SIZE, MAX_OVERFLOW, POOL_TIMEOUT_S = 20, 10, 10
+
+
+def engine_options(env, database_url: str) -> dict:
+    """SQLALCHEMY_ENGINE_OPTIONS: the pool's size, overflow and wait (PostgreSQL; SQLite
+    keeps SQLAlchemy's own pool, which these do not apply to)."""
+    if not database_url.startswith("postgresql"):
+        return {}
+    return {
+        "pool_size": whole_number(env, "DB_POOL_SIZE", POOL_SIZE, minimum=1),
+        "max_overflow": whole_number(env, "DB_MAX_OVERFLOW", MAX_OVERFLOW),
+        "pool_timeout": whole_number(env, "DB_POOL_TIMEOUT_S", POOL_TIMEOUT_S, minimum=1),
+    }
 
 
 def ping_idle_connections(engine: Engine, idle_after_s: float = IDLE_PING_AFTER_S) -> None:

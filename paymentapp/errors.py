@@ -7,6 +7,7 @@ import logging
 import re
 
 from flask import jsonify, make_response, render_template_string, request
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -220,6 +221,22 @@ def register_errorhandlers(app) -> None:
         response = make_response(error_response(status, code, message))
         if status == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(PoolTimeout)
+    def handle_pool_timeout(exc):
+        # every pooled connection busy for DB_POOL_TIMEOUT_S (database.py): a 503 to retry
+        db.session.rollback()
+        log.warning(
+            "no free database connection for %s %s (raise DB_POOL_SIZE?)",
+            request.method,
+            redact(request.path),
+            extra={"event": "db.pool_timeout"},
+        )
+        response = make_response(
+            error_response(503, "unavailable", "The server is busy; try again shortly.")
+        )
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)

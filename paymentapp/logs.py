@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 
+from .logwriter import QUEUE_LINES, WRITER, ThreadedStreamHandler
 from .phones import mask_phone
 
 SECRET_WORDS = ("password", "secret", "token", "passkey", "authorization", "consumer_key")
@@ -103,13 +104,16 @@ def install_redaction(*logger_names: str) -> None:
                 handler.addFilter(RedactSecrets())
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", queue_lines: int = QUEUE_LINES) -> None:
     """One line per record on stderr, UTC timestamps, at `level` (config's LOG_LEVEL, any
-    case: checked by `environment.log_level`); idempotent."""
+    case: checked by `environment.log_level`), written by the process's log thread
+    (`logwriter.py`: never blocks a worker) with at most `queue_lines` waiting;
+    idempotent."""
+    WRITER.limit = queue_lines
     root = logging.getLogger()
     if getattr(root, "_paymentapp_configured", False):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = ThreadedStreamHandler(sys.stderr)
     formatter = logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s",
         "%Y-%m-%dT%H:%M:%SZ",

@@ -320,17 +320,25 @@ def make_payment(app):
 
 @pytest.fixture
 def log_output(app):
-    """What the app's own log handler writes (the real, redacting one), as a StringIO."""
+    """What the app's own log handler writes (the real, redacting one), as a StringIO whose
+    `getvalue` first waits for the log thread to write what is queued."""
     import io
     import logging
 
     from paymentapp.logs import RedactSecrets
+    from paymentapp.logwriter import WRITER, ThreadedStreamHandler
 
-    buffer = io.StringIO()
+    class Written(io.StringIO):
+        def getvalue(self):
+            WRITER.flush()
+            return super().getvalue()
+
+    buffer = Written()
     handlers = [
         h
         for h in logging.getLogger().handlers
-        if type(h) is logging.StreamHandler and any(isinstance(f, RedactSecrets) for f in h.filters)
+        if isinstance(h, ThreadedStreamHandler)
+        and any(isinstance(f, RedactSecrets) for f in h.filters)
     ]
     assert handlers, "configure_logging installed no redacting handler"
     previous = [h.setStream(buffer) for h in handlers]

@@ -210,3 +210,41 @@ def test_gunicorn_stops_with_the_one_line_and_no_traceback(change, message, tmp_
     assert result.returncode != 0
     assert _the_one_line(result.stderr) == [f"paymentapp: configuration error: {message}"]
     assert "Traceback" not in result.stderr
+
+
+def test_the_postgresql_pool_is_sized_for_gevent_workers_and_configurable():
+    pg = {**LIVE, "DATABASE_URL": "postgresql://u@db/pay"}
+    assert load_config(pg)["SQLALCHEMY_ENGINE_OPTIONS"] == {
+        "pool_size": 20,
+        "max_overflow": 10,
+        "pool_timeout": 10,
+    }
+    sized = load_config(
+        {**pg, "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT_S": "3"}
+    )
+    assert sized["SQLALCHEMY_ENGINE_OPTIONS"] == {
+        "pool_size": 4,
+        "max_overflow": 0,
+        "pool_timeout": 3,
+    }
+    for name, value in (
+        ("DB_POOL_SIZE", "0"),
+        ("DB_MAX_OVERFLOW", "many"),
+        ("DB_POOL_TIMEOUT_S", "0"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_config({**pg, name: value})
+    # SQLite keeps SQLAlchemy's own pool, which takes none of these
+    assert load_config({"DATABASE_URL": "sqlite:////tmp/x.db"})["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+
+def test_the_app_builds_its_engine_with_the_pool_settings(make_app, database_url):
+    from paymentapp.extensions import db
+
+    app = make_app({"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "2"})
+    with app.app_context():
+        pool = db.engine.pool
+        if database_url.startswith("postgresql"):
+            assert (pool.size(), pool._max_overflow, pool._timeout) == (3, 2, 10)
+        else:
+            assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}

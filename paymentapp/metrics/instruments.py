@@ -9,7 +9,7 @@ Without the variable (tests, `python wsgi.py`) the numbers live in this process'
 
 The helpers only observe a metric and never raise: a metrics failure must not fail a
 callback, an emit or a Daraja call. This module imports nothing of the project but
-`config`, so that callbacks/, locking.py, realtime/ and mpesa/ can count from anywhere
+`config` and `logwriter` (which imports nothing of it), so that callbacks/, locking.py, realtime/ and mpesa/ can count from anywhere
 without an import circle.
 """
 
@@ -29,6 +29,7 @@ from prometheus_client import (
     values,
 )
 
+from .. import logwriter
 from ..config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,12 @@ DB_RETRIES = Counter(
     "by what was running (what: callback_stk, admin, …) and whether the last try gave up.",
     ["what", "reason", "result"],
 )
+LOG_LINES_DROPPED = Counter(
+    "paymentapp_log_lines_dropped",
+    "Log lines dropped because the process's log queue was full (LOG_QUEUE_LINES): the "
+    "log's reader (journald, the disk) could not keep up, and logging never waits.",
+)
+logwriter.count_drops_with(LOG_LINES_DROPPED)
 for _endpoint in DARAJA_ENDPOINTS:  # every endpoint's series exists from the start (0)
     DARAJA_SECONDS.labels(_endpoint)
 
