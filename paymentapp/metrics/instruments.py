@@ -9,8 +9,8 @@ Without the variable (tests, `python wsgi.py`) the numbers live in this process'
 
 The helpers only observe a metric and never raise: a metrics failure must not fail a
 callback, an emit or a Daraja call. This module imports nothing of the project but
-`config` and `logwriter` (which imports nothing of it), so that callbacks/, locking.py, realtime/ and mpesa/ can count from anywhere
-without an import circle.
+`config` and `logwriter` (which import nothing of it), so that callbacks/, locking.py,
+realtime/ and mpesa/ can count from anywhere without an import circle.
 """
 
 from __future__ import annotations
