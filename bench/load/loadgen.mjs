@@ -13,7 +13,8 @@
 //
 //   node bench/load/loadgen.mjs --url http://127.0.0.1:5000 --orders orders.json \
 //     --callback-path /callbacks/stk/TOKEN --dialogs 2000 --rate 100
-// orders.json: [{order_id, token, checkout_id, amount}, ...]
+// orders.json: [{order_id, token, checkout_id, amount, phone?}, ...] (phone: the push's own
+// subscriber, 254712345678 when absent)
 
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -165,7 +166,7 @@ const bodies = targets.map((i, k) => {
               { Name: "MpesaReceiptNumber", Value: `R${receiptBase}${k.toString(36).toUpperCase().padStart(6, "0")}` },
               { Name: "Balance" },
               { Name: "TransactionDate", Value: 20191219102115 },
-              { Name: "PhoneNumber", Value: 254712345678 },
+              { Name: "PhoneNumber", Value: Number(o.phone ?? 254712345678) },
             ],
           },
         },

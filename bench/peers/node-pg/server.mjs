@@ -11,6 +11,11 @@
 //   PORT=5100 DATABASE_URL=postgresql://postgres@127.0.0.1:5432/db BENCH_SECRET=s \
 //   CALLBACK_TOKEN=t node bench/peers/node-pg/server.mjs
 // Tables: bench/peers/node-pg/schema.sql (bench/callbacks.py creates and seeds them).
+//
+// PEER_LOG=1: the lines paymentapp writes at LOG_LEVEL=INFO with its access log on, to
+// stdout, one write each: per paid callback `payment.completed` and `order.paid` (in the
+// transaction), `callback.applied` (after the commit) and an access line per request in
+// gunicorn's format (after the answer). Without it the peer writes nothing per request.
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import http from "node:http";
@@ -26,6 +31,63 @@ const pool = new pg.Pool({
   max: Number(process.env.PG_POOL || 10),
 });
 const ACCEPTED = { ResultCode: 0, ResultDesc: "Accepted" };
+const PEER_LOG = process.env.PEER_LOG === "1";
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+function logLine(text) {
+  process.stdout.write(`${text}\n`); // a pipe: a synchronous write on Linux, as Python's
+}
+
+function appLine(logger, message) {
+  const at = `${new Date().toISOString().slice(0, 19)}Z`;
+  logLine(`${at} INFO ${logger} [pid ${process.pid}] ${message}`);
+}
+
+function maskPhone(phone) {
+  const digits = String(phone ?? "");
+  return digits.length > 7 ? `${digits.slice(0, 4)}•••••${digits.slice(-3)}` : "";
+}
+
+// The three lines paymentapp logs for one paid STK callback (paymentapp/payments/states.py,
+// paymentapp/callbacks/stk.py); the order id stands in for the order number.
+function paidLines(orderId, recordId, items) {
+  const receipt = String(items.MpesaReceiptNumber ?? "");
+  const ids = `order=${orderId} payment=pay_${orderId}`;
+  const phone = `phone=${maskPhone(items.PhoneNumber)}`;
+  const states = "paymentapp.payments.states";
+  return {
+    inTransaction() {
+      appLine(
+        states,
+        `order ${orderId} paid ${items.Amount} KES, receipt ${receipt} via callback | event=payment.completed ${ids} receipt=${receipt} amount=${items.Amount} amount_from=callback source=callback ${phone}`,
+      );
+      appLine(
+        states,
+        `order ${orderId} marked paid, receipt ${receipt} | event=order.paid ${ids} receipt=${receipt} amount=${items.Amount} source=callback ${phone}`,
+      );
+    },
+    afterCommit() {
+      appLine(
+        "paymentapp.callbacks.stk",
+        `callback for order ${orderId}: applied, payment completed | event=callback.applied ${ids} record=${recordId} result_code=0 receipt=${receipt} ${phone}`,
+      );
+    },
+  };
+}
+
+// gunicorn's access line: `127.0.0.1 - - [02/Dec/2026:16:55:12 +0000] "POST /callbacks/stk/<token> HTTP/1.1" 200 149 "-" "-"`
+function accessLog(req, res, next) {
+  res.on("finish", () => {
+    const d = new Date();
+    const two = (n) => String(n).padStart(2, "0");
+    const at = `${two(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+    const path = req.originalUrl.replace(/(\/callbacks\/stk\/)[^/?]+/, "$1<token>");
+    const size = res.getHeader("content-length") ?? "-";
+    const agent = req.headers["user-agent"] ?? "-";
+    logLine(`${req.socket.remoteAddress} - - [${at}] "${req.method} ${path} HTTP/${req.httpVersion}" ${res.statusCode} ${size} "-" "${agent}"`);
+  });
+  next();
+}
 
 function tokenFor(orderId) {
   return createHmac("sha256", SECRET).update(orderId).digest("base64url");
@@ -40,6 +102,7 @@ function tokenOk(orderId, token) {
 const app = express();
 app.disable("x-powered-by");
 app.disable("etag");
+if (PEER_LOG) app.use(accessLog);
 app.get("/healthz", async (_req, res) => {
   await pool.query("SELECT 1");
   res.json({ status: "ok" });
@@ -65,6 +128,7 @@ app.post(
     for (const item of cb?.CallbackMetadata?.Item ?? []) items[item.Name] = item.Value;
     const client = await pool.connect();
     let paid = null;
+    let lines = null;
     try {
       await client.query("BEGIN");
       const record = await client.query(
@@ -87,6 +151,10 @@ app.post(
           );
           paid = { order_id: order.id, order_status: "paid", version: updated.rows[0].version };
           outcome = "applied";
+          if (PEER_LOG) {
+            lines = paidLines(order.id, record.rows[0].id, items);
+            lines.inTransaction();
+          }
         } else if (order) {
           outcome = "ignored";
         }
@@ -104,6 +172,7 @@ app.post(
       return;
     }
     client.release();
+    lines?.afterCommit();
     if (paid) io.to(`order:${paid.order_id}`).emit("payment_update", paid);
     res.json(ACCEPTED);
   },
