@@ -98,14 +98,20 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The side-by-side callback benchmark (bench/README.md): paymentapp, the bare
-# Flask-SocketIO floor and the Node peer, 2,000 dialogs, 100/s and a sweep, median of 3
-# runs, then 10,000 dialogs on paymentapp. About half an hour on 2 cores.
-BENCH_ARGS ?= --servers paymentapp,floor,node-pg --dialogs 2000 --rates 100 \
-	--sweep 50,100,200,300,400 --full-sweep --runs 3 --big --json test-artifacts/bench-callbacks.json
-.PHONY: bench-flow bench-charts
+# The side-by-side callback benchmark (bench/README.md): paymentapp at INFO (the headline)
+# and at WARNING, the bare Flask-SocketIO floor and the Node peer, 2,000 dialogs, 100/s
+# (median of 3 runs) and a sweep to 600/s (3 runs per rate for paymentapp, 1 for the
+# others), a noisy neighbour, then 10,000 dialogs on paymentapp. About 35 minutes on 2 cores.
+BENCH_ARGS ?= --servers paymentapp,paymentapp-warning,floor,node-pg --dialogs 2000 --rates 100 \
+	--sweep 50,100,200,300,400,500,600 --full-sweep --runs 3 --sweep-runs 1 --noisy --big \
+	--json test-artifacts/bench-callbacks.json
+.PHONY: bench-quick bench-flow bench-charts
 bench: install
 	$(VENV)/bin/python bench/callbacks.py $(BENCH_ARGS)
+
+# For iterating: one run, 2,000 dialogs at 100/s, paymentapp and node-pg (1-2 minutes).
+bench-quick: install
+	$(VENV)/bin/python bench/callbacks.py --quick
 
 # The order-creation and 'Enter PIN' -> browser flow through the simulator (bench/run.py).
 bench-flow: install
