@@ -44,4 +44,5 @@ def test_a_request_that_finds_every_connection_busy_gets_a_503_to_retry(pg_url):
             "/api/orders", headers={"Authorization": "Bearer pk_nope_0123456789"}
         )
         assert_error(again, 401)
+        db.session.remove()
         db.engine.dispose()
