@@ -227,6 +227,15 @@ class Gunicorn:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_log(self, text: str, after: int = 0, timeout: float = 10.0) -> str:
+        """The log from offset `after`, once `text` is in it. A running server writes its lines
+        from a thread of its own (paymentapp/logwriter.py), a moment after the event."""
+        return wait_for(
+            lambda: text in self.log()[after:] and self.log()[after:],
+            f"{text!r} in the server log",
+            timeout,
+        )
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

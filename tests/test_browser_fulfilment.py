@@ -40,4 +40,4 @@ def test_the_shop_fulfils_on_the_signed_webhook_live(app_server):
             expect(line).to_contain_text("signed")
         finally:
             browser.close()
-    assert "event=shop.fulfilled" in app_server.log()
+    app_server.server.wait_log("event=shop.fulfilled")

@@ -93,6 +93,6 @@ def test_localhost_goes_live_too_and_a_refused_origin_says_why(tmp_path, browser
                 expect(page.locator(".pa-conn")).not_to_have_attribute("data-connection", "live")
             finally:
                 page.close()
-            assert f"websocket refused for origin {origin}" in server.log()
+            server.wait_log(f"websocket refused for origin {origin}")
     finally:
         services.drop_pg_database(database)

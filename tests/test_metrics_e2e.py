@@ -191,8 +191,9 @@ def test_without_the_variable_gunicorn_makes_a_directory_and_removes_it(tmp_path
     server = services.Gunicorn(env)
     before = len(server.log())  # the log file is per port and appended to
     with server:
-        found = re.search(r"metrics: PROMETHEUS_MULTIPROC_DIR=(\S+)", server.log()[before:])
-        assert found, server.log()[before:]
+        log = server.wait_log("metrics: PROMETHEUS_MULTIPROC_DIR=", after=before)
+        found = re.search(r"metrics: PROMETHEUS_MULTIPROC_DIR=(\S+)", log)
+        assert found, log
         path = found.group(1)
         assert os.path.isdir(path)
         response = requests.get(server.url + "/metrics", timeout=10)  # simulator mode: open

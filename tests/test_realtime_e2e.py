@@ -150,7 +150,7 @@ def test_only_websocket_from_allowed_origins(stack):
     # the refusal names the origin, what is allowed and the setting, on one structured line
     refusals = [
         line
-        for line in stack.server.log().splitlines()
+        for line in stack.server.wait_log("websocket refused for origin https://evil").splitlines()
         if "websocket refused for origin https://evil.example" in line
     ]
     assert len(refusals) == 1, refusals
