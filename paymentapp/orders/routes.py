@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, jsonify, request
 
+from ..errors import found
 from ..security import (
     ORDERS_READ,
     ORDERS_WRITE,
@@ -11,8 +12,9 @@ from ..security import (
     make_client_token,
     request_client_token,
 )
-from .schemas import json_body, order_json, status_snapshot, validate_order_create
+from .schemas import json_body, order_json, validate_order_create
 from .services import cancel_order, create_order, get_order, list_orders
+from .snapshots import read_snapshot
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 
@@ -66,7 +68,8 @@ def show(order_id: str):
 def status(order_id: str):
     """The customer's status snapshot, authorised by the order's client token."""
     check_client_token(order_id, request_client_token())
-    return jsonify(status_snapshot(get_order(order_id)))
+    snapshot = read_snapshot(order_id)  # one Core statement, as a dialog's subscribe
+    return jsonify(found(snapshot, "No order with this id.", "order_not_found"))
 
 
 @bp.post("/<order_id>/cancel")

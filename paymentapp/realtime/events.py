@@ -21,13 +21,11 @@ import time
 
 from flask import current_app, request
 from flask_socketio import SocketIO, disconnect, join_room, leave_room
-from sqlalchemy.orm import joinedload
 
 from .. import metrics
 from ..errors import ApiError, NotFound, bad_text
 from ..extensions import db, socketio
-from ..models import Order
-from ..orders.schemas import status_snapshot
+from ..orders.snapshots import read_snapshot, read_snapshots
 from ..security import check_client_token
 from .emit import ROOM_PREFIX, order_room
 from .message_queue import BoundedRedisManager
@@ -216,13 +214,10 @@ def subscribe(data=None, *_extra):
     # snapshot, one committed after it is emitted to the room we are already in.
     order_id = _join(data)
     _fresh_read()
-    # the order and its payments in one query (the snapshot lists every payment)
-    order = db.session.get(
-        Order, order_id, populate_existing=True, options=[joinedload(Order.payments)]
-    )
-    if order is None:
+    snapshot = read_snapshot(order_id)  # the order and its payments: one Core statement
+    if snapshot is None:
         raise _not_found(order_id)
-    return {"ok": True, "status": status_snapshot(order)}
+    return {"ok": True, "status": snapshot}
 
 
 @socket_event(cost=lambda data=None, *_: len(data) if isinstance(data, list) else 1)
@@ -246,20 +241,14 @@ def subscribe_many(data=None, *_extra):
             results.append({"order_id": order_id, **failure(exc.code, exc.message)})
     if joined:
         _fresh_read()
-        found = db.session.scalars(
-            db.select(Order)
-            .where(Order.id.in_(set(joined.values())))
-            .options(joinedload(Order.payments))
-            .execution_options(populate_existing=True)
-        ).unique()
-        orders = {order.id: order for order in found}
+        snapshots = read_snapshots(joined.values())
         for index, order_id in joined.items():
-            order = orders.get(order_id)
-            if order is None:
+            snapshot = snapshots.get(order_id)
+            if snapshot is None:
                 exc = _not_found(order_id)
                 answer = failure(exc.code, exc.message)
             else:
-                answer = {"ok": True, "status": status_snapshot(order)}
+                answer = {"ok": True, "status": snapshot}
             results[index] = {"order_id": order_id, **answer}
     return {"ok": True, "results": results}
 
