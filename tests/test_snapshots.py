@@ -43,7 +43,9 @@ SHAPES = {
     ],
     "a failed prompt, then paid by Paybill, part refunded, part on its way back": lambda o: [
         payment(o, 1, status=PaymentStatus.FAILED, result_code=1032, result_desc="Cancelled"),
-        paid(2, o, o["amount"], method=PaymentMethod.PAYBILL, refunded_amount=10, refunding_amount=5),
+        paid(
+            2, o, o["amount"], method=PaymentMethod.PAYBILL, refunded_amount=10, refunding_amount=5
+        ),
     ],
     "paid twice (a second movement of money)": lambda o: [
         paid(1, o, o["amount"], checkout_request_id="ws_CO_snap_2"),

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from ..faults import fault_point
 from ..realtime.emit import order_created_payload, order_update_payload, send
 from .events import outbox_rows, webhook_events
+from .updates import take_updates
 from .writer import write_appended
 
 CHANGED = "paymentapp.effects.changed"
@@ -119,7 +120,11 @@ def _prepare(session: Session) -> None:
     pending = session.info.pop(CHANGED, None)
     if not pending:
         return
-    session.flush()  # defaults such as created_at are filled in by the flush
+    # PostgreSQL: the changed orders and payments go in the appended statement below
+    # (`updates.py`), the flush writes the rest; defaults such as created_at are filled
+    # in by the flush
+    updates = take_updates(session) if session.get_bind().dialect.name == "postgresql" else []
+    session.flush()
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
     write_appended(
         session,
@@ -129,6 +134,7 @@ def _prepare(session: Session) -> None:
         targeted=pending.targeted,
         deliveries=pending.deliveries,
         actions=pending.actions,
+        updates=updates,
     )
     session.info[LOGGED] = pending.logs
     session.info[READY] = [

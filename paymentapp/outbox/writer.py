@@ -13,20 +13,26 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..models import (
     AuditEvent,
     CallbackRecord,
     DeliveryStatus,
+    Order,
     OrderEvent,
+    Payment,
     WebhookDelivery,
     WebhookEvent,
     utcnow,
 )
 from .events import deliveries_for
+from .updates import RowUpdate
+
+TABLES = {model.__tablename__: model.__table__ for model in (Order, Payment)}
 
 EVENT_COLUMNS = ("id", "type", "order_id", "version", "payload", "created_at")
 AUDIT_COLUMNS = ("order_id", "payment_id", "kind", "detail", "actor", "created_at")
@@ -57,14 +63,34 @@ def _record_update():
     )
 
 
+def _row_update(index: int, table_name: str, columns: tuple[str, ...], bump: bool):
+    """`UPDATE <table> SET <columns> [, version = version + 1] WHERE id = :u<i>_id`,
+    the version read back (`updates.py`)."""
+    table = TABLES[table_name]
+    values = {name: bindparam(f"u{index}_{name}") for name in columns}
+    statement = update(table).where(table.c.id == bindparam(f"u{index}_id"))
+    if bump:
+        values["version"] = table.c.version + 1
+        return statement.values(values).returning(table.c.version)
+    return statement.values(values)
+
+
 @cache
-def _statement(with_events: bool, with_audit: bool, with_record: bool):
-    """PostgreSQL: everything appended as one statement, built once per shape."""
+def _statement(with_events: bool, with_audit: bool, with_record: bool, updates: tuple = ()):
+    """PostgreSQL: everything appended as one statement, built once per shape; with row
+    `updates` (their shapes, `updates.RowUpdate.shape`) the statement returns one row of
+    the bumped orders' versions."""
     parts = []
     if with_audit:
         parts.append(("new_audit", _insert_arrays(OrderEvent, AUDIT_COLUMNS, "audit")))
     if with_record:
         parts.append(("record_outcome", _record_update()))
+    bumped = []
+    for index, shape in enumerate(updates):
+        part = _row_update(index, *shape).cte(f"row_update_{index}")
+        parts.append((None, part))
+        if shape[2]:
+            bumped.append(part.c.version.label(f"version_{index}"))
     if with_events:
         table = WebhookEvent.__table__
         new_events = (
@@ -72,11 +98,13 @@ def _statement(with_events: bool, with_audit: bool, with_record: bool):
             .returning(table.c.id, table.c.type)
             .cte("new_events")
         )
-        statement = deliveries_for(new_events)
+        parts.append(("new_deliveries", deliveries_for(new_events)))
+    if updates:
+        statement = select(*bumped) if bumped else select(literal(1))
     else:
         _, statement = parts.pop()
     for name, part in parts:
-        statement = statement.add_cte(part.cte(name))
+        statement = statement.add_cte(part if name is None else part.cte(name))
     return statement
 
 
@@ -89,17 +117,19 @@ def write_appended(
     targeted: list[dict] = (),
     deliveries: list[tuple[str, str]] = (),
     actions: list[dict] = (),
+    updates: list[RowUpdate] = (),
 ) -> None:
     """Write `events` (webhook_events rows) and their due deliveries, `audit`
     (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS); then
     `targeted` events (rows with no delivery of their own), `deliveries` (event id,
     endpoint id) of named endpoints and `actions` (audit_events rows), the same way on
-    every database (they are never on the hot path)."""
+    every database (they are never on the hot path). `updates` (PostgreSQL only: the
+    changed orders and payments, `updates.take_updates`) go in the one statement."""
     events, audit = list(events), list(audit)
     now = utcnow()
-    if events or audit or record:
+    if events or audit or record or updates:
         if session.get_bind().dialect.name == "postgresql":
-            _write_in_one_statement(session, events, audit, record, now)
+            _write_in_one_statement(session, events, audit, record, now, updates)
         else:
             _write_per_table(session, events, audit, record, now)
     if targeted:
@@ -123,9 +153,12 @@ def write_appended(
         session.execute(insert(AuditEvent.__table__), list(actions))
 
 
-def _write_in_one_statement(session, events, audit, record, now) -> None:
+def _write_in_one_statement(session, events, audit, record, now, updates=()) -> None:
     """PostgreSQL: one round trip, whatever the number of rows (`_statement`)."""
     params = {"now": now}
+    for index, row in enumerate(updates):
+        params[f"u{index}_id"] = row.row_id
+        params.update({f"u{index}_{name}": value for name, value in row.values.items()})
     for rows, columns, prefix in (
         (events, EVENT_COLUMNS, "event"),
         (audit, AUDIT_COLUMNS, "audit"),
@@ -134,7 +167,21 @@ def _write_in_one_statement(session, events, audit, record, now) -> None:
     if record:
         params["record_id"] = record["id"]
         params.update({f"record_{name}": record[name] for name in RECORD_COLUMNS})
-    session.execute(_statement(bool(events), bool(audit), bool(record)), params)
+    shapes = tuple(row.shape for row in updates)
+    result = session.execute(_statement(bool(events), bool(audit), bool(record), shapes), params)
+    if updates:
+        check_versions(updates, result.one_or_none())
+
+
+def check_versions(updates, returned) -> None:
+    """The versions the database counted are the ones announced (`updates.py`): else a
+    row changed without its order's lock, and the commit must not happen."""
+    expected = tuple(row.version for row in updates if row.version is not None)
+    if returned is None or (expected and tuple(returned) != expected):
+        raise StaleDataError(
+            f"orders' versions after the update: {returned and tuple(returned)}, "
+            f"announced: {expected} (a change without the order's lock?)"
+        )
 
 
 def _write_per_table(session, events, audit, record, now) -> None:

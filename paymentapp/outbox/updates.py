@@ -1,0 +1,96 @@
+"""The order and payment rows a transaction changed, taken from the ORM's hands and
+written by the commit's one appended statement (`writer.py`), on PostgreSQL.
+
+Every change to an order goes through its model objects, holding the order's row lock
+(`payments/states.write` sets their columns). The ORM's flush would write the order
+and each changed payment with a statement of its own: on the hot path, a paid
+callback, two round trips of the eight it makes. Instead, just before the flush
+(`hook._prepare`), `take_updates` collects each changed order and payment (its changed
+columns and their new values), tells the session those values are committed (the
+flush then writes only what is left: new rows, other tables), and the appended
+statement writes them as data-modifying CTEs, in the same round trip as the audit rows,
+the webhook events and the callback's outcome.
+
+The order's version stays the database's: its UPDATE sets `version = version + 1` and
+reads it back (RETURNING). The events and the emit, built before that statement runs,
+carry the version read under the lock plus one; the statement checks the database
+agrees and the commit fails if it does not (`writer.check_versions`), so a change
+made without the lock can never be announced with a wrong version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
+from sqlalchemy.sql import ClauseElement
+
+from ..models import Order, Payment
+
+MODELS = (Order, Payment)  # written in this order, each kind in id order (as the flush)
+_COLUMNS = {model: frozenset(inspect(model).columns.keys()) - {"id"} for model in MODELS}
+_BUMP = Order.version + 1  # what `Order.bump_version` sets
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """One row's UPDATE: its table, id, changed columns' new values, and for an order
+    whose version was bumped, the version it must have after the UPDATE."""
+
+    table: str
+    row_id: str
+    values: dict
+    version: int | None = None
+
+    @property
+    def shape(self) -> tuple[str, tuple[str, ...], bool]:
+        """What the statement looks like (it is built once per shape)."""
+        return self.table, tuple(sorted(self.values)), self.version is not None
+
+
+def _changes(state) -> dict[str, object] | None:
+    """The changed columns of one object and their new values (an order's bumped
+    `version`: the loaded one plus one); None when the flush must write it (a computed
+    value other than the bump, or a version never loaded)."""
+    columns = _COLUMNS[state.class_]
+    changed = {}
+    for name, loaded in state.committed_state.items():
+        if name not in columns:
+            continue  # a relationship: the flush keeps it
+        value = state.dict.get(name)
+        if isinstance(value, ClauseElement):
+            if name != "version" or not isinstance(loaded, int) or not value.compare(_BUMP):
+                return None
+            changed[name] = loaded + 1
+        elif name == "version":
+            return None  # set by hand, not bumped: the flush writes what it was given
+        elif loaded is NO_VALUE or value != loaded:
+            changed[name] = value
+    return changed
+
+
+def take_updates(session: Session) -> list[RowUpdate]:
+    """The changed orders and payments of `session`, taken for the appended statement:
+    their new values are committed in the session (the flush leaves them alone), the
+    bumped order's version set to the one its UPDATE must return."""
+    dirty = [inspect(obj) for obj in session.dirty if isinstance(obj, MODELS)]
+    updates = []
+    for model in MODELS:
+        for state in sorted((s for s in dirty if s.class_ is model), key=lambda s: s.identity):
+            changed = _changes(state)
+            if not changed:
+                continue
+            version = changed.pop("version", None) if model is Order else None
+            updates.append(RowUpdate(model.__tablename__, state.identity[0], changed, version))
+            obj = state.obj()
+            for name, value in changed.items():
+                set_committed_value(obj, name, value)
+            if version is not None:
+                set_committed_value(obj, "version", version)
+            if not state.committed_state:
+                # nothing left for the flush: clean, not merely unchanged (else the flush
+                # still visits it); what SQLAlchemy itself does after a flush
+                state._commit_all(state.dict, session.identity_map)
+    return updates
