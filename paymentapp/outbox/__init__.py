@@ -8,10 +8,14 @@
               emits, the audit log's lines); a rollback drops everything
   events.py   the webhook events of a transaction: rows with their exact bodies, and
               the SQL that gives each a delivery for every endpoint that wants it
+  updates.py  the changed orders and payments, taken from the ORM just before its
+              flush (PostgreSQL): written by writer.py's one statement, the version
+              counted by the database and checked against the one announced
   writer.py   the appended rows themselves: audit rows (`order_events`), the stored
-              callback's outcome, webhook events and their deliveries; one statement on
-              PostgreSQL, one per table on SQLite (`write_appended`); then the rarer
-              rows of no payment change (test events, resends, the audit log's)
+              callback's outcome, webhook events and their deliveries, and on
+              PostgreSQL the rows updates.py took; one statement on PostgreSQL, one per
+              table on SQLite (`write_appended`); then the rarer rows of no payment
+              change (test events, resends, the audit log's)
 
 A committed change always has its audit rows, its webhook events and its emit; a
 rolled-back one never does (the transactional outbox).
