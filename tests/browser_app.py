@@ -48,6 +48,9 @@ def dialog_app(instance_path, **extra_env):
         "RECONCILER_IN_PROCESS": "1",
         "RECONCILE_INTERVAL_S": "1",
         "PAYMENT_QUERY_AFTER_S": "30",
+        # a connection left open (a page's socket, the deliverer's keep-alive) would hold
+        # a gevent worker for its whole graceful timeout; nothing here needs a graceful stop
+        "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
         **extra_env,
     }
     if services.redis_available():

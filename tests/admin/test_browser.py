@@ -35,6 +35,8 @@ def server(tmp_path):
         "SOCKETIO_CHANNEL": f"paymentapp-test-{uuid.uuid4().hex[:8]}",
         "PAYMENTAPP_INSTANCE_PATH": str(tmp_path),
         "PAYMENT_PHONE_COOLDOWN_S": "0",
+        # the page's socket stays open until the module's browser closes: no graceful wait
+        "GUNICORN_CMD_ARGS": "--graceful-timeout 2",
     }
     try:
         services.flask_cli(env, "db", "upgrade")
