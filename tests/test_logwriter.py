@@ -31,8 +31,11 @@ class StalledPipe:
         self._thread = None
 
     def start_reading(self) -> None:
-        self._thread = threading.Thread(target=lambda: self.text.append(self.reader.read()))
+        self._thread = threading.Thread(target=lambda: self.text.extend(self.reader))
         self._thread.start()
+
+    def read_so_far(self) -> str:
+        return "".join(self.text)
 
     def close(self) -> str:
         self.stream.close()
@@ -121,7 +124,13 @@ def test_a_gunicorn_worker_keeps_serving_while_its_log_is_stalled(tmp_path):
         dropped = re.search(r"^paymentapp_log_lines_dropped_total (\S+)$", metrics, re.M)
         assert dropped and float(dropped.group(1)) > 0, metrics
         pipe.start_reading()  # the reader is back: the queue drains, new lines go through
-        assert session.get(server.url + "/healthz?after=stall", timeout=10).ok
+
+        def a_new_line_went_through() -> bool:
+            # a request made while the queue is still full has its line dropped: ask again
+            assert session.get(server.url + "/healthz?after=stall", timeout=10).ok
+            return '"GET /healthz?after=stall HTTP/1.1" 200' in pipe.read_so_far()
+
+        services.wait_for(a_new_line_went_through, "a line after the stall", interval=0.2)
         session.close()
         server.stop()  # SIGTERM: the worker flushes its queue as it exits
         log = pipe.close()
