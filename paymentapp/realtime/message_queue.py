@@ -64,7 +64,7 @@ class BoundedRedisManager(RoomIndex, socketio.RedisManager):
         self._skipped = 0
         self._failing = False
         self._lock = threading.Lock()
-        # Set once the listener has subscribed for the first time (see `events.subscribe`).
+        # Set once Redis has confirmed the listener's first subscription (`events.subscribe`).
         self.listening = threading.Event()
         self._closed = threading.Event()
 
@@ -168,15 +168,20 @@ class BoundedRedisManager(RoomIndex, socketio.RedisManager):
             try:
                 if not subscribed:
                     self.redis = self._listener_client()
-                    self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                    self.pubsub = self.redis.pubsub()
                     self.pubsub.subscribe(self.channel)
                     subscribed = True
-                    self.listening.set()
                     retry_sleep = 0.25
                     if recovering:
                         recovering = False
                         self._resubscribed()
-                yield from self.pubsub.listen()
+                for message in self.pubsub.listen():
+                    if message["type"] == "subscribe":
+                        # Redis confirmed the subscription: from now on every publish
+                        # reaches this process (sent is not enough: a publish on another
+                        # connection could still come first)
+                        self.listening.set()
+                    yield message  # python-socketio keeps the messages alone
             except Exception as exc:  # noqa: BLE001 - any failure: reconnect and carry on
                 if self._closed.is_set():
                     # Park instead of returning: python-socketio treats a listener that
