@@ -29,7 +29,16 @@ from .base import (
     order_number_seq,
     utcnow,
 )
-from .money import CallbackRecord, Order, OrderEvent, Payment, ReceiptCheck, Refund
+from .money import (
+    CallbackRecord,
+    Order,
+    OrderEvent,
+    OrderRules,
+    Payment,
+    PaymentRules,
+    ReceiptCheck,
+    Refund,
+)
 from .webhooks import (
     ShopFulfilment,
     WebhookAttempt,
@@ -52,9 +61,11 @@ __all__ = [
     "Order",
     "OrderEvent",
     "OrderNumberCounter",
+    "OrderRules",
     "OrderStatus",
     "Payment",
     "PaymentMethod",
+    "PaymentRules",
     "PaymentStatus",
     "ReceiptCheck",
     "Refund",

@@ -222,6 +222,28 @@ class Payment(db.Model):
         return func.coalesce(cls.paid_amount, 0) - cls.refunded_amount
 
 
+class PaymentRules:
+    """A payment's money rules (`Payment.counts`, `Payment.net_amount`) for anything that
+    holds a payment's columns as attributes without being one: the decision's views
+    (`payments/states.py`), the snapshot's rows (`orders/snapshots.py`)."""
+
+    __slots__ = ()
+    counts = property(vars(Payment)["counts"].fget)
+    net_amount = property(vars(Payment)["net_amount"].fget)
+
+
+class OrderRules:
+    """An order's money rules for anything that holds an order's columns and its
+    `payments` (each with PaymentRules) without being an `Order`."""
+
+    __slots__ = ()
+    latest_payment = Order.latest_payment
+    amount_paid = Order.amount_paid
+    amount_refunded = Order.amount_refunded
+    refund_status = Order.refund_status
+    amount_due = Order.amount_due
+
+
 class Refund(db.Model):
     """Money given back from one payment: how much, why, by whom, and how."""
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from sqlalchemy import bindparam, select
 
 from ..extensions import db
-from ..models import Order, Payment
+from ..models import Order, OrderRules, Payment, PaymentRules
 from .schemas import status_snapshot
 
 ORDERS, PAYMENTS = Order.__table__, Payment.__table__
@@ -32,12 +32,10 @@ _SNAPSHOTS = (
 )
 
 
-class PaymentRow:
+class PaymentRow(PaymentRules):
     """A payment's row, read as `status_snapshot` reads a `Payment`."""
 
     __slots__ = ("_row",)
-    counts = property(vars(Payment)["counts"].fget)
-    net_amount = property(vars(Payment)["net_amount"].fget)
 
     def __init__(self, row):
         self._row = row
@@ -46,15 +44,11 @@ class PaymentRow:
         return getattr(self._row, name)
 
 
-class OrderRow:
+class OrderRow(OrderRules):
     """An order's columns (ORDER_COLUMNS) and its payments, read as `status_snapshot`
     reads an `Order`."""
 
-    latest_payment = Order.latest_payment
-    amount_paid = Order.amount_paid
-    amount_refunded = Order.amount_refunded
-    refund_status = Order.refund_status
-    amount_due = Order.amount_due
+    __slots__ = (*ORDER_COLUMNS, "payments")
 
     def __init__(self, row):
         for name in ORDER_COLUMNS:
@@ -67,7 +61,9 @@ def read_snapshots(order_ids: Iterable[str]) -> dict[str, dict]:
     orders: dict[str, OrderRow] = {}
     for row in db.session.execute(_SNAPSHOTS, {"ids": list(set(order_ids))}):
         order_id = getattr(row, LABEL + "id")
-        order = orders.get(order_id) or orders.setdefault(order_id, OrderRow(row))
+        order = orders.get(order_id)
+        if order is None:
+            order = orders[order_id] = OrderRow(row)
         if row.id is not None:  # the outer join's row of an order with no payment
             order.payments.append(PaymentRow(row))
     return {order_id: status_snapshot(order) for order_id, order in orders.items()}

@@ -120,10 +120,10 @@ def _prepare(session: Session) -> None:
     pending = session.info.pop(CHANGED, None)
     if not pending:
         return
-    # PostgreSQL: the changed orders and payments go in the appended statement below
-    # (`updates.py`), the flush writes the rest; defaults such as created_at are filled
-    # in by the flush
-    updates = take_updates(session) if session.get_bind().dialect.name == "postgresql" else []
+    # the changed orders and payments go in the appended statement below (`updates.py`,
+    # PostgreSQL), the flush writes the rest; defaults such as created_at are filled in
+    # by the flush
+    updates = take_updates(session)
     session.flush()
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
     write_appended(

@@ -74,7 +74,10 @@ def _changes(state) -> dict[str, object] | None:
 def take_updates(session: Session) -> list[RowUpdate]:
     """The changed orders and payments of `session`, taken for the appended statement:
     their new values are committed in the session (the flush leaves them alone), the
-    bumped order's version set to the one its UPDATE must return."""
+    bumped order's version set to the one its UPDATE must return. None elsewhere than
+    PostgreSQL (SQLite has no one statement to put them in: the flush writes them)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
     dirty = [inspect(obj) for obj in session.dirty if isinstance(obj, MODELS)]
     updates = []
     for model in MODELS:

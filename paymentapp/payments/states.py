@@ -29,8 +29,10 @@ from ..models import (
     CheckStatus,
     DeliveryStatus,
     Order,
+    OrderRules,
     OrderStatus,
     Payment,
+    PaymentRules,
     PaymentStatus,
     Refund,
     RefundStatus,
@@ -269,21 +271,16 @@ class _View:
         return getattr(self._row, name)
 
 
-class PaymentView(_View):
+class PaymentView(_View, PaymentRules):  # the model's own rules, read from the view's values
     __slots__ = ()
-    # the model's own rules, read from the view's values
-    counts = property(vars(Payment)["counts"].fget)
-    net_amount = property(vars(Payment)["net_amount"].fget)
 
     @property
     def order(self) -> OrderView:
         return self._draft.order
 
 
-class OrderView(_View):
+class OrderView(_View, OrderRules):
     __slots__ = ()
-    amount_paid = property(Order.amount_paid.fget)
-    amount_due = property(Order.amount_due.fget)
 
     @property
     def payments(self) -> list[PaymentView]:
