@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import vendor
 from .config import load_config
 from .cors import register_cors
-from .database import ping_idle_connections
+from .database import binary_arrays, ping_idle_connections
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
 from .logs import configure_logging, install_redaction, remember_secrets
@@ -81,6 +81,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         ping_idle_connections(db.engine)
+        binary_arrays(db.engine)
     migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)

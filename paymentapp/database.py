@@ -46,6 +46,22 @@ def engine_options(env, database_url: str) -> dict:
     }
 
 
+def binary_arrays(engine: Engine) -> None:
+    """Send Python lists as PostgreSQL arrays in binary (psycopg's `ListBinaryDumper`),
+    not text. The commit's appended statement passes its rows as arrays
+    (`outbox/writer.py`); in text every element is quoted and escaped with a regular
+    expression, a replacement per `"` of a webhook event's JSON payload: about 5 % of a
+    paid callback's CPU. Binary copies the bytes. Our code passes no other list."""
+    if engine.dialect.name != "postgresql" or getattr(engine, "_paymentapp_arrays", False):
+        return
+    engine._paymentapp_arrays = True
+    from psycopg.types.array import ListBinaryDumper
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_connection, record) -> None:
+        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+
 def ping_idle_connections(engine: Engine, idle_after_s: float = IDLE_PING_AFTER_S) -> None:
     """Ping a pooled connection on checkout only when it has been idle `idle_after_s`."""
     if getattr(engine, "_paymentapp_ping", False):

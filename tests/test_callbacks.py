@@ -8,6 +8,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
+from paymentapp.extensions import limiter
 from paymentapp.models import CallbackRecord, Order, OrderEvent, Payment, utcnow
 from paymentapp.payments.reconcile import reconcile_once
 from tests.helpers import TEST_CALLBACK_TOKEN, assert_error, pay, stk_callback
@@ -503,3 +504,28 @@ def test_a_later_success_with_a_wrong_amount_stays_flagged(client, make_order, m
     assert payment.status == "completed" and payment.needs_review
     assert "amount mismatch" in payment.review_reason
     assert payment.order.status == "pending"
+
+
+@pytest.fixture
+def default_limit_dropped():
+    """The limiter is one object for every app a test makes: the default limit a test's
+    app gave it must not outlive the test."""
+    yield
+    limiter.limit_manager.set_default_limits([])
+
+
+@pytest.mark.parametrize(
+    "app_config", [{"RATELIMIT_DEFAULT": "2 per minute", "RATELIMIT_STORAGE_URI": "memory://"}]
+)
+def test_callbacks_are_never_rate_limited_even_under_a_default_limit(
+    client, db, default_limit_dropped
+):
+    """An operator's default limit (Flask-Limiter's RATELIMIT_DEFAULT) applies to the
+    app's other routes, never to Daraja's callbacks: each one is stored and answered."""
+    answers = [
+        post(client, stk_callback(f"ws_CO_unknown_{i}", result_code=1032)).status_code
+        for i in range(4)
+    ]
+    assert answers == [200] * 4
+    assert len(records(db)) == 4
+    assert [client.get("/healthz").status_code for _ in range(3)][-1] == 429

@@ -4,9 +4,12 @@ the one the database counted, or nothing commits."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+from psycopg.adapt import PyFormat
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import event, text
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -14,6 +17,7 @@ from paymentapp import create_app
 from paymentapp.extensions import db
 from paymentapp.models import Order, OrderStatus, Payment, PaymentStatus
 from paymentapp.outbox import updates
+from paymentapp.outbox.writer import write_appended
 from paymentapp.payments.states import Kind, transition
 from tests import services
 from tests.helpers import TEST_CALLBACK_TOKEN, base_env, stk_callback
@@ -134,3 +138,80 @@ def test_only_changed_columns_are_taken_and_other_computed_values_stay_with_the_
     stored = db.session.get(Order, order_id)
     assert (stored.description, stored.amount, stored.version) == ("changed", 100, 2)
     assert stored.payments[0].refunded_amount == 5
+
+
+def test_a_paid_callback_leaves_nothing_for_the_flush(pg_app, pending):
+    """A payment's columns set to what they were (its `next_query_at` cleared when it
+    completes) are not a change: the appended statement writes the rest, and the flush,
+    finding nothing dirty, does not run."""
+    _, checkout_id = pending
+    flushes = []
+
+    def flushed(session, context, instances):
+        flushes.append(sorted(type(obj).__name__ for obj in session.dirty))
+
+    event.listen(db.session, "before_flush", flushed)
+    try:
+        response = pg_app.test_client().post(
+            f"/callbacks/stk/{TEST_CALLBACK_TOKEN}", json=stk_callback(checkout_id)
+        )
+    finally:
+        event.remove(db.session, "before_flush", flushed)
+    assert response.status_code == 200, response.get_json()
+    assert flushes == []
+
+
+AWKWARD = "say \"paid\" \\ {braces}, commas; NULL Ksh — ✓ 'quoted'"
+
+
+def test_appended_rows_keep_every_character_and_null(pg_app, pending):
+    """The appended statement's rows travel as arrays (binary, `database.binary_arrays`):
+    quotes, backslashes, braces, commas, the word NULL and non-ASCII text come back as
+    they went in, and None stays NULL."""
+    order_id, _ = pending
+    connection = db.session.connection().connection.dbapi_connection
+    assert connection.adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
+    now = db.session.execute(text("SELECT now()")).scalar_one()
+    payload = json.dumps({"note": AWKWARD, "nested": {"list": [1, "two", None]}})
+    write_appended(
+        db.session,
+        events=[
+            {
+                "id": f"evt_{order_id}",
+                "type": "order.test",
+                "order_id": order_id,
+                "version": 1,
+                "payload": payload,
+                "created_at": now,
+            }
+        ],
+        audit=[
+            {
+                "order_id": order_id,
+                "payment_id": None,
+                "kind": "note",
+                "detail": AWKWARD,
+                "actor": None,
+                "created_at": now,
+            },
+            {
+                "order_id": order_id,
+                "payment_id": None,
+                "kind": "note",
+                "detail": "NULL",
+                "actor": 'admin "x"',
+                "created_at": now,
+            },
+        ],
+    )
+    db.session.commit()
+    audit = db.session.execute(
+        text("SELECT detail, actor FROM order_events WHERE order_id = :id ORDER BY id"),
+        {"id": order_id},
+    ).all()
+    assert [tuple(row) for row in audit] == [(AWKWARD, None), ("NULL", 'admin "x"')]
+    stored = db.session.execute(
+        text("SELECT payload, version FROM webhook_events WHERE id = :id"),
+        {"id": f"evt_{order_id}"},
+    ).one()
+    assert (stored.payload, stored.version) == (payload, 1)

@@ -28,10 +28,10 @@ from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 from sqlalchemy.sql import ClauseElement
 
 from ..models import Order, Payment
+from ..models.money import VERSION_BUMP
 
 MODELS = (Order, Payment)  # written in this order, each kind in id order (as the flush)
 _COLUMNS = {model: frozenset(inspect(model).columns.keys()) - {"id"} for model in MODELS}
-_BUMP = Order.version + 1  # what `Order.bump_version` sets
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def _changes(state) -> dict[str, object] | None:
             continue  # a relationship: the flush keeps it
         value = state.dict.get(name)
         if isinstance(value, ClauseElement):
-            if name != "version" or not isinstance(loaded, int) or not value.compare(_BUMP):
+            bump = value is VERSION_BUMP or value.compare(VERSION_BUMP)  # `is`: the usual case
+            if name != "version" or not isinstance(loaded, int) or not bump:
                 return None
             changed[name] = loaded + 1
         elif name == "version":
@@ -69,6 +70,13 @@ def _changes(state) -> dict[str, object] | None:
         elif loaded is NO_VALUE or value != loaded:
             changed[name] = value
     return changed
+
+
+def _unchanged(state) -> list[str]:
+    """The columns still in `committed_state` once the changed ones are committed: set
+    to the value they were loaded with (`_changes` returned every other one)."""
+    columns = _COLUMNS[state.class_]
+    return [name for name in state.committed_state if name in columns and name in state.dict]
 
 
 def take_updates(session: Session) -> list[RowUpdate]:
@@ -83,15 +91,22 @@ def take_updates(session: Session) -> list[RowUpdate]:
     for model in MODELS:
         for state in sorted((s for s in dirty if s.class_ is model), key=lambda s: s.identity):
             changed = _changes(state)
-            if not changed:
+            if changed is None:
                 continue
-            version = changed.pop("version", None) if model is Order else None
-            updates.append(RowUpdate(model.__tablename__, state.identity[0], changed, version))
             obj = state.obj()
-            for name, value in changed.items():
-                set_committed_value(obj, name, value)
-            if version is not None:
-                set_committed_value(obj, "version", version)
+            if changed:
+                version = changed.pop("version", None) if model is Order else None
+                row = RowUpdate(model.__tablename__, state.identity[0], changed, version)
+                updates.append(row)
+                for name, value in changed.items():
+                    set_committed_value(obj, name, value)
+                if version is not None:
+                    set_committed_value(obj, "version", version)
+            # columns set to the value they had (a payment's `next_query_at = None` when
+            # it completes): nothing to write, but left in `committed_state` they would
+            # keep the object dirty and the flush would visit it to find that out
+            for name in _unchanged(state):
+                set_committed_value(obj, name, state.dict[name])
             if not state.committed_state:
                 # nothing left for the flush: clean, not merely unchanged (else the flush
                 # still visits it); what SQLAlchemy itself does after a flush
