@@ -213,8 +213,10 @@ def store(
     """Commit the raw body first: whatever happens next, the callback is on record.
 
     One autocommitted INSERT (a single round trip: no BEGIN, no COMMIT to wait for, and
-    as durable); the record comes back detached, with every column known, so applying
-    it needs no SELECT to read it again.
+    as durable), on a connection of its own outside the session (the session would
+    begin and end a transaction of its own around it: bookkeeping for nothing); the
+    record comes back detached, with every column known, so applying it needs no SELECT
+    to read it again.
     """
     values = {
         "kind": kind.name,
@@ -230,11 +232,12 @@ def store(
         "detail": detail,
     }
     if db.session().in_transaction():  # something else is under way: commit with it
-        connection = db.session.connection()
+        record_id = db.session.connection().execute(_STORE, values).scalar_one()
+        db.session.commit()
     else:
-        connection = db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    record_id = connection.execute(_STORE, values).scalar_one()
-    db.session.commit()  # ends the autocommit "transaction" and gives the connection back
+        with db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            record_id = connection.execute(_STORE, values).scalar_one()
     record = CallbackRecord(id=record_id, **values)
     make_transient_to_detached(record)
     return record
