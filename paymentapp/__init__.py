@@ -21,6 +21,7 @@ from .cors import register_cors
 from .database import binary_arrays, ping_idle_connections
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
+from .faults import arm_faults
 from .logs import configure_logging, install_redaction, remember_secrets
 from .logwriter import thread_writes
 
@@ -36,6 +37,8 @@ def create_app(config: Mapping | None = None, env: Mapping | None = None) -> Fla
     app.config.update(settings)
     if config:
         app.config.update(config)
+    if app.config.get("FAULTS"):
+        arm_faults()  # tests only (config.py refuses them outside the simulator)
     # a checkout without the JS build would serve a blank payment page: refuse, naming it
     vendor.check_built(app, os.environ if env is None else env)
     app.json.sort_keys = False
