@@ -61,9 +61,10 @@ def _changes(state) -> dict[str, object] | None:
             continue  # a relationship: the flush keeps it
         value = state.dict.get(name)
         if isinstance(value, ClauseElement):
-            bump = value is VERSION_BUMP or value.compare(VERSION_BUMP)  # `is`: the usual case
-            if name != "version" or not isinstance(loaded, int) or not bump:
+            if name != "version" or not isinstance(loaded, int):
                 return None
+            if value is not VERSION_BUMP and not value.compare(VERSION_BUMP):
+                return None  # `is`: the usual case, without walking the expression
             changed[name] = loaded + 1
         elif name == "version":
             return None  # set by hand, not bumped: the flush writes what it was given
