@@ -143,7 +143,11 @@ def test_full_flow_from_shop_to_paid_on_the_simulated_phone(app_server, context,
     expect(page.locator(".pa-receipt-code")).to_have_text(receipt)
     expect(page.locator(".pa-toasts")).to_contain_text("Payment received")
     assert page.evaluate("window.paidEvents.length") == 1
-    assert page.evaluate("window.paidEvents[0].receipt") == receipt
+    # Paid once, with what was known then: the callback's receipt, or none when the
+    # reconciler's STK Query (2 s here) confirmed the payment before the simulator's
+    # callback was applied (a loaded machine; STK Query answers carry no receipt). The
+    # receipt shown above came with the callback either way.
+    assert page.evaluate("window.paidEvents[0].receipt") in (receipt, None)
     # The modal closes by itself and the shop says the order is paid.
     page.bring_to_front()
     expect(dialog(page)).to_have_count(0, timeout=15_000)
