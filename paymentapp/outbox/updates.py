@@ -73,13 +73,6 @@ def _changes(state) -> dict[str, object] | None:
     return changed
 
 
-def _unchanged(state) -> list[str]:
-    """The columns still in `committed_state` once the changed ones are committed: set
-    to the value they were loaded with (`_changes` returned every other one)."""
-    columns = _COLUMNS[state.class_]
-    return [name for name in state.committed_state if name in columns and name in state.dict]
-
-
 def take_updates(session: Session) -> list[RowUpdate]:
     """The changed orders and payments of `session`, taken for the appended statement:
     their new values are committed in the session (the flush leaves them alone), the
@@ -103,13 +96,10 @@ def take_updates(session: Session) -> list[RowUpdate]:
                     set_committed_value(obj, name, value)
                 if version is not None:
                     set_committed_value(obj, "version", version)
-            # columns set to the value they had (a payment's `next_query_at = None` when
-            # it completes): nothing to write, but left in `committed_state` they would
-            # keep the object dirty and the flush would visit it to find that out
-            for name in _unchanged(state):
-                set_committed_value(obj, name, state.dict[name])
-            if not state.committed_state:
-                # nothing left for the flush: clean, not merely unchanged (else the flush
-                # still visits it); what SQLAlchemy itself does after a flush
+            if _COLUMNS[model].issuperset(state.committed_state):
+                # what is left are columns set to the value they had (a payment's
+                # `next_query_at = None` when it completes): nothing for the flush, so
+                # clean, not merely unchanged (else the flush still visits it); what
+                # SQLAlchemy itself does after a flush
                 state._commit_all(state.dict, session.identity_map)
     return updates
