@@ -1,5 +1,7 @@
 """The production entry point: real gunicorn with gunicorn.conf.py and gevent workers."""
 
+import io
+import json
 import re
 
 import pytest
@@ -136,3 +138,89 @@ def test_python_wsgi_py_serves_at_host_and_port(tmp_path):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_each_connection_reads_through_a_small_buffer():
+    """gunicorn.conf.py's handler gives every connection a read buffer of RFILE_BUFFER
+    bytes instead of pywsgi's 8 KiB (memory every open dialog holds)."""
+    import socket
+    import sys
+
+    conf = _gunicorn_conf()
+    ours, theirs = socket.socketpair()
+    try:
+        handler = conf.RedactingWebSocketHandler(ours, ("127.0.0.1", 1), server=None)
+        default = ours.makefile("rb", -1)
+        # a BufferedReader's size counts its buffer
+        assert sys.getsizeof(default) - sys.getsizeof(handler.rfile) == (
+            io.DEFAULT_BUFFER_SIZE - conf.RFILE_BUFFER
+        )
+        default.close()
+        handler.rfile.close()
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.e2e
+def test_requests_and_frames_longer_than_the_read_buffer(tmp_path):
+    """Through gunicorn: a callback whose headers and body are each several times the read
+    buffer is stored byte for byte and applied, the keep-alive connection's next request is
+    read intact, and a socket frame of several buffers is answered in full."""
+    import psycopg
+
+    from tests import e2e
+
+    conf = _gunicorn_conf()
+    with e2e.running_stack(tmp_path) as stack:
+        order = e2e.create_order(stack, 100)
+        checkout_id = e2e.start_payment(stack, order)
+        watcher = e2e.Watcher(stack.url)
+        try:
+            many = [{"order_id": order["id"], "token": order["client_token"]}] * 30
+            frame = json.dumps(many)
+            assert len(frame) > 3 * conf.RFILE_BUFFER
+            answer = watcher.sio.call("subscribe_many", many, timeout=e2e.WAIT_S)
+            assert [r["ok"] for r in answer["results"]] == [True] * 30
+
+            body = e2e.callback_body(checkout_id, 0, 100)
+            body["Body"]["stkCallback"]["ResultDesc"] = "processed successfully " * 200
+            raw = json.dumps(body).encode()
+            assert len(raw) > 4 * conf.RFILE_BUFFER
+            padding = {"X-Padding": "p" * (3 * conf.RFILE_BUFFER)}
+            response = stack.http.post(
+                e2e.callback_url(stack),
+                data=raw,
+                headers={"Content-Type": "application/json", **padding},
+                timeout=10,
+            )
+            assert response.json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
+            assert watcher.wait_for(order["id"], order_status="paid")["order_status"] == "paid"
+            # the same keep-alive connection, after a body that ended mid-buffer
+            status = stack.http.get(
+                f"{stack.url}/api/orders/{order['id']}/status",
+                headers={"X-Order-Token": order["client_token"], **padding},
+                timeout=10,
+            )
+            assert status.json()["order_status"] == "paid"
+        finally:
+            watcher.close()
+        url = services._psycopg_url(stack.env["DATABASE_URL"])
+        with psycopg.connect(url) as conn:
+            stored = conn.execute(
+                "SELECT body FROM callback_records WHERE checkout_request_id = %s",
+                (checkout_id,),
+            ).fetchall()
+        assert stored == [(raw.decode(),)]
+
+
+def _gunicorn_conf():
+    """gunicorn.conf.py, loaded by its path as gunicorn loads it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
