@@ -9,7 +9,11 @@ a new PostgreSQL connection costs a process fork and an authentication on the se
 and milliseconds on the hot path. So a worker keeps `DB_POOL_SIZE` (20) connections,
 may open `DB_MAX_OVERFLOW` (10) more in a burst, and a greenlet waits at most
 `DB_POOL_TIMEOUT_S` (10) for one; docs/deployment.md says how they multiply across
-workers and hosts.
+workers and hosts. The pool hands out the connection returned last (LIFO): under steady
+load the same few connections serve every request, with their prepared statements and
+PostgreSQL's caches warm, and the rest sit idle. (First in, first out walked through all
+20, each preparing a statement only at psycopg's fifth execution on it: a worker's first
+hundred-odd callbacks ran unprepared, the slowest of a run.)
 
 SQLAlchemy's `pool_pre_ping` sends a `SELECT 1` on every checkout, and a callback
 checks a connection out twice (the raw body's transaction, then the apply's): two extra
@@ -43,6 +47,7 @@ def engine_options(env, database_url: str) -> dict:
         "pool_size": whole_number(env, "DB_POOL_SIZE", POOL_SIZE, minimum=1),
         "max_overflow": whole_number(env, "DB_MAX_OVERFLOW", MAX_OVERFLOW),
         "pool_timeout": whole_number(env, "DB_POOL_TIMEOUT_S", POOL_TIMEOUT_S, minimum=1),
+        "pool_use_lifo": True,
     }
 
 

@@ -218,6 +218,7 @@ def test_the_postgresql_pool_is_sized_for_gevent_workers_and_configurable():
         "pool_size": 20,
         "max_overflow": 10,
         "pool_timeout": 10,
+        "pool_use_lifo": True,
     }
     sized = load_config(
         {**pg, "DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT_S": "3"}
@@ -226,6 +227,7 @@ def test_the_postgresql_pool_is_sized_for_gevent_workers_and_configurable():
         "pool_size": 4,
         "max_overflow": 0,
         "pool_timeout": 3,
+        "pool_use_lifo": True,
     }
     for name, value in (
         ("DB_POOL_SIZE", "0"),

@@ -46,3 +46,45 @@ def test_a_request_that_finds_every_connection_busy_gets_a_503_to_retry(pg_url):
         assert_error(again, 401)
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_pool_hands_out_the_connection_returned_last(pg_url):
+    """LIFO: under steady load the same few connections are used again and again, so their
+    prepared statements and PostgreSQL's caches are warm. A FIFO pool walks through every
+    connection it holds (20 per worker), each preparing a statement only after psycopg's
+    5 executions: a worker's first hundred-odd callbacks ran unprepared (docs/performance.md)."""
+    app = create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=base_env(pg_url))
+    with app.app_context():
+        connections = [db.engine.connect() for _ in range(3)]
+        pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in connections]
+        for connection in connections:  # returned oldest first
+            connection.close()
+        with db.engine.connect() as again:
+            assert again.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pids[-1]
+        db.engine.dispose()
+
+
+def test_every_mapper_is_configured_when_the_app_is_made(tmp_path):
+    """Not on a worker's first paid callback (the first ORM object it makes), where
+    configuring them cost about 70 ms while the next callbacks queued."""
+    import subprocess
+    import sys
+
+    check = (
+        "from paymentapp import create_app\n"
+        "from paymentapp.models import CallbackRecord, Order, Payment\n"
+        "from sqlalchemy import inspect\n"
+        "before = [inspect(m).configured for m in (CallbackRecord, Order, Payment)]\n"
+        "create_app({'SOCKETIO_ASYNC_MODE': 'threading'})\n"
+        "print(before, [inspect(m).configured for m in (CallbackRecord, Order, Payment)])\n"
+    )
+    env = base_env(f"sqlite:///{tmp_path}/app.db", PAYMENTAPP_INSTANCE_PATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        env=services.process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[False, False, False] [True, True, True]"

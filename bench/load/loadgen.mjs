@@ -268,6 +268,15 @@ const result = {
   disconnects_during: disconnects,
   sender_late_ms: stats(lateness),
 };
+if (process.env.LOADGEN_DUMP) {
+  // every callback's [sent ms after t0, answer latency ms] (-ms: never answered OK)
+  const { writeFileSync } = await import("node:fs");
+  const rows = Array.from({ length: posts }, (_, k) => [
+    Math.round(sentAt[k] - t0),
+    Math.round((answeredAt[k] - sentAt[k]) * 10) / 10,
+  ]);
+  writeFileSync(process.env.LOADGEN_DUMP, JSON.stringify(rows));
+}
 process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
 for (const socket of sockets) socket?.disconnect();
 agent.destroy();
