@@ -259,7 +259,7 @@ class OrderGate:
     def __init__(self, stack: Stack, order_id: str):
         import psycopg
 
-        url = stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+        url = services.psycopg_url(stack.env["DATABASE_URL"])
         self.conn = psycopg.connect(url)
         self.conn.execute("SELECT 1 FROM orders WHERE id = %s FOR NO KEY UPDATE", (order_id,))
         self.conn.execute(

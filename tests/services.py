@@ -80,7 +80,8 @@ def _tests(count: int) -> str:
     return f"{count} test{'' if count == 1 else 's'}"
 
 
-def _psycopg_url(url: str) -> str:
+def psycopg_url(url: str) -> str:
+    """A SQLAlchemy `postgresql+psycopg://` URL as psycopg itself takes it."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
@@ -88,7 +89,7 @@ def postgres_available(url: str = PG_SERVER_URL) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(_psycopg_url(url), connect_timeout=3):
+        with psycopg.connect(psycopg_url(url), connect_timeout=3):
             return True
     except psycopg.Error:
         return False
@@ -105,7 +106,7 @@ def create_pg_database(server_url: str = PG_SERVER_URL) -> str:
             "make services",
         )
     name = f"pa_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_psycopg_url(server_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_url(server_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
@@ -116,7 +117,7 @@ def drop_pg_database(url: str) -> None:
 
     name = make_url(url).database
     admin = make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(_psycopg_url(admin), autocommit=True) as conn:
+    with psycopg.connect(psycopg_url(admin), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

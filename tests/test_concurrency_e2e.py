@@ -330,7 +330,7 @@ class Case:
 
     def _check_records(self) -> None:
         """Every stored callback of this test has a final outcome (none left `received`)."""
-        url = self.stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+        url = services.psycopg_url(self.stack.env["DATABASE_URL"])
         with psycopg.connect(url) as conn:
             for key in set(self.callback_keys):
                 outcomes = [

@@ -87,4 +87,4 @@ def test_every_mapper_is_configured_when_the_app_is_made(tmp_path):
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[-2] == "[False, False, False] [True, True, True]"
+    assert done.stdout.strip().splitlines()[-1] == "[False, False, False] [True, True, True]"

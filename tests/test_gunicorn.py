@@ -205,7 +205,7 @@ def test_requests_and_frames_longer_than_the_read_buffer(tmp_path):
             assert status.json()["order_status"] == "paid"
         finally:
             watcher.close()
-        url = services._psycopg_url(stack.env["DATABASE_URL"])
+        url = services.psycopg_url(stack.env["DATABASE_URL"])
         with psycopg.connect(url) as conn:
             stored = conn.execute(
                 "SELECT body FROM callback_records WHERE checkout_request_id = %s",
