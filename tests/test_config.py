@@ -250,3 +250,15 @@ def test_the_app_builds_its_engine_with_the_pool_settings(make_app, database_url
             assert (pool.size(), pool._max_overflow, pool._timeout) == (3, 2, 10)
         else:
             assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+
+def test_the_simulators_own_callback_token_never_holds_a_word_daraja_refuses(instance, monkeypatch):
+    """The development callback token is hex: a URL-safe random token held "sql", "cmd" or
+    "exec" about once in 400 new instances, and the app then refused its own token."""
+    import secrets
+
+    unlucky = "unlucky-sql-cmd-exec-" + "x" * 24
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda nbytes: unlucky)
+    token = load_config({})["MPESA_CALLBACK_TOKEN"]
+    assert int(token, 16) and len(token) == 64
+    assert load_config({})["MPESA_CALLBACK_TOKEN"] == token  # kept in instance/
