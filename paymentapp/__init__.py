@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import vendor
 from .config import load_config
 from .cors import register_cors
-from .database import binary_arrays, ping_idle_connections
+from .database import tune_connections, ping_idle_connections
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
 from .faults import arm_faults
@@ -89,7 +89,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         ping_idle_connections(db.engine)
-        binary_arrays(db.engine)
+        tune_connections(db.engine)
     migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)

@@ -3,10 +3,14 @@ that finds every connection busy for DB_POOL_TIMEOUT_S gets a 503 to retry, not 
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from sqlalchemy import select
 
 from paymentapp import create_app
+from paymentapp.database import DescribedCursor
 from paymentapp.extensions import db
+from paymentapp.models import Order
 from tests import services
 from tests.helpers import assert_error, base_env
 
@@ -88,3 +92,47 @@ def test_every_mapper_is_configured_when_the_app_is_made(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[False, False, False] [True, True, True]"
+
+
+def test_a_result_description_is_psycopgs_own_made_when_read(pg_url, monkeypatch):
+    """`DescribedCursor`: the same columns as psycopg's own cursor gives, for the result
+    they were read from (even after the cursor ran another statement), None where no rows
+    came back; and a statement SQLAlchemy has run before makes no `Column` at all (it only
+    checks that rows came back), where psycopg made one per column on every statement."""
+    app = create_app({"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"}, env=base_env(pg_url))
+    query = "SELECT 1 AS n, 'é'::text AS word, now() AS at, NULL::numeric(10, 2) AS money"
+    with app.app_context():
+        db.create_all()
+        with db.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            cursor = raw.cursor()
+            assert isinstance(cursor, DescribedCursor)
+            plain = psycopg.Cursor(raw)
+            plain.execute(query)
+            cursor.execute(query)
+            described = cursor.description
+            cursor.execute("SELECT 2 AS other")  # the first description still holds
+            assert [tuple(c) for c in described] == [tuple(c) for c in plain.description]
+            assert [c.name for c in described] == ["n", "word", "at", "money"]
+            assert len(described) == 4 and described[-1].precision == 10
+            assert [c.name for c in cursor.description] == ["other"]
+            cursor.execute("SELECT")  # rows of no columns: a description, empty
+            assert cursor.description is not None and len(cursor.description) == 0
+            cursor.execute("CREATE TEMPORARY TABLE t (a int)")
+            assert cursor.description is None
+            cursor.execute("INSERT INTO t VALUES (1)")
+            assert cursor.description is None
+
+            made = []
+            original = psycopg.Column.__init__
+            monkeypatch.setattr(
+                psycopg.Column,
+                "__init__",
+                lambda self, *args: made.append(1) or original(self, *args),
+            )
+            statement = select(Order).where(Order.id == "nope")
+            connection.execute(statement).all()  # first run: SQLAlchemy learns the columns
+            first = len(made)
+            connection.execute(statement).all()
+            assert first >= len(Order.__table__.columns) and len(made) == first
+        db.engine.dispose()

@@ -165,7 +165,7 @@ AWKWARD = "say \"paid\" \\ {braces}, commas; NULL Ksh — ✓ 'quoted'"
 
 
 def test_appended_rows_keep_every_character_and_null(pg_app, pending):
-    """The appended statement's rows travel as arrays (binary, `database.binary_arrays`):
+    """The appended statement's rows travel as arrays (binary, `database.tune_connections`):
     quotes, backslashes, braces, commas, the word NULL and non-ASCII text come back as
     they went in, and None stays NULL."""
     order_id, _ = pending
