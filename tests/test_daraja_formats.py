@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from paymentapp.mpesa import client, formats
 from paymentapp.mpesa.formats import (
@@ -47,11 +49,28 @@ def test_a_timestamp_reads_back_as_the_moment_it_was_written():
         2019121910211.5,
         "2019-12-19 10:21",
         "20191319102115",  # month 13
+        "20190230120000",  # February 30th
+        "20191219240000",  # hour 24
+        "20191219105960",  # second 60
+        "00000101000000",  # year 0
         "２０１９１２１９１０２１１５",  # fullwidth digits
     ],
 )
 def test_anything_else_is_no_timestamp(value):
     assert parse_eat_timestamp(value) is None
+
+
+@given(st.text(alphabet="0123456789", min_size=14, max_size=14))
+def test_fourteen_digits_read_as_strptime_reads_them(text):
+    """Read field by field, as `strptime` would: the same moment, or None where strptime
+    refuses the date (February 30th, hour 24, second 60, year 0)."""
+    try:
+        expected = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=formats.EAT)
+        expected = expected.astimezone(UTC)
+    except (ValueError, OverflowError):
+        expected = None
+    assert parse_eat_timestamp(text) == expected
+    assert parse_eat_timestamp(int(text)) == (expected if text[0] != "0" else None)
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,9 @@ def parse_eat_timestamp(value) -> datetime | None:
     text = str(value)
     if not (len(text) == 14 and text.isascii() and text.isdigit()):
         return None
-    try:
-        return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=EAT).astimezone(UTC)
+    try:  # the fields by position: strptime reads them the same, about 10 times slower
+        fields = (text[0:4], text[4:6], text[6:8], text[8:10], text[10:12], text[12:14])
+        return datetime(*map(int, fields), tzinfo=EAT).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
 
