@@ -177,15 +177,19 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):
-    """`make run` (one worker): run the reconciler and the webhook delivery worker as
-    greenlets of the web worker.
+    """Open the worker's database pool before it serves; and for `make run` (one
+    worker) run the reconciler and the webhook delivery worker as its greenlets.
 
     In production run `flask --app wsgi mpesa reconcile --loop` and
     `flask --app wsgi webhooks deliver --loop` as processes of their own.
     """
     # imported here: the config module is read by the master, before any app exists
+    from paymentapp.database import open_pool
+    from paymentapp.extensions import db
     from paymentapp.loops import start_in_background
 
+    with worker.wsgi.app_context():  # before this worker serves (paymentapp/database.py)
+        open_pool(db.engine)
     if RECONCILER_IN_PROCESS:
         from paymentapp.payments.reconcile import reconcile_once
 

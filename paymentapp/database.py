@@ -26,6 +26,7 @@ SQLAlchemy (the statement fails and the pool drops every older connection).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -36,6 +37,8 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 from .environment import whole_number
+
+log = logging.getLogger(__name__)
 
 IDLE_PING_AFTER_S = 10.0
 _CHECKED_IN = "paymentapp.checked_in_at"
@@ -53,6 +56,34 @@ def engine_options(env, database_url: str) -> dict:
         "pool_timeout": whole_number(env, "DB_POOL_TIMEOUT_S", POOL_TIMEOUT_S, minimum=1),
         "pool_use_lifo": True,
     }
+
+
+def open_pool(engine: Engine) -> int:
+    """Open the pool's `DB_POOL_SIZE` connections now (a web worker as it starts, before
+    it serves: `gunicorn.conf.py`), and return how many are open.
+
+    Otherwise the pool opens them on demand, and a worker opens most of them at its
+    busiest moment: after a restart every open dialog reconnects and subscribes at once,
+    and each new PostgreSQL connection (a process forked and authenticated on the server)
+    took about a tenth of the CPU of those subscribes, on both sides. A database that
+    cannot be reached is no reason not to start: the pool then opens connections on
+    demand, as before, and the warning says why."""
+    if engine.dialect.name != "postgresql":
+        return 0
+    connections = []
+    try:
+        for _ in range(engine.pool.size()):
+            connections.append(engine.connect())
+    except Exception as error:  # noqa: BLE001 - the pool connects on demand instead
+        log.warning(
+            "could not open the database pool at start (%s); connections open on demand",
+            error.__class__.__name__,
+            extra={"event": "db.pool_open_failed"},
+        )
+    finally:
+        for connection in connections:
+            connection.close()  # back to the pool, open
+    return len(connections)
 
 
 def tune_connections(engine: Engine) -> None:

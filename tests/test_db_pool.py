@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from paymentapp import create_app
-from paymentapp.database import DescribedCursor
+from paymentapp.database import DescribedCursor, open_pool
 from paymentapp.extensions import db
 from paymentapp.models import Order
 from tests import services
@@ -135,4 +135,30 @@ def test_a_result_description_is_psycopgs_own_made_when_read(pg_url, monkeypatch
             first = len(made)
             connection.execute(statement).all()
             assert first >= len(Order.__table__.columns) and len(made) == first
+        db.engine.dispose()
+
+
+def test_a_pool_that_cannot_open_at_start_is_no_reason_not_to_start(caplog):
+    """`open_pool` with PostgreSQL unreachable: a warning naming the error, nothing
+    raised, and the pool connects on demand later (as it did before the warm-up)."""
+    closed_port = services.free_port()
+    app = create_app(
+        {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
+        env=base_env(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port}/nowhere"),
+    )
+    with app.app_context(), caplog.at_level("WARNING", logger="paymentapp.database"):
+        assert open_pool(db.engine) == 0
+        db.engine.dispose()
+    (record,) = [r for r in caplog.records if getattr(r, "event", "") == "db.pool_open_failed"]
+    assert "OperationalError" in record.getMessage()
+
+
+def test_open_pool_opens_the_pool_size_and_leaves_them_in_the_pool(pg_url):
+    app = create_app(
+        {"TESTING": True, "SOCKETIO_ASYNC_MODE": "threading"},
+        env={**base_env(pg_url), "DB_POOL_SIZE": "4"},
+    )
+    with app.app_context():
+        assert open_pool(db.engine) == 4
+        assert db.engine.pool.checkedin() == 4 and db.engine.pool.checkedout() == 0
         db.engine.dispose()

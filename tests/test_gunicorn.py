@@ -224,3 +224,40 @@ def _gunicorn_conf():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.e2e
+def test_each_worker_opens_its_database_pool_before_it_serves(tmp_path):
+    """`database.open_pool` from `post_worker_init`: every worker holds its DB_POOL_SIZE
+    connections from the start, not opened one by one under the first burst of
+    subscribes (a restart's reconnecting dialogs)."""
+    import psycopg
+
+    url = services.create_pg_database()
+    try:
+        env = {
+            **base_env(url),
+            "REDIS_URL": services.require_redis(),
+            "PAYMENTAPP_INSTANCE_PATH": str(tmp_path),
+            "DB_POOL_SIZE": "3",
+        }
+        services.flask_cli(env, "db", "upgrade")
+        with (
+            services.Gunicorn(env, workers=2),
+            psycopg.connect(
+                services.psycopg_url(url),
+                autocommit=True,  # pg_stat_activity is read once per transaction
+            ) as pg,
+        ):
+
+            def backends() -> int:
+                return pg.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+
+            # the health check that told us gunicorn was up used one of them
+            services.wait_for(lambda: backends() == 6, timeout=10, what="2 × 3 connections")
+            assert backends() == 6
+    finally:
+        services.drop_pg_database(url)
