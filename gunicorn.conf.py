@@ -188,8 +188,10 @@ def post_worker_init(worker):
     from paymentapp.extensions import db
     from paymentapp.loops import start_in_background
 
-    with worker.wsgi.app_context():  # before this worker serves (paymentapp/database.py)
-        open_pool(db.engine)
+    app = worker.wsgi
+    if "sqlalchemy" in getattr(app, "extensions", {}):  # paymentapp's, not another app's
+        with app.app_context():  # before this worker serves (paymentapp/database.py)
+            open_pool(db.engine)
     if RECONCILER_IN_PROCESS:
         from paymentapp.payments.reconcile import reconcile_once
 

@@ -191,9 +191,11 @@ GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:ap
 
 class Gunicorn:
     """A real `gunicorn -c gunicorn.conf.py wsgi:app` on a free loopback port (`env` may
-    unset PORT, HOST, ... with None, to have them from a `.env` file instead)."""
+    unset PORT, HOST, ... with None, to have them from a `.env` file instead); `app`
+    serves another WSGI app with the same configuration."""
 
-    def __init__(self, env: dict, workers: int = 1, port: int | None = None):
+    def __init__(self, env: dict, workers: int = 1, port: int | None = None, app: list[str] = ()):
+        self.command = [*GUNICORN[:-1], *app] if app else GUNICORN
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = process_env(
@@ -212,7 +214,7 @@ class Gunicorn:
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                GUNICORN,
+                self.command,
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

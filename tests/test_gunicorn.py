@@ -261,3 +261,16 @@ def test_each_worker_opens_its_database_pool_before_it_serves(tmp_path):
             assert backends() == 6
     finally:
         services.drop_pg_database(url)
+
+
+@pytest.mark.e2e
+def test_the_configuration_serves_an_app_that_is_not_paymentapp(tmp_path):
+    """gunicorn.conf.py's hooks leave another app alone (the bench's floor is a bare
+    Flask-SocketIO app served with this configuration): no database pool to open."""
+    (tmp_path / "plain.py").write_text(
+        "from flask import Flask\napp = Flask(__name__)\napp.get('/healthz')(lambda: 'plain')\n"
+    )
+    app = ["--pythonpath", str(tmp_path), "plain:app"]
+    with services.Gunicorn({"PAYMENTAPP_INSTANCE_PATH": str(tmp_path)}, app=app) as server:
+        assert requests.get(server.url + "/healthz", timeout=5).text == "plain"
+    assert "Traceback" not in server.log()
