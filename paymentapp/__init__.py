@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import vendor
 from .config import load_config
 from .cors import register_cors
-from .database import tune_connections, ping_idle_connections
+from .database import ping_idle_connections, tune_connections
 from .errors import register_errorhandlers
 from .extensions import csrf, db, limiter, migrate, socketio
 from .faults import arm_faults
