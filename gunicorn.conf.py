@@ -189,7 +189,7 @@ def post_worker_init(worker):
     from paymentapp.loops import start_in_background
 
     app = worker.wsgi
-    if "sqlalchemy" in getattr(app, "extensions", {}):  # paymentapp's, not another app's
+    if getattr(app, "extensions", {}).get("sqlalchemy") is db:  # paymentapp's app, not another
         with app.app_context():  # before this worker serves (paymentapp/database.py)
             open_pool(db.engine)
     if RECONCILER_IN_PROCESS:

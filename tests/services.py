@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -194,7 +194,9 @@ class Gunicorn:
     unset PORT, HOST, ... with None, to have them from a `.env` file instead); `app`
     serves another WSGI app with the same configuration."""
 
-    def __init__(self, env: dict, workers: int = 1, port: int | None = None, app: list[str] = ()):
+    def __init__(
+        self, env: dict, workers: int = 1, port: int | None = None, app: Sequence[str] = ()
+    ):
         self.command = [*GUNICORN[:-1], *app] if app else GUNICORN
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
