@@ -105,13 +105,19 @@ fmt: $(STAMP)
 BENCH_ARGS ?= --servers paymentapp,paymentapp-warning,floor,node-pg --dialogs 2000 --rates 100 \
 	--sweep 50,100,200,300,400,500,600 --full-sweep --runs 3 --sweep-runs 1 --noisy --big \
 	--json test-artifacts/bench-callbacks.json
-.PHONY: bench-quick bench-flow bench-charts
+.PHONY: bench-quick bench-instructions bench-flow bench-charts
 bench: install
 	$(VENV)/bin/python bench/callbacks.py $(BENCH_ARGS)
 
 # For iterating: one run, 2,000 dialogs at 100/s, paymentapp and node-pg (1-2 minutes).
 bench-quick: install
 	$(VENV)/bin/python bench/callbacks.py --quick
+
+# Instructions per paid callback, counted by valgrind: the same count on a busy machine
+# as on a quiet one, for measuring a change worth a few per cent (bench/instructions.py,
+# about 7 minutes with the raw-SQL reference).
+bench-instructions: install
+	$(VENV)/bin/python bench/instructions.py --reference
 
 # The order-creation and 'Enter PIN' -> browser flow through the simulator (bench/run.py).
 bench-flow: install
