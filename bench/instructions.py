@@ -111,7 +111,7 @@ def inner_env(services, database_url: str, orders: int) -> dict:
         "SECRET_KEY": "bench-instructions-secret-key-0123456789abcdef",
         "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
         "MPESA_ENV": "simulator",
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         "PAYMENTAPP_ALLOW_MISSING_ASSETS": "1",
         "BENCH_ORDERS": str(orders),
     }

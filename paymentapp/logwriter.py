@@ -131,6 +131,15 @@ class ThreadedStreamHandler(logging.StreamHandler):
         super().__init__(stream)
         self.writer = writer
 
+    def handle(self, record: logging.LogRecord):
+        """`Handler.handle` without the handler's lock, which guards a stream's writes:
+        here `emit` only formats the record and queues the line (the queue takes lines
+        from any thread), and the writer thread does the writing."""
+        passed = self.filter(record)
+        if passed:
+            self.emit(passed if isinstance(passed, logging.LogRecord) else record)
+        return passed
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.format(record) + self.terminator

@@ -2,6 +2,9 @@
 
 import logging
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from paymentapp.logs import redact
 from tests.helpers import TEST_CALLBACK_TOKEN
 
@@ -49,3 +52,31 @@ def test_event_fields_are_rendered_once_masked_and_without_secrets(log_output):
     )
     assert "never-printed-key" not in lines[0] and "receipt" not in lines[0]
     assert lines[1].endswith("no event here")  # fields are rendered for events only
+
+
+FRAGMENTS = st.sampled_from(
+    ["/callbacks/", "stk/", "c2b/confirmation/", "?token=", "&access_token=", "token=", "/", "?",
+     "&", "#", " ", '"', "abc", "x-1", "ORD-7"]
+)  # fmt: skip
+
+
+@given(st.lists(FRAGMENTS | st.text(max_size=6), max_size=12).map("".join))
+def test_redact_runs_each_pattern_wherever_it_could_match(text):
+    """`redact` skips a pattern on text without its fixed part: the same result as running
+    both patterns on every line, then hiding the remembered secrets."""
+    from paymentapp.logs import _CALLBACK_PATH, _QUERY_TOKEN, _known_secrets
+
+    expected = _QUERY_TOKEN.sub(r"\1<token>", _CALLBACK_PATH.sub(r"\1<token>", text))
+    for secret in _known_secrets:
+        expected = expected.replace(secret, "<secret>")
+    assert redact(text) == expected
+
+
+def test_a_secret_looking_field_stays_hidden_every_time(log_output):
+    """Which fields are printed is decided once per name: the second line decides the same."""
+    log = logging.getLogger("paymentapp.test")
+    for _ in range(2):
+        log.warning("x", extra={"event": "e.x", "api_token": "never-this-1", "Passkey": "nor-2"})
+    text = log_output.getvalue()
+    assert "never-this-1" not in text and "nor-2" not in text
+    assert text.count("| event=e.x") == 2
