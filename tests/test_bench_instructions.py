@@ -36,7 +36,7 @@ def counted_process(database_url: str, kind: str, orders: int) -> None:
         [sys.executable, instructions.__file__, "--inner", kind, str(CALLBACKS)],
         env=env, cwd=instructions.ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.stdout, done.stderr[-3000:])
 
 
 def tables(database_url: str) -> dict:
