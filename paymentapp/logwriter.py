@@ -32,6 +32,9 @@ from gevent import monkey
 # Real OS-thread primitives even in a gevent-patched process.
 _start_thread = monkey.get_original("_thread", "start_new_thread")
 _sleep = monkey.get_original("time", "sleep")
+# Taken only to start a process's writer (its first line, or its first after a fork):
+# handlers log without a lock, and two OS threads' first lines must start one writer.
+_starting = monkey.get_original("_thread", "allocate_lock")()
 
 QUEUE_LINES = 10_000  # default of LOG_QUEUE_LINES
 FLUSH_WAIT_S = 5.0
@@ -57,19 +60,21 @@ class LineWriter:
         self._pid = None
 
     def _start(self) -> None:
-        self._pid = os.getpid()
         self.lines = collections.deque()
         self.dropped_total = 0  # counted by the putting thread only
         self._reported = 0  # of them, told in the log by the writer thread only
         self.queued = 0  # lines ever queued, and of them handled (written or failed)
         self.handled = 0
         _start_thread(self._run, ())
+        self._pid = os.getpid()  # last: another thread's first line may now go straight in
 
     def put(self, handler: logging.StreamHandler, text: str) -> None:
         """Queue `text` for `handler.stream`, or drop and count it when the queue is full.
         Never blocks, and wakes nothing: the writer looks every `POLL_S`."""
         if self._pid != os.getpid():
-            self._start()
+            with _starting:
+                if self._pid != os.getpid():
+                    self._start()
         if len(self.lines) >= self.limit:
             self.dropped_total += 1
             _count_drop(1)

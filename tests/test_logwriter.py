@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 import requests
@@ -140,3 +141,39 @@ def test_a_gunicorn_worker_keeps_serving_while_its_log_is_stalled(tmp_path):
     assert DROPPED.search(log), log[-2000:]
     assert '"GET /healthz?after=stall HTTP/1.1" 200' in log
     assert "Worker exiting" in log
+
+
+def test_first_lines_from_several_threads_start_one_writer_and_lose_none():
+    """Handlers queue without a lock: threads whose first lines race (a new process, or
+    the first lines after a fork) still start exactly one writer thread, and every line
+    is written."""
+    pipe = StalledPipe()
+    pipe.start_reading()
+    writer = LineWriter()
+    handler = logging.StreamHandler(pipe.stream)
+    started = []
+    real_start = writer._start
+
+    def slow_start():  # every racing thread would be in here at once, unless locked out
+        started.append(1)
+        time.sleep(0.05)
+        real_start()
+
+    writer._start = slow_start
+    threads, lines = 8, 200
+    ready = threading.Barrier(threads)
+
+    def log_lines(thread: int) -> None:
+        ready.wait()
+        for number in range(lines):
+            writer.put(handler, f"{thread}-{number}\n")
+
+    workers = [threading.Thread(target=log_lines, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    writer.flush()
+    written = pipe.close().splitlines()
+    assert len(started) == 1
+    assert sorted(written) == sorted(f"{t}-{n}" for t in range(threads) for n in range(lines))
