@@ -199,29 +199,16 @@ def seed(count: int) -> list[str]:
     return checkout_ids
 
 
-def receipt_of(checkout_id: str) -> str:
-    import hashlib
-
-    return "R" + hashlib.sha1(checkout_id.encode()).hexdigest()[:9].upper()
-
-
 def stk_body(checkout_id: str) -> bytes:
-    """Daraja's STK success callback for 100 KES."""
-    items = [
-        {"Name": "Amount", "Value": 100},
-        {"Name": "MpesaReceiptNumber", "Value": receipt_of(checkout_id)},
-        {"Name": "Balance"},
-        {"Name": "TransactionDate", "Value": 20261204102115},
-        {"Name": "PhoneNumber", "Value": 254712345678},
-    ]
-    callback = {
-        "MerchantRequestID": "29115-34620561-1",
-        "CheckoutRequestID": checkout_id,
-        "ResultCode": 0,
-        "ResultDesc": "The service request is processed successfully.",
-        "CallbackMetadata": {"Item": items},
-    }
-    return json.dumps({"Body": {"stkCallback": callback}}).encode()
+    """Daraja's STK success callback for 100 KES (the test suite's, with its receipt)."""
+    from tests.helpers import stk_callback
+
+    return json.dumps(stk_callback(checkout_id)).encode()
+
+
+def receipt_in(body: dict) -> str:
+    items = body["Body"]["stkCallback"]["CallbackMetadata"]["Item"]
+    return next(item["Value"] for item in items if item["Name"] == "MpesaReceiptNumber")
 
 
 def reference_route(app, client, path: str, first_body: bytes):
@@ -262,8 +249,9 @@ def reference_route(app, client, path: str, first_body: bytes):
     @bare.post("/cb")
     def apply():
         body = flask.request.get_data()
-        checkout_id = json.loads(body)["Body"]["stkCallback"]["CheckoutRequestID"]
-        receipt = receipt_of(checkout_id)
+        parsed = json.loads(body)
+        checkout_id = parsed["Body"]["stkCallback"]["CheckoutRequestID"]
+        receipt = receipt_in(parsed)
         record = autocommit.execute(store_sql, {**store_params, "body": body.decode()})
         record_id = record.fetchone()[0]
         order_id = connection.execute(lock_sql, {"key": checkout_id}).fetchone()[0]
