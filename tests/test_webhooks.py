@@ -420,3 +420,23 @@ def test_the_documented_recipes_verify_a_real_delivery(client, auth, db, receive
 
     assert node_says(endpoint["secret"], body) == "true"
     assert node_says("whsec_wrong", body) == "false"
+
+
+def test_the_events_of_one_order_in_a_commit_share_one_snapshot_built_once(
+    db, make_order, monkeypatch
+):
+    """Events of one order written by one commit (an overpaying payment: `order.paid` and
+    `payment.needs_review`) carry the same snapshot, built once for the order."""
+    from paymentapp.outbox import events
+
+    order = db.session.get(Order, make_order()["id"])
+    built = []
+    real = events.order_snapshot
+    monkeypatch.setattr(events, "order_snapshot", lambda order: built.append(1) or real(order))
+    rows = events.outbox_rows(
+        [(order, "order.paid", {}), (order, "payment.needs_review", {"reason": "overpaid"})]
+    )
+    first, second = (json.loads(row["payload"])["data"] for row in rows)
+    assert first["order"] == second["order"] and first["order"]["id"] == order.id
+    assert second["reason"] == "overpaid"
+    assert len(built) == 1

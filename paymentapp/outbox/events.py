@@ -114,12 +114,9 @@ def outbox_rows(events: list[tuple[Order, str, dict]]) -> list[dict]:
     of one order share its snapshot."""
     now = utcnow()
     snapshots: dict[str, dict] = {}
-    return [
-        event_body(
-            event_type,
-            {"order": snapshots.setdefault(order.id, order_snapshot(order)), **extra},
-            now,
-            order,
-        )
-        for order, event_type, extra in events
-    ]
+    rows = []
+    for order, event_type, extra in events:
+        if order.id not in snapshots:  # built once per order, not once per event
+            snapshots[order.id] = order_snapshot(order)
+        rows.append(event_body(event_type, {"order": snapshots[order.id], **extra}, now, order))
+    return rows
