@@ -24,7 +24,7 @@ paymentapp sent for a real callback (captured), with this callback's ids, then c
 and publishes one message to Redis. It is what the statements, Flask and Redis cost from
 Python; the rest of paymentapp's count is its ORM, SQLAlchemy and its own code.
 
-    .venv/bin/python bench/instructions.py [--callbacks 200] [--reference]
+    .venv/bin/python bench/instructions.py [--callbacks 200] [--reference] [--log-level WARNING]
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--callbacks", type=int, default=200, help="M2 - M1 (default 200)")
     parser.add_argument("--reference", action="store_true", help="also the raw-SQL reference")
+    parser.add_argument(
+        "--log-level", default="INFO", help="the app's LOG_LEVEL (default INFO, as deployed)"
+    )
     parser.add_argument("--json", help="write the numbers here")
     parser.add_argument("--inner", nargs=2, metavar=("KIND", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -57,17 +60,17 @@ def main() -> None:
         kind, count = args.inner
         run_inner(kind, int(count), int(os.environ["BENCH_ORDERS"]))
         return
-    from tests import services
-
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode:
         sys.exit("valgrind is needed (Debian: apt-get install valgrind)")
     # one run first, uncounted: a fresh checkout's first run compiles the app's bytecode
     # and makes its instance files (the simulator's RSA key pair, the encryption key),
     # which would land in the smaller run's count (it came out less than half)
-    count_run(services, "paymentapp", 0, 0, counted=False)
+    count_run("paymentapp", 0, 0, args.log_level, counted=False)
     results = {}
     for kind in ["paymentapp"] + (["reference"] if args.reference else []):
-        counts = [count_run(services, kind, m, args.callbacks) for m in (10, 10 + args.callbacks)]
+        counts = [
+            count_run(kind, m, args.callbacks, args.log_level) for m in (10, 10 + args.callbacks)
+        ]
         per_callback = (counts[1] - counts[0]) / args.callbacks
         results[kind] = {"instructions_per_callback": round(per_callback), "runs": counts}
         print(f"[instructions] {kind}: {per_callback / 1e6:.2f} M instructions per callback")
@@ -81,13 +84,15 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
-def count_run(services, kind: str, count: int, most: int, counted: bool = True) -> int:
+def count_run(kind: str, count: int, most: int, log_level: str, counted: bool = True) -> int:
     """Instructions of one whole run of `count` callbacks (setup identical for every
     count: the orders for the largest run are always seeded); 0 when not `counted` (the
     process runs without valgrind)."""
+    from tests import services
+
     database_url = services.create_pg_database()
     try:
-        env = inner_env(services, database_url, WARM + 10 + most)
+        env = inner_env(database_url, WARM + 10 + most, log_level)
         with tempfile.NamedTemporaryFile(suffix=".log") as log:
             valgrind = [
                 "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -110,8 +115,10 @@ def count_run(services, kind: str, count: int, most: int, counted: bool = True) 
         services.drop_pg_database(database_url)
 
 
-def inner_env(services, database_url: str, orders: int) -> dict:
-    """The environment of one counted process: the app as `wsgi.py` builds it, INFO."""
+def inner_env(database_url: str, orders: int, log_level: str = "INFO") -> dict:
+    """The environment of one counted process: the app as `wsgi.py` builds it."""
+    from tests import services
+
     return {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -120,7 +127,7 @@ def inner_env(services, database_url: str, orders: int) -> dict:
         "SECRET_KEY": "bench-instructions-secret-key-0123456789abcdef",
         "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
         "MPESA_ENV": "simulator",
-        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        "LOG_LEVEL": log_level,
         "PAYMENTAPP_ALLOW_MISSING_ASSETS": "1",
         "BENCH_ORDERS": str(orders),
     }
@@ -135,12 +142,12 @@ def run_inner(kind: str, count: int, orders: int) -> None:
     from wsgi import app  # first: patches gevent, builds the app from the environment
 
     # isort: on
+    from bench.load.seed_paymentapp import seed
     from paymentapp.extensions import db
 
     with app.app_context():
         db.create_all()
-        checkout_ids = seed(orders)
-    bodies = [stk_body(checkout_id) for checkout_id in checkout_ids]
+    bodies = [stk_body(order["checkout_id"], order["amount"]) for order in seed(orders, "instr")]
     client = app.test_client()
     path = f"/callbacks/stk/{CALLBACK_TOKEN}"
     if kind == "paymentapp":
@@ -171,39 +178,11 @@ def run_inner(kind: str, count: int, orders: int) -> None:
     print("ok")
 
 
-def seed(count: int) -> list[str]:
-    """`count` pending orders, each with one pending STK payment; their checkout ids."""
-    import secrets
-
-    from paymentapp.extensions import db
-    from paymentapp.models import Order, Payment
-
-    checkout_ids = []
-    for index in range(count):
-        order = Order(amount=100, description="bench", number=f"ORD-B{index:06d}")
-        db.session.add(order)
-        db.session.flush()
-        checkout_id = f"ws_CO_{secrets.token_hex(8)}"
-        db.session.add(
-            Payment(
-                order_id=order.id,
-                phone="254712345678",
-                amount=100,
-                checkout_request_id=checkout_id,
-                merchant_request_id="29115-34620561-1",
-            )
-        )
-        checkout_ids.append(checkout_id)
-    db.session.commit()
-    db.session.remove()
-    return checkout_ids
-
-
-def stk_body(checkout_id: str) -> bytes:
-    """Daraja's STK success callback for 100 KES (the test suite's, with its receipt)."""
+def stk_body(checkout_id: str, amount: int) -> bytes:
+    """Daraja's STK success callback paying `amount` (the test suite's, with its receipt)."""
     from tests.helpers import stk_callback
 
-    return json.dumps(stk_callback(checkout_id)).encode()
+    return json.dumps(stk_callback(checkout_id, amount=amount)).encode()
 
 
 def receipt_in(body: dict) -> str:

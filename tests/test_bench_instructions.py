@@ -31,7 +31,7 @@ def database_url():
 
 
 def counted_process(database_url: str, kind: str, orders: int) -> None:
-    env = instructions.inner_env(services, database_url, orders)
+    env = instructions.inner_env(database_url, orders)
     done = subprocess.run(
         [sys.executable, instructions.__file__, "--inner", kind, str(CALLBACKS)],
         env=env, cwd=instructions.ROOT, capture_output=True, text=True, timeout=120,
