@@ -244,13 +244,17 @@ def reference_route(app, client, path: str, first_body: bytes):
             params[f"u{index}_id"] = order_id if table == "orders" else payment_id
             if table == "payments" and f"u{index}_receipt" in params:
                 params[f"u{index}_receipt"] = receipt
-        for name, value in list(params.items()):
-            if name in ("audit_order_id", "event_order_id"):
-                params[name] = [order_id] * len(value)
-            elif name == "audit_payment_id":
-                params[name] = [payment_id] * len(value)
-            elif name == "event_id":
-                params[name] = [new_id("evt") for _ in value]
+        # the appended rows, one JSON array per table (outbox/writer.py): this callback's ids
+        if "audit_rows" in params:
+            rows = json.loads(params["audit_rows"])
+            for row in rows:
+                row.update(order_id=order_id, payment_id=payment_id)
+            params["audit_rows"] = json.dumps(rows)
+        if "event_rows" in params:
+            rows = json.loads(params["event_rows"])
+            for row in rows:
+                row.update(id=new_id("evt"), order_id=order_id)
+            params["event_rows"] = json.dumps(rows)
         connection.execute(write_sql, params).fetchall()
         connection.commit()
         queue.publish("bench-reference", json.dumps({"order_id": order_id, "status": "paid"}))

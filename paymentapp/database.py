@@ -32,7 +32,6 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg import Column, pq
-from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
@@ -87,21 +86,14 @@ def open_pool(engine: Engine) -> int:
 
 
 def tune_connections(engine: Engine) -> None:
-    """Two psycopg settings on every connection the engine opens (PostgreSQL):
-
-    - **Lists as binary arrays** (psycopg's `ListBinaryDumper`), not text. The commit's
-      appended statement passes its rows as arrays (`outbox/writer.py`); in text every
-      element is quoted and escaped with a regular expression, a replacement per `"` of
-      a webhook event's JSON payload: about 5 % of a paid callback's CPU. Binary copies
-      the bytes. Our code passes no other list.
-    - **A cursor whose `description` is built when read** (`DescribedCursor`)."""
+    """A psycopg setting on every connection the engine opens (PostgreSQL): a cursor
+    whose `description` is built when read (`DescribedCursor`)."""
     if engine.dialect.name != "postgresql" or getattr(engine, "_paymentapp_tuned", False):
         return
     engine._paymentapp_tuned = True
 
     @event.listens_for(engine, "connect")
     def _connected(dbapi_connection, record) -> None:
-        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
         dbapi_connection.cursor_factory = DescribedCursor
 
 

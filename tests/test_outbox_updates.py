@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
-from psycopg.adapt import PyFormat
-from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import event, text
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -165,13 +164,13 @@ AWKWARD = "say \"paid\" \\ {braces}, commas; NULL Ksh — ✓ 'quoted'"
 
 
 def test_appended_rows_keep_every_character_and_null(pg_app, pending):
-    """The appended statement's rows travel as arrays (binary, `database.tune_connections`):
-    quotes, backslashes, braces, commas, the word NULL and non-ASCII text come back as
-    they went in, and None stays NULL."""
+    """The appended statement's rows travel as one JSON array per table
+    (`writer._rows_json`): quotes, backslashes, braces, commas, the word NULL and
+    non-ASCII text come back as they went in, None stays NULL, and a time in another
+    zone is the same instant to the microsecond."""
     order_id, _ = pending
-    connection = db.session.connection().connection.dbapi_connection
-    assert connection.adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
     now = db.session.execute(text("SELECT now()")).scalar_one()
+    nairobi = now.astimezone(timezone(timedelta(hours=3)))
     payload = json.dumps({"note": AWKWARD, "nested": {"list": [1, "two", None]}})
     write_appended(
         db.session,
@@ -200,18 +199,40 @@ def test_appended_rows_keep_every_character_and_null(pg_app, pending):
                 "kind": "note",
                 "detail": "NULL",
                 "actor": 'admin "x"',
-                "created_at": now,
+                "created_at": nairobi,
             },
         ],
     )
     db.session.commit()
     audit = db.session.execute(
-        text("SELECT detail, actor FROM order_events WHERE order_id = :id ORDER BY id"),
+        text("SELECT detail, actor, created_at FROM order_events WHERE order_id = :id ORDER BY id"),
         {"id": order_id},
     ).all()
-    assert [tuple(row) for row in audit] == [(AWKWARD, None), ("NULL", 'admin "x"')]
+    assert [tuple(row) for row in audit] == [(AWKWARD, None, now), ("NULL", 'admin "x"', now)]
     stored = db.session.execute(
         text("SELECT payload, version FROM webhook_events WHERE id = :id"),
         {"id": f"evt_{order_id}"},
     ).one()
     assert (stored.payload, stored.version) == (payload, 1)
+
+
+def test_an_appended_row_with_a_naive_time_is_refused(pg_app, pending):
+    """A time without a zone is refused before anything is sent, as `UTCDateTime`
+    refuses it in a flush: it could be any instant."""
+    order_id, _ = pending
+    row = {
+        "order_id": order_id,
+        "payment_id": None,
+        "kind": "note",
+        "detail": None,
+        "actor": None,
+        "created_at": datetime(2026, 12, 4, 12, 0),
+    }
+    with pytest.raises(ValueError, match="naive datetime"):
+        write_appended(db.session, audit=[row])
+    db.session.rollback()
+    count = db.session.execute(
+        text("SELECT count(*) FROM order_events WHERE order_id = :id AND kind = 'note'"),
+        {"id": order_id},
+    ).scalar_one()
+    assert count == 0
