@@ -194,7 +194,10 @@ def _write_in_one_statement(session, events, audit, record, now, updates=()) -> 
         params["record_id"] = record["id"]
         params.update({f"record_{name}": record[name] for name in RECORD_COLUMNS})
     shapes = tuple(row.shape for row in updates)
-    result = session.execute(_statement(bool(events), bool(audit), bool(record), shapes), params)
+    # on the session's connection: a Core statement needs none of `Session.execute`'s ORM steps
+    result = session.connection().execute(
+        _statement(bool(events), bool(audit), bool(record), shapes), params
+    )
     if updates:
         check_versions(updates, result.one_or_none())
 
