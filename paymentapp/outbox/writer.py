@@ -12,7 +12,7 @@ trip in the commit of every payment change. Elsewhere (SQLite) one statement per
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import Text, bindparam, cast, func, insert, literal, literal_column, select, update
@@ -29,6 +29,7 @@ from ..models import (
     Payment,
     WebhookDelivery,
     WebhookEvent,
+    as_utc,
     utcnow,
 )
 from .events import deliveries_for
@@ -63,12 +64,10 @@ def _insert_rows(model, columns: tuple[str, ...], prefix: str):
 
 
 def _json_value(value):
-    """A row value JSON has no type for: an aware datetime, as PostgreSQL reads it back
-    (`UTCDateTime` refuses a naive one the same way)."""
+    """A row value JSON has no type for: a datetime, in UTC with its offset, as the
+    `UTCDateTime` columns take it (a naive one is refused the same way)."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).isoformat()
+        return as_utc(value).isoformat()
     raise TypeError(f"{type(value).__name__} is not a row value")
 
 
