@@ -238,23 +238,23 @@ def reference_route(app, client, path: str, first_body: bytes):
         if "receipt" in params:
             params["receipt"] = receipt
         payment_id = connection.execute(payments_sql, params).fetchone()[0]
+        ids = {"order_id": order_id, "payment_id": payment_id}
         params = dict(write_params, record_id=record_id, record_payment_id=payment_id)
         params["record_checkout_request_id"] = checkout_id
         for index, table in tables.items():
             params[f"u{index}_id"] = order_id if table == "orders" else payment_id
             if table == "payments" and f"u{index}_receipt" in params:
                 params[f"u{index}_receipt"] = receipt
-        # the appended rows, one JSON array per table (outbox/writer.py): this callback's ids
-        if "audit_rows" in params:
-            rows = json.loads(params["audit_rows"])
-            for row in rows:
-                row.update(order_id=order_id, payment_id=payment_id)
-            params["audit_rows"] = json.dumps(rows)
-        if "event_rows" in params:
-            rows = json.loads(params["event_rows"])
-            for row in rows:
-                row.update(id=new_id("evt"), order_id=order_id)
-            params["event_rows"] = json.dumps(rows)
+        # the appended rows, one JSON array per table (outbox/writer.py): this callback's
+        # ids, and a new id for each webhook event
+        for name in ("audit_rows", "event_rows"):
+            if name in params:
+                rows = json.loads(params[name])
+                for row in rows:
+                    row.update({key: ids[key] for key in ids.keys() & row.keys()})
+                    if name == "event_rows":
+                        row["id"] = new_id("evt")
+                params[name] = json.dumps(rows)
         connection.execute(write_sql, params).fetchall()
         connection.commit()
         queue.publish("bench-reference", json.dumps({"order_id": order_id, "status": "paid"}))
