@@ -35,6 +35,8 @@ from .errors import found
 from .extensions import db
 from .faults import fault_point
 from .models import Approval, Order, OrderNumberCounter, Payment, ReceiptCheck, Refund
+from .models.records import OrderRecord, PaymentRecord
+from .outbox import records_read
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,22 +87,32 @@ ROW_KEYS = {
 }
 
 
+def _wanted(by: str):
+    """Which order `by` names (bound parameter `key`), as a WHERE clause on orders."""
+    key = bindparam("key")
+    if by == BY_ID:
+        return Order.id == key
+    if by in ROW_KEYS:
+        model, name = ROW_KEYS[by]
+        column = getattr(model, name)
+        return Order.id == select(model.order_id).where(column == key).scalar_subquery()
+    column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
+    return Order.id == select(Payment.order_id).where(column == key).scalar_subquery()
+
+
+def _payments_wanted(with_receipt: bool):
+    """The order's payments (bound parameter `order_id`) and, with a receipt
+    (`receipt`), the payment holding it, wherever it is."""
+    wanted = Payment.order_id == bindparam("order_id")
+    return or_(wanted, Payment.receipt == bindparam("receipt")) if with_receipt else wanted
+
+
 @cache
 def _order_statement(by: str, lock_rows: bool):
     """The order-lock query, built once per shape (bound parameter `key`)."""
-    key = bindparam("key")
-    if by == BY_ID:
-        wanted = Order.id == key
-    elif by in ROW_KEYS:
-        model, name = ROW_KEYS[by]
-        column = getattr(model, name)
-        wanted = Order.id == select(model.order_id).where(column == key).scalar_subquery()
-    else:
-        column = Payment.checkout_request_id if by == BY_CHECKOUT_ID else Payment.id
-        wanted = Order.id == select(Payment.order_id).where(column == key).scalar_subquery()
     statement = (
         select(Order)
-        .where(wanted)
+        .where(_wanted(by))
         .options(lazyload(Order.payments))  # read after the lock, below
         .execution_options(populate_existing=True)
     )
@@ -111,14 +123,25 @@ def _order_statement(by: str, lock_rows: bool):
 
 @cache
 def _payments_statement(with_receipt: bool):
-    wanted = Payment.order_id == bindparam("order_id")
-    if with_receipt:
-        wanted = or_(wanted, Payment.receipt == bindparam("receipt"))
     return (
         select(Payment)
-        .where(wanted)
+        .where(_payments_wanted(with_receipt))
         .order_by(Payment.created_at, Payment.id)
         .execution_options(populate_existing=True)
+    )
+
+
+@cache
+def _record_statements(by: str, lock_rows: bool, with_receipt: bool):
+    """`_order_statement` and `_payments_statement` as Core, every column of the rows in
+    the table's order: what records are read from (`models/records.py`)."""
+    orders, payments = Order.__table__, Payment.__table__
+    order = select(*orders.c).where(_wanted(by))
+    return (
+        order.with_for_update() if lock_rows else order,
+        select(*payments.c)
+        .where(_payments_wanted(with_receipt))
+        .order_by(payments.c.created_at, payments.c.id),
     )
 
 
@@ -144,6 +167,34 @@ def _lock(by: str, key: str, receipt: str | None = None) -> tuple[Order | None, 
     return order, holder
 
 
+def _lock_records(
+    by: str, key: str, receipt: str | None = None
+) -> tuple[OrderRecord | None, PaymentRecord | None]:
+    """`_lock`, read into records instead of ORM objects (`models/records.py`): the same
+    two statements, the same rule. The order's record is handed to the commit hook, which
+    writes whatever was set on it or on its payments (`outbox.records_read`)."""
+    order_statement, payments_statement = _record_statements(by, row_locks(), bool(receipt))
+    connection = db.session.connection()
+    row = connection.execute(order_statement, {"key": key}).first()
+    if row is None:
+        return None, None
+    fault_point("order.locked")
+    order = OrderRecord(row)
+    records_read(db.session, order)
+    params = {"order_id": order.id}
+    if receipt:
+        params["receipt"] = receipt
+    holder = None
+    for row in connection.execute(payments_statement, params):
+        mine = row.order_id == order.id
+        payment = PaymentRecord(row, order if mine else None)
+        if mine:
+            order.payments.append(payment)
+        if receipt and payment.receipt == receipt:
+            holder = payment
+    return order, holder
+
+
 def lock_order(order_id: str) -> Order:
     """The order with this id, row-locked until commit and read fresh with its
     payments, or a 404."""
@@ -160,12 +211,12 @@ def lock_order_with_receipt(order_id: str, receipt: str | None) -> tuple[Order, 
 
 def lock_order_of_checkout(
     checkout_id: str, receipt: str | None
-) -> tuple[Order | None, Payment | None, Payment | None]:
+) -> tuple[OrderRecord | None, PaymentRecord | None, PaymentRecord | None]:
     """The order of the prompt with this CheckoutRequestID, locked (one statement: the
     id → order lookup never changes, so it may be read in the locking statement), then
-    the prompt and the receipt's holder read after the lock. Nones when no prompt has
-    this checkout id."""
-    order, holder = _lock(BY_CHECKOUT_ID, checkout_id, receipt)
+    the prompt and the receipt's holder read after the lock; as records: the hot path of
+    a paid STK callback (`models/records.py`). Nones when no prompt has this checkout id."""
+    order, holder = _lock_records(BY_CHECKOUT_ID, checkout_id, receipt)
     if order is None:
         return None, None, holder
     payment = next((p for p in order.payments if p.checkout_request_id == checkout_id), None)

@@ -14,7 +14,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from paymentapp import create_app
 from paymentapp.extensions import db
+from paymentapp.locking import lock_order_of_checkout
 from paymentapp.models import Order, OrderStatus, Payment, PaymentStatus
+from paymentapp.models.records import ORDER_COLUMNS, OrderRecord
+from paymentapp.orders.schemas import status_snapshot
 from paymentapp.outbox import updates
 from paymentapp.outbox.writer import write_appended
 from paymentapp.payments.states import Kind, transition
@@ -119,8 +122,8 @@ def test_only_changed_columns_are_taken_and_other_computed_values_stay_with_the_
     taken = []
     real_take = updates.take_updates
 
-    def take(session):
-        taken.extend(real_take(session))
+    def take(session, records=()):
+        taken.extend(real_take(session, records))
         return taken
 
     statements.clear()
@@ -158,6 +161,68 @@ def test_a_paid_callback_leaves_nothing_for_the_flush(pg_app, pending):
         event.remove(db.session, "before_flush", flushed)
     assert response.status_code == 200, response.get_json()
     assert flushes == []
+
+
+def test_a_paid_callback_reads_its_rows_as_records_and_builds_no_orm_object(
+    pg_app, pending, monkeypatch
+):
+    """The STK callback's lock reads records (`models/records.py`): no Order or Payment
+    is loaded into the session, and what the callback changed is in the database, with
+    the version the emit announced."""
+    order_id, checkout_id = pending
+    loaded = []
+
+    def load(target, context):
+        loaded.append(target)
+
+    event.listen(Order, "load", load)
+    event.listen(Payment, "load", load)
+    sent = []
+    monkeypatch.setattr("paymentapp.outbox.hook.send", lambda name, payload: sent.append(payload))
+    try:
+        response = pg_app.test_client().post(
+            f"/callbacks/stk/{TEST_CALLBACK_TOKEN}", json=stk_callback(checkout_id)
+        )
+    finally:
+        event.remove(Order, "load", load)
+        event.remove(Payment, "load", load)
+    assert response.status_code == 200, response.get_json()
+    assert loaded == []
+    assert [(p["order_id"], p["order_status"], p["version"]) for p in sent] == [
+        (order_id, "paid", 2)
+    ]
+    db.session.expire_all()
+    order = db.session.get(Order, order_id)
+    assert (order.status, order.version, order.payments[0].status) == ("paid", 2, "completed")
+    assert status_snapshot(order) == sent[0]
+
+
+def test_a_column_set_on_a_record_without_a_move_is_still_written(pg_app, pending):
+    """Nothing set on a locked record is lost: the commit writes it as the ORM's flush
+    would have written an object's change."""
+    order_id, checkout_id = pending
+    order, payment, holder = lock_order_of_checkout(checkout_id, None)
+    assert (order.id, payment.order, holder) == (order_id, order, None)
+    payment.merchant_request_id = "set-by-hand"
+    db.session.commit()
+    stored = db.session.execute(
+        text("SELECT merchant_request_id FROM payments WHERE id = :id"), {"id": payment.id}
+    ).scalar_one()
+    assert stored == "set-by-hand"
+    assert payment.changed() == {}
+
+
+def test_a_record_takes_only_its_columns_and_its_version_only_by_a_bump():
+    order = OrderRecord(tuple(range(len(ORDER_COLUMNS))))
+    with pytest.raises(AttributeError, match="no column 'paid'"):
+        order.paid = True
+    with pytest.raises(AttributeError, match="bump_version"):
+        order.version = 7
+    order.amount = order.amount  # set to what it was: no change
+    order.description = "changed"
+    assert order.changed() == {"description": "changed"}
+    order.bump_version()
+    assert order.bumped and set(order.changed()) == {"description", "updated_at"}
 
 
 AWKWARD = "say \"paid\" \\ {braces}, commas; NULL Ksh — ✓ 'quoted'"

@@ -30,6 +30,7 @@ from .hook import (
     fault_before_effects,
     order_changed,
     order_created,
+    records_read,
     redeliver,
     transitioned,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "fault_before_effects",
     "order_changed",
     "order_created",
+    "records_read",
     "redeliver",
     "transitioned",
     "write_appended",

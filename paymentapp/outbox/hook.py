@@ -46,6 +46,7 @@ class Pending:
     deliveries: list = field(default_factory=list)  # (event id, endpoint id), explicit
     actions: list = field(default_factory=list)  # AuditEvent rows (`paymentapp/audit.py`)
     logs: list = field(default_factory=list)  # their log lines, written after the commit
+    records: list = field(default_factory=list)  # OrderRecords read under a lock
 
 
 def _pending(session: Session) -> Pending:
@@ -67,6 +68,12 @@ def transitioned(session: Session, order, webhook: str | None, payment=None, ref
     """Record a transition and the webhook event its kind sends (None: none), for the
     outbox."""
     _pending(session).transitions.append((order, webhook, payment, refund))
+
+
+def records_read(session: Session, order) -> None:
+    """An order read as a record under its lock (`models/records.py`): whatever is set on
+    it or on its payments is written just before the commit (`updates.take_updates`)."""
+    _pending(session).records.append(order)
 
 
 def audited(session: Session, row: dict) -> None:
@@ -120,10 +127,9 @@ def _prepare(session: Session) -> None:
     pending = session.info.pop(CHANGED, None)
     if not pending:
         return
-    # the changed orders and payments go in the appended statement below (`updates.py`,
-    # PostgreSQL), the flush writes the rest; defaults such as created_at are filled in
-    # by the flush
-    updates = take_updates(session)
+    # the changed orders and payments go in the appended statement below (`updates.py`),
+    # the flush writes the rest; defaults such as created_at are filled in by the flush
+    updates = take_updates(session, pending.records)
     session.flush()
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
     write_appended(

@@ -29,8 +29,10 @@ from sqlalchemy.sql import ClauseElement
 
 from ..models import Order, Payment
 from ..models.money import VERSION_BUMP
+from ..models.records import PaymentRecord
 
 MODELS = (Order, Payment)  # written in this order, each kind in id order (as the flush)
+TABLE_ORDER = {model.__tablename__: index for index, model in enumerate(MODELS)}
 _COLUMNS = {model: frozenset(inspect(model).columns.keys()) - {"id"} for model in MODELS}
 
 
@@ -73,13 +75,40 @@ def _changes(state) -> dict[str, object] | None:
     return changed
 
 
-def take_updates(session: Session) -> list[RowUpdate]:
-    """The changed orders and payments of `session`, taken for the appended statement:
-    their new values are committed in the session (the flush leaves them alone), the
-    bumped order's version set to the one its UPDATE must return. None elsewhere than
-    PostgreSQL (SQLite has no one statement to put them in: the flush writes them)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
+def take_updates(session: Session, records=()) -> list[RowUpdate]:
+    """The changed orders and payments of this transaction, taken for the appended
+    statement, each kind in id order: ORM objects of `session` (their new values are
+    then committed in the session, so the flush leaves them alone; PostgreSQL only: on
+    SQLite the flush writes them) and the OrderRecords read under a lock, with their
+    payments (`models/records.py`, every database: nothing else would write them). A
+    bumped order's version is set to the one its UPDATE must return."""
+    updates = _orm_updates(session) if session.get_bind().dialect.name == "postgresql" else []
+    if records:
+        updates += _record_updates(records)
+        updates.sort(key=lambda row: (TABLE_ORDER[row.table], row.row_id))
+    return updates
+
+
+def _record_updates(orders) -> list[RowUpdate]:
+    updates = []
+    for order in orders:
+        changed = order.changed()
+        if changed or order.bumped:
+            version = order.version + 1 if order.bumped else None
+            updates.append(RowUpdate(Order.__tablename__, order.id, changed, version))
+            order.mark_written()
+            if version is not None:
+                order.version_written(version)
+        for payment in order.payments:
+            if not isinstance(payment, PaymentRecord):
+                continue  # a payment added in this transaction: the flush inserts it
+            if changed := payment.changed():
+                updates.append(RowUpdate(Payment.__tablename__, payment.id, changed))
+                payment.mark_written()
+    return updates
+
+
+def _orm_updates(session: Session) -> list[RowUpdate]:
     dirty = [inspect(obj) for obj in session.dirty if isinstance(obj, MODELS)]
     updates = []
     for model in MODELS:

@@ -149,15 +149,15 @@ def write_appended(
     (order_events rows) and `record` (a callback record's id and RECORD_COLUMNS); then
     `targeted` events (rows with no delivery of their own), `deliveries` (event id,
     endpoint id) of named endpoints and `actions` (audit_events rows), the same way on
-    every database (they are never on the hot path). `updates` (PostgreSQL only: the
-    changed orders and payments, `updates.take_updates`) go in the one statement."""
+    every database (they are never on the hot path). `updates` (the changed orders and
+    payments, `updates.take_updates`) go in the one statement on PostgreSQL."""
     events, audit = list(events), list(audit)
     now = utcnow()
     if events or audit or record or updates:
         if session.get_bind().dialect.name == "postgresql":
             _write_in_one_statement(session, events, audit, record, now, updates)
         else:
-            _write_per_table(session, events, audit, record, now)
+            _write_per_table(session, events, audit, record, now, updates)
     if targeted:
         session.execute(insert(WebhookEvent.__table__), list(targeted))
     if deliveries:
@@ -212,8 +212,14 @@ def check_versions(updates, returned) -> None:
         )
 
 
-def _write_per_table(session, events, audit, record, now) -> None:
-    """SQLite (no data-modifying CTEs): the same rows, one statement per table."""
+def _write_per_table(session, events, audit, record, now, updates=()) -> None:
+    """SQLite (no data-modifying CTEs): the same rows, one statement per table, and one
+    per updated row (records' changes: `updates.take_updates`)."""
+    for row in updates:
+        params = {"u0_id": row.row_id, **{f"u0_{name}": v for name, v in row.values.items()}}
+        result = session.execute(_row_update(0, *row.shape), params)
+        if row.version is not None:
+            check_versions([row], result.one_or_none())
     if audit:
         session.execute(insert(OrderEvent.__table__), audit)
     if record:

@@ -366,7 +366,9 @@ def write(order: Order, changes: Iterable[Change | NewPayment]) -> None:
     rows = {order.id: order, **{p.id: p for p in order.payments}}
     for change in changes:
         if isinstance(change, NewPayment):
-            payment = Payment(id=change.id, **change.values)
+            # added to the session by hand: the order may be a record (`models/records.py`)
+            payment = Payment(id=change.id, order_id=order.id, **change.values)
+            db.session.add(payment)
             order.payments.append(payment)
             rows[payment.id] = payment
             continue
