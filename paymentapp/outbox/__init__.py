@@ -8,9 +8,10 @@
               emits, the audit log's lines); a rollback drops everything
   events.py   the webhook events of a transaction: rows with their exact bodies, and
               the SQL that gives each a delivery for every endpoint that wants it
-  updates.py  the changed orders and payments, taken from the ORM just before its
-              flush (PostgreSQL): written by writer.py's one statement, the version
-              counted by the database and checked against the one announced
+  updates.py  the changed orders and payments, taken just before the flush from the
+              ORM (PostgreSQL) and from the records a lock read (`records_read`):
+              written by writer.py's one statement, the version counted by the
+              database and checked against the one announced
   writer.py   the appended rows themselves: audit rows (`order_events`), the stored
               callback's outcome, webhook events and their deliveries, and on
               PostgreSQL the rows updates.py took; one statement on PostgreSQL, one per

@@ -1,15 +1,18 @@
-"""The order and payment rows a transaction changed, taken from the ORM's hands and
-written by the commit's one appended statement (`writer.py`), on PostgreSQL.
+"""The order and payment rows a transaction changed, written by the commit's one
+appended statement (`writer.py`), never by the ORM's flush.
 
-Every change to an order goes through its model objects, holding the order's row lock
-(`payments/states.write` sets their columns). The ORM's flush would write the order
-and each changed payment with a statement of its own: on the hot path, a paid
-callback, two round trips of the eight it makes. Instead, just before the flush
-(`hook._prepare`), `take_updates` collects each changed order and payment (its changed
-columns and their new values), tells the session those values are committed (the
-flush then writes only what is left: new rows, other tables), and the appended
-statement writes them as data-modifying CTEs, in the same round trip as the audit rows,
-the webhook events and the callback's outcome.
+Every change to an order is made holding the order's row lock, on the rows the lock
+read (`payments/states.write` sets their columns): ORM objects on most paths, records
+on the hot path, a paid STK callback (`models/records.py`). The ORM's flush would
+write the order and each changed payment with a statement of its own: two round trips
+of the eight a paid callback made. Instead, just before the flush (`hook._prepare`),
+`take_updates` collects each changed order and payment (its changed columns and their
+new values): from the session's ORM objects (PostgreSQL; telling the session those
+values are committed, so the flush writes only what is left: new rows, other tables)
+and from the records read under a lock (every database: nothing else would write
+them). The appended statement writes them as data-modifying CTEs, in the same round
+trip as the audit rows, the webhook events and the callback's outcome (on SQLite, one
+UPDATE per record's row).
 
 The order's version stays the database's: its UPDATE sets `version = version + 1` and
 reads it back (RETURNING). The events and the emit, built before that statement runs,
