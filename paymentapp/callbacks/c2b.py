@@ -31,13 +31,13 @@ from ..extensions import db
 from ..locking import lock_order_with_receipt
 from ..models import (
     CallbackOutcome,
-    CallbackRecord,
     Order,
     OrderStatus,
     Payment,
     PaymentMethod,
     utcnow,
 )
+from ..models.records import StoredCallback
 from ..mpesa.formats import (
     luhn_ok,
     normalise_account,
@@ -180,7 +180,7 @@ class C2BConfirmation(CallbackKind):
     def match_key(self, parsed: C2BPayment) -> str:
         return parsed.trans_id
 
-    def apply(self, record: CallbackRecord, parsed: C2BPayment):
+    def apply(self, record: StoredCallback, parsed: C2BPayment):
         if (known := _order_with_receipt(parsed.trans_id)) is not None:
             order, twin = lock_order_with_receipt(known, parsed.trans_id)
             record.payment_id = twin.id
@@ -240,7 +240,7 @@ class C2BValidation(CallbackKind):
     def match_key(self, parsed: C2BPayment) -> str:
         return parsed.trans_id
 
-    def apply(self, record: CallbackRecord, parsed: C2BPayment):
+    def apply(self, record: StoredCallback, parsed: C2BPayment):
         config = current_app.config
         if not config["MPESA_C2B_VALIDATION"]:
             record.detail = "accepted (validation is off)"

@@ -38,6 +38,7 @@ from ..models import (
     RefundStatus,
     utcnow,
 )
+from ..models.records import StoredCallback
 from ..payments.receipt_checks import settle_receipt
 from ..payments.refund_outcomes import (
     AFTER_ACKNOWLEDGED,
@@ -131,7 +132,7 @@ class ReversalResult(CallbackKind):
         return parsed.conversation_id
 
     def apply(
-        self, record: CallbackRecord, result: InitiatorResult
+        self, record: StoredCallback, result: InitiatorResult
     ) -> tuple[CallbackOutcome, Order | None]:
         row = self.find(result)  # a refund, or a receipt check
         if row is None or row.status == RefundStatus.REQUESTED:
@@ -252,7 +253,7 @@ class ReceiptStatusTimeout(ReceiptStatusResult):
         return "ignored"
 
 
-def _unmatched(record: CallbackRecord, result: InitiatorResult) -> CallbackOutcome:
+def _unmatched(record: StoredCallback, result: InitiatorResult) -> CallbackOutcome:
     if record.received_at > utcnow() - timedelta(seconds=UNMATCHED_FOR_S):
         record.detail = "nothing has this ConversationID yet; retried"
         return CallbackOutcome.RECEIVED

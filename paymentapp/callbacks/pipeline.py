@@ -23,7 +23,6 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import insert, select
-from sqlalchemy.orm import make_transient_to_detached
 
 from .. import metrics
 from ..errors import ApiError
@@ -31,6 +30,7 @@ from ..extensions import db
 from ..faults import fault_point
 from ..locking import retry_conflicts
 from ..models import CallbackOutcome, CallbackRecord, Order, utcnow
+from ..models.records import StoredCallback
 from ..outbox import RECORD_COLUMNS, announce, callback_outcome, fault_before_effects
 from ..payments.reconcile import PassReport, after_each_pass
 
@@ -60,7 +60,7 @@ class CallbackKind:
         """The id the message is matched by (stored on the record)."""
         raise NotImplementedError
 
-    def apply(self, record: CallbackRecord, parsed) -> tuple[CallbackOutcome, Order | None]:
+    def apply(self, record: StoredCallback, parsed) -> tuple[CallbackOutcome, Order | None]:
         """Match under a row lock and transition; the pipeline commits. Returns the
         outcome and the order to announce after the commit (None: nothing matched)."""
         raise NotImplementedError
@@ -209,14 +209,14 @@ def store(
     via: str = "callback",
     outcome: CallbackOutcome = CallbackOutcome.RECEIVED,
     detail: str | None = None,
-) -> CallbackRecord:
+) -> StoredCallback:
     """Commit the raw body first: whatever happens next, the callback is on record.
 
     One autocommitted INSERT (a single round trip: no BEGIN, no COMMIT to wait for, and
     as durable), on a connection of its own outside the session (the session would
     begin and end a transaction of its own around it: bookkeeping for nothing); the
-    record comes back detached, with every column known, so applying it needs no SELECT
-    to read it again.
+    record comes back as a plain object with every column known (`StoredCallback`), so
+    applying it needs no SELECT to read it again.
     """
     values = {
         "kind": kind.name,
@@ -238,19 +238,18 @@ def store(
         with db.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
             record_id = connection.execute(_STORE, values).scalar_one()
-    record = CallbackRecord(id=record_id, **values)
-    make_transient_to_detached(record)
-    return record
+    return StoredCallback.of({"id": record_id, **values})
 
 
 def apply_stored(
-    kind: CallbackKind, record: CallbackRecord | int, parsed
+    kind: CallbackKind, record: StoredCallback | int, parsed
 ) -> tuple[CallbackOutcome, str | None, bool]:
     """Apply a parsed callback under its order's lock, record what it did, commit; a
     deadlock or serialization failure is retried in place (`locking.retry_conflicts`).
 
-    `record` is the one `store` returned, or a stored record's id; either way it is kept
-    out of the session and its outcome is written with the commit's appended rows.
+    `record` is the one `store` returned, or a stored record's id (its row is read); either
+    way it is a `StoredCallback`, outside the session, and its outcome is written with the
+    commit's appended rows.
     Returns the outcome, the record's detail, and whether an order's update was emitted
     after the commit. A
     duplicate re-sends the order's current snapshot too: the worker that applied the
@@ -264,11 +263,13 @@ def apply_stored(
 
 
 def _apply_once(
-    kind: CallbackKind, record: CallbackRecord | int, parsed
+    kind: CallbackKind, record: StoredCallback | int, parsed
 ) -> tuple[CallbackOutcome, str | None, bool]:
-    if isinstance(record, int):  # a stored record retried: read it, then out of the session
-        record = db.session.get(CallbackRecord, record)
-        db.session.expunge(record)
+    if isinstance(record, int):  # a stored record retried: its row, read
+        table = CallbackRecord.__table__
+        record = StoredCallback(
+            db.session.connection().execute(select(*table.c).where(table.c.id == record)).one()
+        )
     key = kind.match_key(parsed)
     fault_point("callback.apply", key=key)
     outcome, order = kind.apply(record, parsed)

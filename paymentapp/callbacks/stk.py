@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..locking import lock_order_of_checkout, lock_order_with_receipt
-from ..models import CallbackOutcome, CallbackRecord, Order, Payment, PaymentStatus, utcnow
+from ..models import CallbackOutcome, Order, Payment, PaymentStatus, utcnow
+from ..models.records import StoredCallback
 from ..mpesa.formats import MAX_DB_INT, parse_amount, parse_eat_timestamp
 from ..payments.money import Money, apply_result
 from ..payments.states import AMOUNT_FROM_CALLBACK
@@ -144,7 +145,7 @@ class StkKind(CallbackKind):
         return parsed.checkout_request_id
 
     def apply(
-        self, record: CallbackRecord, result: StkResult
+        self, record: StoredCallback, result: StkResult
     ) -> tuple[CallbackOutcome, Order | None]:
         payment, holder = lock_for_result(result)
         if payment is None:

@@ -19,10 +19,11 @@ returns the number the events and the emit announce.
 from __future__ import annotations
 
 from .base import utcnow
-from .money import Order, OrderRules, Payment, PaymentRules
+from .money import CallbackRecord, Order, OrderRules, Payment, PaymentRules
 
 ORDER_COLUMNS = tuple(Order.__table__.c.keys())
 PAYMENT_COLUMNS = tuple(Payment.__table__.c.keys())
+STORED_COLUMNS = tuple(CallbackRecord.__table__.c.keys())
 
 
 class _Record:
@@ -101,3 +102,15 @@ class PaymentRecord(_Record, PaymentRules):
     def __init__(self, row, order: OrderRecord | None = None) -> None:
         super().__init__(row)
         object.__setattr__(self, "order", order)
+
+
+class StoredCallback(_Record):
+    """A callback record's row as `callbacks/pipeline.store` inserted it: what applying
+    it reads and sets (its outcome is written with the commit's appended rows)."""
+
+    COLUMNS, _NAMES = STORED_COLUMNS, frozenset(STORED_COLUMNS)
+    __slots__ = STORED_COLUMNS
+
+    @classmethod
+    def of(cls, values: dict) -> StoredCallback:
+        return cls(tuple(values[name] for name in STORED_COLUMNS))

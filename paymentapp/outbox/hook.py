@@ -50,7 +50,11 @@ class Pending:
 
 
 def _pending(session: Session) -> Pending:
-    return session.info.setdefault(CHANGED, Pending())
+    info = session.info
+    pending = info.get(CHANGED)
+    if pending is None:  # not `setdefault`: it would build a Pending on every call
+        pending = info[CHANGED] = Pending()
+    return pending
 
 
 def order_changed(session: Session, order) -> bool:
