@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import Column, pq
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .environment import whole_number
 
@@ -55,6 +56,19 @@ def engine_options(env, database_url: str) -> dict:
         "pool_timeout": whole_number(env, "DB_POOL_TIMEOUT_S", POOL_TIMEOUT_S, minimum=1),
         "pool_use_lifo": True,
     }
+
+
+@contextmanager
+def autocommitted(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection of its own, outside the session, each statement committed on
+    its own (AUTOCOMMIT): one round trip for a lone INSERT or SELECT, with no BEGIN
+    before it and no COMMIT or ROLLBACK after it, and no session bookkeeping around it.
+    The connection goes back to the pool as soon as the block ends. Storing a
+    callback's raw body (`callbacks/pipeline.store`) and reading status snapshots
+    (`orders/snapshots.py`) use it."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def open_pool(engine: Engine) -> int:

@@ -3,6 +3,7 @@ expiring)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -172,7 +173,14 @@ def check_order_access(key: ApiKey, order) -> None:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CLIENT_TOKEN_SALT)
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=8)
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    """Made once per key: making one test-serializes a value to learn its output type,
+    work every dialog's subscribe and status read would repeat."""
+    return URLSafeTimedSerializer(secret_key, salt=CLIENT_TOKEN_SALT)
 
 
 def make_client_token(order_id: str) -> str:

@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import insert, select
 
 from .. import metrics
+from ..database import autocommitted
 from ..errors import ApiError
 from ..extensions import db
 from ..faults import fault_point
@@ -235,8 +236,7 @@ def store(
         record_id = db.session.connection().execute(_STORE, values).scalar_one()
         db.session.commit()
     else:
-        with db.engine.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT")
+        with autocommitted(db.engine) as connection:
             record_id = connection.execute(_STORE, values).scalar_one()
     return StoredCallback.of({"id": record_id, **values})
 

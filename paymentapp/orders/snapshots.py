@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import bindparam, select
 
+from ..database import autocommitted
 from ..extensions import db
 from ..models import Order, OrderRules, Payment, PaymentRules
 from .schemas import status_snapshot
@@ -58,8 +59,10 @@ class OrderRow(OrderRules):
 
 def read_snapshots(order_ids: Iterable[str]) -> dict[str, dict]:
     """The status snapshot of each of these orders that exists, by id: one statement."""
+    with autocommitted(db.engine) as connection:  # the latest commit, no session around it
+        rows = connection.execute(_SNAPSHOTS, {"ids": list(set(order_ids))}).all()
     orders: dict[str, OrderRow] = {}
-    for row in db.session.execute(_SNAPSHOTS, {"ids": list(set(order_ids))}):
+    for row in rows:
         order_id = getattr(row, LABEL + "id")
         order = orders.get(order_id)
         if order is None:

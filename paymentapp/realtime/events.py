@@ -181,17 +181,6 @@ def _join(data) -> str:
     return order_id
 
 
-def _fresh_read() -> None:
-    """Before reading snapshots: reads that see the latest commit.
-
-    Autocommitted: a snapshot is one SELECT, so there is no BEGIN to send first nor a
-    ROLLBACK when the event ends (two round trips of three, for every dialog that opens).
-    """
-    _wait_for_message_queue()
-    db.session.rollback()
-    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 def _not_found(order_id: str) -> NotFound:
     _leave(order_id)
     return NotFound("No order with this id.", code="order_not_found")
@@ -213,8 +202,9 @@ def subscribe(data=None, *_extra):
     # Join first, read second: an update committed before this read is in the
     # snapshot, one committed after it is emitted to the room we are already in.
     order_id = _join(data)
-    _fresh_read()
-    snapshot = read_snapshot(order_id)  # the order and its payments: one Core statement
+    _wait_for_message_queue()
+    # the order and its payments: one autocommitted Core statement, the latest commit
+    snapshot = read_snapshot(order_id)
     if snapshot is None:
         raise _not_found(order_id)
     return {"ok": True, "status": snapshot}
@@ -240,7 +230,7 @@ def subscribe_many(data=None, *_extra):
             order_id = asked if isinstance(asked, str) and len(asked) <= MAX_ORDER_ID else None
             results.append({"order_id": order_id, **failure(exc.code, exc.message)})
     if joined:
-        _fresh_read()
+        _wait_for_message_queue()
         snapshots = read_snapshots(joined.values())
         for index, order_id in joined.items():
             snapshot = snapshots.get(order_id)
