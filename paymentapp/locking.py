@@ -35,8 +35,7 @@ from .errors import found
 from .extensions import db
 from .faults import fault_point
 from .models import Approval, Order, OrderNumberCounter, Payment, ReceiptCheck, Refund
-from .models.records import OrderRecord, PaymentRecord
-from .outbox import records_read
+from .models.records import OrderRecord, PaymentRecord, read_under_lock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -172,7 +171,7 @@ def _lock_records(
 ) -> tuple[OrderRecord | None, PaymentRecord | None]:
     """`_lock`, read into records instead of ORM objects (`models/records.py`): the same
     two statements, the same rule. The order's record is handed to the commit hook, which
-    writes whatever was set on it or on its payments (`outbox.records_read`)."""
+    writes whatever was set on it or on its payments (`records.read_under_lock`)."""
     order_statement, payments_statement = _record_statements(by, row_locks(), bool(receipt))
     connection = db.session.connection()
     row = connection.execute(order_statement, {"key": key}).first()
@@ -180,7 +179,7 @@ def _lock_records(
         return None, None
     fault_point("order.locked")
     order = OrderRecord(row)
-    records_read(db.session, order)
+    read_under_lock(db.session, order)
     params = {"order_id": order.id}
     if receipt:
         params["receipt"] = receipt

@@ -10,8 +10,10 @@ appended statement anyway (`outbox/updates.py`), never by the ORM's flush.
 So the STK callback's lock reads Core rows into these records. A record holds its
 row's columns as attributes, with the model's money rules (`OrderRules`,
 `PaymentRules`), `order.payments` and `payment.order`; a column set on it is
-remembered (`changed`), and `take_updates` turns the changes into the same row updates
-it takes from ORM objects: one writer, whichever a path reads. The order's version is
+remembered (`changed`). The lock hands the order's record to its session
+(`read_under_lock`); just before the commit the hook takes them (`take_read`) and
+`outbox/updates.take_updates` turns their changes into the same row updates it takes
+from ORM objects: one writer, whichever a path reads. The order's version is
 still the database's: `bump_version` asks for `version = version + 1`, and the update
 returns the number the events and the emit announce.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 from .base import utcnow
 from .money import CallbackRecord, Order, OrderRules, Payment, PaymentRules
 
+READ = "paymentapp.records.read"  # session.info: the OrderRecords read under a lock
 ORDER_COLUMNS = tuple(Order.__table__.c.keys())
 PAYMENT_COLUMNS = tuple(Payment.__table__.c.keys())
 STORED_COLUMNS = tuple(CallbackRecord.__table__.c.keys())
@@ -114,3 +117,16 @@ class StoredCallback(_Record):
     @classmethod
     def of(cls, values: dict) -> StoredCallback:
         return cls(tuple(values[name] for name in STORED_COLUMNS))
+
+
+def read_under_lock(session, order: OrderRecord) -> None:
+    """`order` was read under its lock in this session's transaction: whatever is set on
+    it or on its payments is written just before the commit (`outbox/hook.py`), as the
+    ORM's flush writes an object's change, so nothing set on a record is lost."""
+    session.info.setdefault(READ, []).append(order)
+
+
+def take_read(session) -> list[OrderRecord]:
+    """The records read under a lock in this transaction, taken (once: the commit hook
+    writes them, a rollback drops them)."""
+    return session.info.pop(READ, [])

@@ -9,7 +9,7 @@
   events.py   the webhook events of a transaction: rows with their exact bodies, and
               the SQL that gives each a delivery for every endpoint that wants it
   updates.py  the changed orders and payments, taken just before the flush from the
-              ORM (PostgreSQL) and from the records a lock read (`records_read`):
+              ORM (PostgreSQL) and from the records a lock read (`models/records.py`):
               written by writer.py's one statement, the version counted by the
               database and checked against the one announced
   writer.py   the appended rows themselves: audit rows (`order_events`), the stored
@@ -31,7 +31,6 @@ from .hook import (
     fault_before_effects,
     order_changed,
     order_created,
-    records_read,
     redeliver,
     transitioned,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "fault_before_effects",
     "order_changed",
     "order_created",
-    "records_read",
     "redeliver",
     "transitioned",
     "write_appended",

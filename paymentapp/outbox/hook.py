@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ..faults import fault_point
+from ..models.records import READ, take_read
 from ..realtime.emit import order_created_payload, order_update_payload, send
 from .events import outbox_rows, webhook_events
 from .updates import take_updates
@@ -46,7 +47,6 @@ class Pending:
     deliveries: list = field(default_factory=list)  # (event id, endpoint id), explicit
     actions: list = field(default_factory=list)  # AuditEvent rows (`paymentapp/audit.py`)
     logs: list = field(default_factory=list)  # their log lines, written after the commit
-    records: list = field(default_factory=list)  # OrderRecords read under a lock
 
 
 def _pending(session: Session) -> Pending:
@@ -72,12 +72,6 @@ def transitioned(session: Session, order, webhook: str | None, payment=None, ref
     """Record a transition and the webhook event its kind sends (None: none), for the
     outbox."""
     _pending(session).transitions.append((order, webhook, payment, refund))
-
-
-def records_read(session: Session, order) -> None:
-    """An order read as a record under its lock (`models/records.py`): whatever is set on
-    it or on its payments is written just before the commit (`updates.take_updates`)."""
-    _pending(session).records.append(order)
 
 
 def audited(session: Session, row: dict) -> None:
@@ -129,11 +123,13 @@ def _prepare(session: Session) -> None:
     """Inside the transaction: write the audit and webhook outbox rows, build the emit
     payloads."""
     pending = session.info.pop(CHANGED, None)
-    if not pending:
+    records = take_read(session)  # read under a lock (`models/records.py`)
+    if not pending and not records:
         return
+    pending = pending or Pending()
     # the changed orders and payments go in the appended statement below (`updates.py`),
     # the flush writes the rest; defaults such as created_at are filled in by the flush
-    updates = take_updates(session, pending.records)
+    updates = take_updates(session, records)
     session.flush()
     events = outbox_rows(webhook_events(pending.created.values(), pending.transitions))
     write_appended(
@@ -174,5 +170,5 @@ def _dispatch(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _drop(session: Session) -> None:
-    for key in (CHANGED, READY, LOGGED, FAULT):
+    for key in (CHANGED, READY, LOGGED, FAULT, READ):
         session.info.pop(key, None)
