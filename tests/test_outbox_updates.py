@@ -212,6 +212,21 @@ def test_a_column_set_on_a_record_without_a_move_is_still_written(pg_app, pendin
     assert payment.changed() == {}
 
 
+def test_an_order_changed_both_as_a_record_and_as_an_orm_object_is_never_committed(pg_app, pending):
+    """Two readings of one order in one transaction would each write what they alone saw
+    and bump the version twice: the commit refuses, and nothing is written."""
+    order_id, checkout_id = pending
+    record, _, _ = lock_order_of_checkout(checkout_id, None)
+    transition(record, Kind.STATUS_CHECKED, "checked through the record")
+    orm_order = db.session.get(Order, order_id)
+    transition(orm_order, Kind.ORDER_CANCELLED, "cancelled through the ORM object")
+    with pytest.raises(RuntimeError, match=f"both as ORM objects and as records: .*{order_id}"):
+        db.session.commit()
+    db.session.rollback()
+    stored = db.session.get(Order, order_id)
+    assert (stored.status, stored.version) == (OrderStatus.PENDING, 1)
+
+
 def test_a_record_takes_only_its_columns_and_its_version_only_by_a_bump():
     order = OrderRecord(tuple(range(len(ORDER_COLUMNS))))
     with pytest.raises(AttributeError, match="no column 'paid'"):

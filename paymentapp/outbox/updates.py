@@ -85,11 +85,24 @@ def take_updates(session: Session, records=()) -> list[RowUpdate]:
     SQLite the flush writes them) and the OrderRecords read under a lock, with their
     payments (`models/records.py`, every database: nothing else would write them). A
     bumped order's version is set to the one its UPDATE must return."""
+    if records:
+        _refuse_both(session, records)
     updates = _orm_updates(session) if session.get_bind().dialect.name == "postgresql" else []
     if records:
         updates += _record_updates(records)
         updates.sort(key=lambda row: (TABLE_ORDER[row.table], row.row_id))
     return updates
+
+
+def _refuse_both(session: Session, records) -> None:
+    """A row changed both as an ORM object and as a record in one transaction would be
+    written twice, each from what it alone saw (and its version bumped twice): refused,
+    so the transaction rolls back instead. A path reads one order one way."""
+    read = {order.id for order in records}
+    read.update(p.id for order in records for p in order.payments if isinstance(p, PaymentRecord))
+    changed = {inspect(obj).identity[0] for obj in session.dirty if isinstance(obj, MODELS)}
+    if both := read & changed:
+        raise RuntimeError(f"changed both as ORM objects and as records: {sorted(both)}")
 
 
 def _record_updates(orders) -> list[RowUpdate]:
