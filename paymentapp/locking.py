@@ -106,6 +106,11 @@ def _payments_wanted(with_receipt: bool):
     return or_(wanted, Payment.receipt == bindparam("receipt")) if with_receipt else wanted
 
 
+def _payments_params(order_id: str, receipt: str | None) -> dict:
+    """The bound values of the payments read (`_payments_wanted`)."""
+    return {"order_id": order_id, "receipt": receipt} if receipt else {"order_id": order_id}
+
+
 @cache
 def _order_statement(by: str, lock_rows: bool):
     """The order-lock query, built once per shape (bound parameter `key`)."""
@@ -152,9 +157,7 @@ def _lock(by: str, key: str, receipt: str | None = None) -> tuple[Order | None, 
     if order is None:
         return None, None
     fault_point("order.locked")
-    params = {"order_id": order.id}
-    if receipt:
-        params["receipt"] = receipt
+    params = _payments_params(order.id, receipt)
     rows = db.session.scalars(_payments_statement(bool(receipt)), params).all()
     payments = [p for p in rows if p.order_id == order.id]
     set_committed_value(order, "payments", payments)
@@ -180,9 +183,7 @@ def _lock_records(
     fault_point("order.locked")
     order = OrderRecord(row)
     read_under_lock(db.session, order)
-    params = {"order_id": order.id}
-    if receipt:
-        params["receipt"] = receipt
+    params = _payments_params(order.id, receipt)
     holder = None
     for row in connection.execute(payments_statement, params):
         mine = row.order_id == order.id

@@ -101,6 +101,11 @@ def _row_update(index: int, table_name: str, columns: tuple[str, ...], bump: boo
     return statement.values(values)
 
 
+def _update_params(index: int, row: RowUpdate) -> dict:
+    """The bound values of `_row_update(index, ...)` for this row."""
+    return {f"u{index}_id": row.row_id, **{f"u{index}_{n}": v for n, v in row.values.items()}}
+
+
 @cache
 def _statement(with_events: bool, with_audit: bool, with_record: bool, updates: tuple = ()):
     """PostgreSQL: everything appended as one statement, built once per shape; with row
@@ -183,8 +188,7 @@ def _write_in_one_statement(session, events, audit, record, now, updates=()) -> 
     """PostgreSQL: one round trip, whatever the number of rows (`_statement`)."""
     params = {"now": now}
     for index, row in enumerate(updates):
-        params[f"u{index}_id"] = row.row_id
-        params.update({f"u{index}_{name}": value for name, value in row.values.items()})
+        params.update(_update_params(index, row))
     if events:
         params["event_rows"] = _rows_json(events, EVENT_COLUMNS)
     if audit:
@@ -216,8 +220,7 @@ def _write_per_table(session, events, audit, record, now, updates=()) -> None:
     """SQLite (no data-modifying CTEs): the same rows, one statement per table, and one
     per updated row (records' changes: `updates.take_updates`)."""
     for row in updates:
-        params = {"u0_id": row.row_id, **{f"u0_{name}": v for name, v in row.values.items()}}
-        result = session.execute(_row_update(0, *row.shape), params)
+        result = session.execute(_row_update(0, *row.shape), _update_params(0, row))
         if row.version is not None:
             check_versions([row], result.one_or_none())
     if audit:
